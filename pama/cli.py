@@ -1,0 +1,158 @@
+"""`python -m pama <subcommand>`: every job the app does, scriptable. A subcommand exists only when it works."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from . import __version__
+
+
+def _store(args):
+    from .store import Store
+
+    return Store(getattr(args, "db", None))
+
+
+def cmd_setup(args) -> int:
+    from . import models
+    from .store import Store, describe_url
+
+    models.main_build_cache()
+    store = Store(args.db)
+    print(f"store ready: {describe_url(store.url)} (schema {store.schema_version()})")
+    if not args.no_demo:
+        try:
+            from . import demo
+        except ImportError:  # the demo front arrives with the fronts issue
+            demo = None
+        imported = demo.import_if_empty(store) if demo else None
+        if imported:
+            print(f"imported the demo front ({imported})")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    store = _store(args)
+    store.mark_stale_failed()
+    runs = store.list_runs(status=args.status, method=args.method, limit=args.limit)
+    if args.json:
+        print(json.dumps(runs, default=str, indent=2))
+        return 0
+    if not runs:
+        print("no runs yet: start one with `python -m pama train --steps 5` or from the app's Train page")
+        return 0
+    header = f"{'id':<13} {'status':<9} {'method':<7} {'step':>9}  {'created':<19}  name"
+    print(header)
+    print("-" * len(header))
+    for r in runs:
+        print(f"{r['id']:<13} {r['status']:<9} {r['method']:<7} {r['step']:>4}/{r['total_steps']:<4}  "
+              f"{r['created_at']:%Y-%m-%d %H:%M:%S}  {r['name']}")
+    return 0
+
+
+def cmd_db(args) -> int:
+    from .store import SCHEMA_HEAD, Store, StoreError, describe_url
+    from . import paths
+
+    url = args.db or paths.default_db_url()
+    if args.action == "upgrade":
+        Store.upgrade(url)
+        print(f"{describe_url(url)} upgraded to schema {SCHEMA_HEAD}")
+    elif args.action == "init":
+        store = Store(url)
+        print(f"{describe_url(url)} ready (schema {store.schema_version()})")
+    else:
+        try:
+            store = Store(url, create=False)
+            print(f"{describe_url(url)}: schema {store.schema_version()} (current {SCHEMA_HEAD})")
+        except StoreError as err:
+            print(err)
+            return 1
+    return 0
+
+
+def cmd_objectives(args) -> int:
+    from . import objectives
+
+    for name in objectives.available():
+        o = objectives.get(name, load=False) if "load" in objectives.get.__code__.co_varnames else objectives.get(name)
+        print(f"{name:<12} [{o.lower:g}, {o.upper:g}]  {o.description}")
+    print("\nAlso: hf:<model id or path>[:label] (a sequence-classification reward model) and "
+          "py:<module>:<function> (config files and CLI only).")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from . import models
+
+    model, tok = models.load(args.model)
+    for prompt, text in zip(args.prompt, models.generate(model, tok, args.prompt, max_new_tokens=args.max_new_tokens,
+                                                          temperature=args.temperature, seed=args.seed)):
+        print(f"### {prompt}\n{text}\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pama", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pama-explorer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, fn, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--db", default=None, help="SQLAlchemy database URL (default: $PAMA_DB_URL or "
+                                                  "sqlite under checkpoints/)")
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("setup", cmd_setup, "Build the embedded model cache and initialise the store (what `make run` does).")
+    p.add_argument("--no-demo", action="store_true", help="do not import the demo front into an empty store")
+    p = add("runs", cmd_runs, "List the store's runs.")
+    p.add_argument("--status", default=None)
+    p.add_argument("--method", default=None)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p = add("db", cmd_db, "Database schema: init, upgrade (Alembic) or show the version.")
+    p.add_argument("action", choices=["init", "upgrade", "version"])
+    add("objectives", cmd_objectives, "List the built-in objectives.")
+    p = add("generate", cmd_generate, "Generate with a model (no adapter).")
+    p.add_argument("prompt", nargs="+")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    for register in _extensions():
+        register(sub, add)
+    return parser
+
+
+def _extensions():
+    """Subcommands defined next to the code they drive (training, sweeps, fronts)."""
+    out = []
+    for modname in ("trainer", "sweep"):
+        try:
+            mod = __import__(f"pama.{modname}", fromlist=["register_cli"])
+        except ImportError:
+            continue
+        if hasattr(mod, "register_cli"):
+            out.append(mod.register_cli)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+    from .models import ModelNotFoundError
+    from .store import StoreError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.simplefilter("default", UserWarning)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ModelNotFoundError, StoreError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

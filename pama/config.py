@@ -1,0 +1,243 @@
+"""Run configurations: dataclasses with help text, loadable from YAML and overridable by CLI flags (TRL's style).
+
+Precedence: dataclass defaults < ``--config FILE`` < explicit flags. ``validate()`` says what is wrong and never
+touches the store, so bad input is refused before anything is written.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import typing
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHODS = ("pama", "morlhf", "mgda")
+DEFAULT_OBJECTIVES = ["sentiment", "conciseness"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the field and what is accepted."""
+
+
+def _help(text: str, **kw) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    name: str = _help("Run name shown in the app (default: method + preference).", default="")
+    model: str = _help("Model spec: smollm2-135m (embedded), tiny-random (tests), a HF model id or a local folder.",
+                       default="smollm2-135m")
+    objectives: list[str] = _help("Objectives, comma-separated (see `python -m pama objectives`).",
+                                  default_factory=lambda: list(DEFAULT_OBJECTIVES))
+    preference: list[float] = _help("Preference over the objectives (non-negative; normalised to sum 1 with a "
+                                    "warning). Empty = uniform.", default_factory=list)
+    method: str = _help("pama (closed-form combination), morlhf (linear scalarisation) or mgda (min-norm gradients).",
+                        default="pama")
+    anchor: float = _help("PAMA anchor strength λ in [0, 1]: 1 = the paper's PAMA (ignores the preference), "
+                          "0 = linear scalarisation with the preference.", default=0.5)
+    granularity: str = _help("PAMA combination per 'token' or from batch-mean advantages ('batch').", default="token")
+    steps: int = _help("PPO steps (one rollout batch each).", default=40)
+    batch_size: int = _help("Prompts per rollout batch.", default=8)
+    ppo_epochs: int = _help("Optimisation passes over each rollout batch.", default=1)
+    mini_batches: int = _help("Mini-batches per PPO epoch.", default=1)
+    max_new_tokens: int = _help("Tokens generated per response.", default=48)
+    temperature: float = _help("Sampling temperature for rollouts.", default=1.0)
+    top_p: float = _help("Nucleus sampling for rollouts.", default=1.0)
+    learning_rate: float = _help("Adam learning rate for the LoRA adapter and value heads.", default=1e-4)
+    lora_r: int = _help("LoRA rank.", default=8)
+    lora_alpha: int = _help("LoRA alpha.", default=16)
+    lora_dropout: float = _help("LoRA dropout.", default=0.0)
+    target_modules: list[str] = _help("Modules that get LoRA adapters.",
+                                      default_factory=lambda: ["q_proj", "v_proj"])
+    kl_coef: float = _help("Initial KL penalty β (0 disables the KL shaping).", default=0.2)
+    target_kl: float = _help("Target KL (nats) of the adaptive β controller; 0 keeps β fixed.", default=3.0)
+    kl_horizon: int = _help("Horizon of the adaptive KL controller.", default=10000)
+    gamma: float = _help("GAE discount γ.", default=1.0)
+    lam: float = _help("GAE λ.", default=0.95)
+    cliprange: float = _help("PPO ratio clip ε.", default=0.2)
+    cliprange_value: float = _help("Value clip.", default=0.2)
+    vf_coef: float = _help("Value loss coefficient.", default=0.1)
+    whiten_advantages: bool = _help("Whiten each objective's advantages over the batch's response tokens.",
+                                    default=True)
+    noon: bool = _help("Drop negative advantages (Noon PPO).", default=True)
+    max_grad_norm: float = _help("Gradient clipping (0 = off).", default=1.0)
+    prompts: str = _help("Training prompts: builtin:train, a .jsonl/.csv/.txt file, or hf:<dataset>[:split[:col]].",
+                         default="builtin:train")
+    seed: int = _help("Random seed (prompt order, sampling, initialisation).", default=0)
+    save_every: int = _help("Save a checkpoint every K steps (and at the end).", default=10)
+    threads: int = _help("torch CPU threads (0 = torch's default).", default=0)
+    device: str = _help("auto, cpu or cuda.", default="auto")
+
+    def normalised_preference(self) -> list[float]:
+        n = len(self.objectives)
+        return list(self.preference) if self.preference else [1.0 / n] * n
+
+    def validate(self, *, check_objectives: bool = True, allow_python: bool = True) -> "TrainConfig":
+        """Check every field; returns self with the preference normalised. Raises ConfigError."""
+        errors = []
+        if self.method not in METHODS:
+            errors.append(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if not self.objectives:
+            errors.append("at least one objective is needed (e.g. --objectives sentiment,conciseness)")
+        if len(set(self.objectives)) != len(self.objectives):
+            errors.append(f"objectives are repeated: {self.objectives}")
+        if self.granularity not in ("token", "batch"):
+            errors.append(f"granularity must be 'token' or 'batch', not {self.granularity!r}")
+        if not (0.0 <= self.anchor <= 1.0) or math.isnan(self.anchor):
+            errors.append(f"anchor must lie in [0, 1], not {self.anchor}")
+        for name in ("steps", "batch_size", "ppo_epochs", "mini_batches", "max_new_tokens", "lora_r", "save_every"):
+            if getattr(self, name) <= 0:
+                errors.append(f"{name} must be a positive integer, not {getattr(self, name)}")
+        if self.batch_size > 0 and self.mini_batches > 0 and self.batch_size % self.mini_batches:
+            errors.append(f"batch_size ({self.batch_size}) must be divisible by mini_batches ({self.mini_batches})")
+        for name, lo, hi in (("learning_rate", 0, 1), ("temperature", 0, 10), ("top_p", 0, 1), ("lam", 0, 1),
+                             ("gamma", 0, 1), ("cliprange", 0, 10), ("lora_dropout", 0, 1)):
+            v = getattr(self, name)
+            if not (lo < v <= hi) if name in ("learning_rate", "temperature", "top_p", "cliprange") else not (lo <= v <= hi):
+                errors.append(f"{name} = {v} is out of range ({lo}, {hi}]")
+        for name in ("kl_coef", "target_kl", "vf_coef", "max_grad_norm", "cliprange_value", "threads"):
+            if getattr(self, name) < 0:
+                errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            errors.append(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.preference:
+            if len(self.preference) != len(self.objectives):
+                errors.append(f"preference has {len(self.preference)} entries but there are {len(self.objectives)} "
+                              f"objectives ({', '.join(self.objectives)})")
+            elif any(p < 0 or math.isnan(p) for p in self.preference):
+                errors.append(f"preference entries must be non-negative, got {self.preference}")
+            elif sum(self.preference) <= 0:
+                errors.append("preference must have a positive entry")
+        if check_objectives and self.objectives:
+            from . import objectives as objmod
+
+            for name in self.objectives:
+                try:
+                    objmod.get(name, allow_python=allow_python, load=False)
+                except ValueError as err:
+                    errors.append(str(err))
+        if errors:
+            raise ConfigError("Invalid training configuration:\n  - " + "\n  - ".join(errors))
+        if self.preference and abs(sum(self.preference) - 1.0) > 1e-6:
+            total = sum(self.preference)
+            normalised = [p / total for p in self.preference]
+            warnings.warn(f"preference {self.preference} does not sum to 1; using {[round(p, 4) for p in normalised]}",
+                          stacklevel=2)
+            self.preference = normalised
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SweepConfig(TrainConfig):
+    points: int = _help("Preferences per edge of the simplex grid (2 objectives: K points; 3: the K-grid).",
+                        default=5)
+    eval_prompts: str = _help("Held-out prompts for evaluation.", default="builtin:heldout")
+    eval_samples: int = _help("Held-out prompts evaluated per point.", default=64)
+    eval_max_new_tokens: int = _help("Tokens generated per evaluation response.", default=48)
+    eval_seed: int = _help("Seed of the evaluation sampling (the same for every point).", default=1234)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# dataclass <-> argparse / YAML
+
+def _field_type(cls, f: dataclasses.Field):
+    hints = typing.get_type_hints(cls)
+    return hints[f.name]
+
+
+def _parse_value(tp, raw: Any, name: str):
+    origin = typing.get_origin(tp)
+    try:
+        if origin in (list, typing.List):
+            (inner,) = typing.get_args(tp)
+            if isinstance(raw, str):
+                items = [x.strip() for x in raw.split(",") if x.strip()]
+            elif isinstance(raw, (list, tuple)):
+                items = list(raw)
+            else:
+                raise TypeError(f"expected a list or a comma-separated string, got {type(raw).__name__}")
+            return [_parse_value(inner, x, name) for x in items]
+        if tp is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {raw!r}")
+        if tp is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise TypeError(f"expected an integer, got {raw!r}")
+            return int(raw)
+        if tp is float:
+            if isinstance(raw, bool):
+                raise TypeError(f"expected a number, got {raw!r}")
+            return float(raw)
+        if tp is str:
+            if not isinstance(raw, (str, int, float)):
+                raise TypeError(f"expected text, got {type(raw).__name__}")
+            return str(raw)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{name}: {err}") from None
+    return raw
+
+
+def from_dict(cls, data: dict, *, source: str = "config"):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a mapping of field: value, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(fields)}")
+    kwargs = {k: _parse_value(_field_type(cls, fields[k]), v, f"{source}: {k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of field: value, not {type(data).__name__}")
+    return data
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One --flag per field, all defaulting to None so that only explicit flags override the YAML file."""
+    for f in dataclasses.fields(cls):
+        tp = _field_type(cls, f)
+        flag = "--" + f.name.replace("_", "-")
+        meta = "A,B,..." if typing.get_origin(tp) in (list, typing.List) else tp.__name__.upper()
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        parser.add_argument(flag, dest=f.name, default=None, metavar=meta,
+                            help=f"{f.metadata.get('help', '')} (default: {default})")
+
+
+def build(cls, args: argparse.Namespace | dict, config_file: str | None = None):
+    """defaults < YAML < flags."""
+    data = load_yaml(config_file) if config_file else {}
+    if config_file:
+        from_dict(cls, data, source=str(config_file))  # type-check the file on its own for a precise message
+    flags = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    names = {f.name for f in dataclasses.fields(cls)}
+    data.update({k: v for k, v in flags.items() if k in names and v is not None})
+    return from_dict(cls, data, source="flags" if not config_file else f"{config_file} + flags")
+
+
+def to_yaml(cfg) -> str:
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)

@@ -1,0 +1,70 @@
+"""Shared fixtures: an isolated PAMA_HOME and store per test, and a tiny random model built in-process."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def pama_home(tmp_path, monkeypatch):
+    """Each test gets its own checkpoints root and SQLite store; the base-model cache stays shared."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("PAMA_HOME", str(home))
+    monkeypatch.delenv("PAMA_DB_URL", raising=False)
+    return home
+
+
+@pytest.fixture
+def store(pama_home):
+    from pama.store import Store
+
+    s = Store()
+    yield s
+    s.close()
+
+
+def _pg_url():
+    return os.environ.get("PAMA_TEST_PG_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, pama_home):
+    """The same store tests on SQLite and, where CI started one (PAMA_TEST_PG_URL), on a real PostgreSQL server."""
+    from pama.store import Store
+
+    if request.param == "sqlite":
+        s = Store()
+        yield s
+        s.close()
+        return
+    base = _pg_url()
+    if not base:
+        pytest.skip("PAMA_TEST_PG_URL not set (.ci/run starts a PostgreSQL server and sets it)")
+    import sqlalchemy as sa
+
+    schema_db = f"pama_test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f"CREATE DATABASE {schema_db}")
+    url = base.rsplit("/", 1)[0] + "/" + schema_db
+    s = Store(url)
+    yield s
+    s.close()
+    with admin.connect() as c:
+        c.exec_driver_sql(f"DROP DATABASE {schema_db} WITH (FORCE)")
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from pama import models
+
+    return models.load(models.TINY_MODEL, seed=0)
