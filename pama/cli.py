@@ -77,7 +77,7 @@ def cmd_objectives(args) -> int:
     from . import objectives
 
     for name in objectives.available():
-        o = objectives.get(name, load=False) if "load" in objectives.get.__code__.co_varnames else objectives.get(name)
+        o = objectives.get(name)
         print(f"{name:<12} [{o.lower:g}, {o.upper:g}]  {o.description}")
     print("\nAlso: hf:<model id or path>[:label] (a sequence-classification reward model) and "
           "py:<module>:<function> (config files and CLI only).")

@@ -119,7 +119,7 @@ class TrainConfig:
 
             for name in self.objectives:
                 try:
-                    objmod.get(name, allow_python=allow_python, load=False)
+                    objmod.get(name, allow_python=allow_python)
                 except ValueError as err:
                     errors.append(str(err))
         if errors:

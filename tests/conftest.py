@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import uuid
 
+import pama  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+
 import pytest
 import torch
 

@@ -1,0 +1,542 @@
+"""Noon PPO on a LoRA adapter with PAMA's closed-form combination of objectives, and the MORLHF / MGDA baselines.
+
+One step: rollout → rewards per objective → KL-shaped per-objective returns → GAE → whitening → Noon →
+combination (PAMA per token, MORLHF on the scalarised stream, MGDA by min-norm gradient weights) → clipped PPO
+update of the adapter and one value head per objective. The reference policy is the same model with the adapter
+disabled. Everything is logged to the store every step; checkpoints are atomic and a stopped run resumes.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import algorithm as alg
+from . import models, paths
+from .config import ConfigError, TrainConfig
+from .store import Store
+
+CHECKPOINT_POINTER = "LATEST"
+
+
+class RunCancelled(Exception):
+    pass
+
+
+@dataclass
+class Rollout:
+    input_ids: torch.Tensor       # (B, Q+T)
+    attention_mask: torch.Tensor  # (B, Q+T)
+    response_mask: torch.Tensor   # (B, T) float: response tokens up to and including the first EOS
+    query_len: int
+    prompts: list[str]
+    responses: list[str]
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, matching what generate() used (else log-probs drift)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def response_mask(response_ids: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
+    """1 up to and including the first EOS: stopping is an action the policy must be credited for."""
+    is_eos = torch.zeros_like(response_ids, dtype=torch.bool)
+    for e in eos_ids:
+        is_eos |= response_ids == e
+    after = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    return (~after).float()
+
+
+def seq_logprobs_and_hidden(model, input_ids, attention_mask, query_len: int, *, hidden: bool = True):
+    """Log-probs of the response tokens and the last hidden state before each; logits only for the response."""
+    T = input_ids.shape[1] - query_len
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                logits_to_keep=T + 1, output_hidden_states=hidden, use_cache=False)
+    logits = out.logits[:, :-1].float()
+    targets = input_ids[:, query_len:]
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    h = out.hidden_states[-1][:, query_len - 1:-1] if hidden else None
+    return logp, h
+
+
+class ValueHeads(nn.Module):
+    """One linear value head per objective on the policy's last hidden state (a single (H → n) layer)."""
+
+    def __init__(self, hidden_size: int, n: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, n)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, T, H) → (n, B, T)
+        return self.linear(h.float()).permute(2, 0, 1)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / CHECKPOINT_POINTER
+    if not pointer.exists():
+        return None
+    ckpt = run_dir / pointer.read_text().strip()
+    return ckpt if (ckpt / "state.pt").exists() and (ckpt / "adapter").exists() else None
+
+
+class Trainer:
+    """Holds model, adapter, value heads, optimiser and KL controller for one run."""
+
+    def __init__(self, cfg: TrainConfig, store: Store | None = None, *, run_id: str | None = None,
+                 progress: bool = True, on_step: Callable[[int, dict], None] | None = None, model=None,
+                 tokenizer=None, sweep_id: str | None = None, name: str | None = None):
+        from accelerate import Accelerator
+        from accelerate.utils import broadcast_object_list
+
+        from . import objectives as objmod
+        from .prompts import PromptSampler, load_prompts
+
+        self.cfg = cfg
+        self.progress = progress
+        self.on_step = on_step
+        cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+        self.accelerator = Accelerator(cpu=cpu)
+        self.device = self.accelerator.device
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.is_main = self.accelerator.is_main_process
+        self.store = store if store is not None else (Store() if self.is_main else None)
+        self.objectives = [objmod.get(o) for o in cfg.objectives]
+        self.n = len(self.objectives)
+        self.preference = cfg.normalised_preference()
+        self.prompts = load_prompts(cfg.prompts)
+        world = self.accelerator.num_processes
+        self.sampler = PromptSampler(self.prompts, cfg.batch_size * world, seed=cfg.seed)
+
+        # the run record: the main process creates it; every process learns its id
+        if self.is_main and run_id is None:
+            label = name or cfg.name or default_run_name(cfg)
+            run_id = self.store.create_run(
+                name=label, method=cfg.method, model=cfg.model, config=cfg.to_dict(), total_steps=cfg.steps,
+                sweep_id=sweep_id,
+                objectives=[dict(name=o.name, direction=o.direction, lower=o.lower, upper=o.upper)
+                            for o in self.objectives])
+        holder = [run_id]
+        if world > 1:
+            broadcast_object_list(holder)
+        self.run_id = holder[0]
+        self.run_dir = paths.run_dir(self.run_id)
+
+        torch.manual_seed(cfg.seed)
+        if model is None:
+            model, tokenizer = models.load(cfg.model, seed=cfg.seed)
+        self.tokenizer = tokenizer
+        self.eos_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+        if getattr(model.generation_config, "eos_token_id", None) is not None:
+            e = model.generation_config.eos_token_id
+            self.eos_ids |= set(e if isinstance(e, list) else [e])
+        self.model = self._with_adapter(model)
+        n_heads = 1 if cfg.method == "morlhf" else self.n
+        self.value_heads = ValueHeads(model.config.hidden_size, n_heads)
+        params = [p for p in self.model.parameters() if p.requires_grad] + list(self.value_heads.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+        self.kl_ctl = alg.AdaptiveKLController(cfg.kl_coef, cfg.target_kl or None, cfg.kl_horizon)
+        self.model, self.value_heads, self.optimizer = self.accelerator.prepare(
+            self.model, self.value_heads, self.optimizer)
+        self.step = 0
+        self._resume_if_possible()
+
+    # -- setup ----------------------------------------------------------------------------------------------------
+    def _with_adapter(self, model):
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if isinstance(model, PeftModel):
+            return model
+        cfg = self.cfg
+        missing = [m for m in cfg.target_modules if not any(n.endswith(m) for n, _ in model.named_modules())]
+        if missing:
+            raise ConfigError(f"target_modules {missing} are not modules of {cfg.model}; e.g. q_proj,v_proj for "
+                              "Llama-style models, c_attn for GPT-2")
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+        return get_peft_model(model, lora)
+
+    def _resume_if_possible(self) -> None:
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            return
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+        model = self.accelerator.unwrap_model(self.model)
+        set_peft_model_state_dict(model, load_file(ckpt / "adapter" / "adapter_model.safetensors"))
+        self.accelerator.unwrap_model(self.value_heads).load_state_dict(state["value_heads"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.step = int(state["step"])
+
+    # -- one PPO step ---------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def rollout(self, step: int) -> Rollout:
+        cfg = self.cfg
+        batch = self.sampler.batch(step - 1)
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        prompts = batch[rank::world] if world > 1 else batch
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        texts, enc, new = models.generate(
+            model, self.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+            top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + step * 101 + rank, return_ids=True)
+        rmask = response_mask(new, self.eos_ids)
+        input_ids = torch.cat([enc["input_ids"], new], dim=1)
+        attn = torch.cat([enc["attention_mask"], rmask.long()], dim=1)
+        return Rollout(input_ids, attn, rmask.to(self.device), enc["input_ids"].shape[1], prompts, texts)
+
+    def score(self, ro: Rollout) -> torch.Tensor:
+        from .objectives import score_all
+
+        scores = score_all(self.objectives, ro.prompts, ro.responses)
+        return torch.as_tensor(scores, dtype=torch.float32, device=self.device)  # (n, B)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        ro = self.rollout(step)
+        t1 = time.perf_counter()
+        scores = self.score(ro)
+        t2 = time.perf_counter()
+        stats = self._update(ro, scores)
+        t3 = time.perf_counter()
+
+        gathered = self.accelerator.gather(scores.T.contiguous()).T if self.accelerator.num_processes > 1 else scores
+        metrics = {f"rewards/{o.name}/mean": float(gathered[i].mean()) for i, o in enumerate(self.objectives)}
+        metrics.update({f"rewards/{o.name}/std": float(gathered[i].std()) if gathered.shape[1] > 1 else 0.0
+                        for i, o in enumerate(self.objectives)})
+        metrics.update(stats)
+        metrics.update({"time/generate": t1 - t0, "time/score": t2 - t1, "time/update": t3 - t2,
+                        "time/step": t3 - t0, "response_length": float(ro.response_mask.sum(1).mean())})
+        return metrics
+
+    def _forward(self, ro: Rollout, *, adapter: bool = True, grad: bool = True):
+        ctx = contextlib.nullcontext() if grad else torch.no_grad()
+        with ctx:
+            if adapter:
+                logp, h = seq_logprobs_and_hidden(self.model, ro.input_ids, ro.attention_mask, ro.query_len)
+                return logp, self.value_heads(h)
+            with self.accelerator.unwrap_model(self.model).disable_adapter():
+                logp, _ = seq_logprobs_and_hidden(self.model, ro.input_ids, ro.attention_mask, ro.query_len,
+                                                  hidden=False)
+            return logp, None
+
+    def _advantages(self, scores, old_logp, ref_logp, old_values, mask):
+        """KL-shaped per-objective rewards → GAE → whitening → Noon; MORLHF works on the scalarised stream."""
+        cfg = self.cfg
+        kl = (old_logp - ref_logp) * mask                                   # (B, T)
+        beta = self.kl_ctl.value
+        if cfg.method == "morlhf":
+            pref = torch.as_tensor(self.preference, dtype=scores.dtype, device=scores.device)
+            scores = alg.linear_scalarise(scores, pref).unsqueeze(0)         # (1, B)
+        n_streams = scores.shape[0]
+        B, T = mask.shape
+        last = (mask.sum(1).long() - 1).clamp(min=0)                        # index of the last response token
+        rewards = (-beta * kl).unsqueeze(0).repeat(n_streams, 1, 1)         # (n, B, T)
+        rewards[:, torch.arange(B, device=mask.device), last] += scores
+        adv, returns = alg.gae(rewards, old_values, mask.unsqueeze(0).expand(n_streams, B, T), cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            adv = alg.whiten(adv, mask.unsqueeze(0).expand_as(adv))
+        if cfg.noon:
+            adv = alg.noon(adv)
+        return adv * mask, returns, kl
+
+    def _combine(self, adv, mask):
+        """(n, B, T) advantages → (B, T) combined advantage and (n, B, T) weights, per method."""
+        cfg = self.cfg
+        if cfg.method == "pama":
+            if cfg.granularity == "batch":
+                return alg.pama_combine_batch_mean(adv, mask, self.preference, cfg.anchor)
+            combined, w = alg.pama_combine(adv, self.preference, cfg.anchor)
+            return combined * mask, w
+        if cfg.method == "morlhf":
+            return adv[0], None
+        return None, None  # mgda combines gradients, not advantages
+
+    def _update(self, ro: Rollout, scores: torch.Tensor) -> dict[str, float]:
+        cfg = self.cfg
+        mask = ro.response_mask
+        self.model.train()
+        ref_logp, _ = self._forward(ro, adapter=False, grad=False)
+        fused = cfg.ppo_epochs == 1 and cfg.mini_batches == 1
+        if fused:
+            # one epoch, one mini-batch: the rollout policy is the current policy, so the first training forward
+            # gives π_old's log-probs and values too (detached) instead of a separate no-grad forward.
+            logp, values = self._forward(ro)
+            old_logp, old_values = logp.detach(), values.detach()
+        else:
+            old_logp, old_values = self._forward(ro, grad=False)
+        adv, returns, kl = self._advantages(scores, old_logp, ref_logp, old_values, mask)
+        combined, weights = self._combine(adv, mask)
+
+        stats: dict[str, list[float]] = {}
+        B = mask.shape[0]
+        mb = max(1, B // cfg.mini_batches)
+        for epoch in range(cfg.ppo_epochs):
+            order = torch.randperm(B, device=mask.device) if cfg.mini_batches > 1 else torch.arange(B, device=mask.device)
+            for start in range(0, B, mb):
+                idx = order[start:start + mb]
+                if not (fused and epoch == 0):
+                    sub = Rollout(ro.input_ids[idx], ro.attention_mask[idx], mask[idx], ro.query_len, [], [])
+                    logp, values = self._forward(sub)
+                s = self._loss_and_step(logp, values, old_logp[idx], old_values[:, idx], returns[:, idx],
+                                        adv[:, idx], None if combined is None else combined[idx], mask[idx])
+                for k, v in s.items():
+                    stats.setdefault(k, []).append(v)
+        mean_kl = float((kl.sum(1)).mean())
+        if self.accelerator.num_processes > 1:
+            mean_kl = float(self.accelerator.reduce(torch.tensor(mean_kl, device=self.device), "mean"))
+        out = {k: sum(v) / len(v) for k, v in stats.items()}
+        out["kl"] = mean_kl
+        out["beta"] = self.kl_ctl.value
+        self.kl_ctl.update(mean_kl, B * self.accelerator.num_processes)
+        if weights is not None and cfg.method == "pama":
+            for i, o in enumerate(self.objectives):
+                out[f"pama/weight/{o.name}"] = float(alg.masked_mean(weights[i], mask))
+        if combined is not None:
+            out["advantage/positive_share"] = float(alg.masked_mean((combined > 0).float(), mask))
+            out["advantage/mean"] = float(alg.masked_mean(combined, mask))
+        return out
+
+    def _loss_and_step(self, logp, values, old_logp, old_values, returns, adv, combined, mask):
+        cfg = self.cfg
+        vf_loss = alg.clipped_value_loss(values, old_values, returns, mask, cfg.cliprange_value)
+        stats: dict[str, float] = {}
+        if cfg.method == "mgda":
+            losses = [alg.clipped_surrogate(logp, old_logp, adv[i], mask, cfg.cliprange)[0] for i in range(self.n)]
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            grads = []
+            for i, L in enumerate(losses):
+                g = torch.autograd.grad(L, params, retain_graph=True, allow_unused=True)
+                grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
+                                        for x, p in zip(g, params)]))
+            w = alg.mgda_weights(torch.stack(grads))
+            pg_loss = sum(w[i] * losses[i] for i in range(self.n))
+            _, s = alg.clipped_surrogate(logp, old_logp, (w.view(-1, 1, 1) * adv).sum(0), mask, cfg.cliprange)
+            stats.update({f"mgda/weight/{o.name}": float(w[i]) for i, o in enumerate(self.objectives)})
+        else:
+            pg_loss, s = alg.clipped_surrogate(logp, old_logp, combined, mask, cfg.cliprange)
+        loss = pg_loss + cfg.vf_coef * vf_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        if cfg.max_grad_norm:
+            self.accelerator.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                             cfg.max_grad_norm)
+        self.optimizer.step()
+        stats.update({"loss/policy": pg_loss.item(), "loss/value": vf_loss.item(), "loss/total": loss.item(),
+                      "ppo/clipfrac": s["clipfrac"], "ppo/approx_kl": s["approx_kl"]})
+        return stats
+
+    # -- checkpoints ----------------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Write step-N/ in a temporary folder, rename it, then move the LATEST pointer: never half-written."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        name = f"step-{self.step:06d}"
+        final = self.run_dir / name
+        tmp = self.run_dir / f".{name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        model = self.accelerator.unwrap_model(self.model)
+        model.save_pretrained(tmp / "adapter")
+        torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),
+                    "value_heads": self.accelerator.unwrap_model(self.value_heads).state_dict(),
+                    "objectives": [o.name for o in self.objectives]}, tmp / "state.pt")
+        (tmp / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _atomic_write_text(self.run_dir / CHECKPOINT_POINTER, name)
+        for old in self.run_dir.glob("step-*"):
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+        if self.store is not None:
+            self.store.update_run(self.run_id, adapter_path=str(final / "adapter"))
+        return final
+
+    # -- the loop -------------------------------------------------------------------------------------------------
+    def _cancel_requested(self) -> bool:
+        if self.store is None:
+            return False
+        run = self.store.get_run(self.run_id)
+        return bool(run and run["status"] == "cancelled")
+
+    def train(self) -> str:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        store = self.store if self.is_main else None
+        if store is not None:
+            store.update_run(self.run_id, total_steps=cfg.steps)
+            store.set_status(self.run_id, "running")
+        stop = threading.Event()
+        beat = threading.Thread(target=_heartbeat_loop, args=(store, self.run_id, stop), daemon=True)
+        if store is not None:
+            beat.start()
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} {self.run_id}", unit="step",
+                   disable=not (self.progress and self.is_main), dynamic_ncols=True)
+        try:
+            while self.step < cfg.steps:
+                if self._cancel_requested():
+                    raise RunCancelled()
+                self.step += 1
+                metrics = self.train_step(self.step)
+                if store is not None:
+                    store.log_metrics(self.run_id, self.step, metrics)
+                if self.is_main and (self.step % cfg.save_every == 0 or self.step == cfg.steps):
+                    self.save_checkpoint()
+                if self.on_step is not None and self.is_main:
+                    self.on_step(self.step, metrics)
+                bar.update(1)
+                bar.set_postfix({k.split("/")[1][:6]: f"{v:.3f}" for k, v in metrics.items()
+                                 if k.startswith("rewards/") and k.endswith("/mean")} | {"kl": f"{metrics['kl']:.2f}"})
+            if store is not None:
+                store.set_status(self.run_id, "finished")
+        except (RunCancelled, KeyboardInterrupt):
+            if store is not None:
+                store.set_status(self.run_id, "cancelled", error="cancelled by the user")
+            raise RunCancelled(self.run_id) from None
+        except Exception as err:
+            if store is not None:
+                store.set_status(self.run_id, "failed", error=f"{type(err).__name__}: {err}")
+            raise
+        finally:
+            stop.set()
+            bar.close()
+        self.accelerator.wait_for_everyone()
+        return self.run_id
+
+
+def _heartbeat_loop(store: Store | None, run_id: str, stop: threading.Event, every_s: float = 10.0) -> None:
+    """A heartbeat independent of step length, so a killed process is spotted within the grace period."""
+    while store is not None and not stop.wait(every_s):
+        with contextlib.suppress(Exception):
+            store.heartbeat(run_id)
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    pref = ",".join(f"{p:.2f}" for p in cfg.normalised_preference())
+    extra = f" λ={cfg.anchor:g}" if cfg.method == "pama" else ""
+    return f"{cfg.method} [{pref}]{extra} {'/'.join(cfg.objectives)}"
+
+
+def train(cfg: TrainConfig, store: Store | None = None, *, run_id: str | None = None, progress: bool = True,
+          on_step: Callable[[int, dict], None] | None = None, model=None, tokenizer=None,
+          sweep_id: str | None = None, name: str | None = None) -> str:
+    """Validate, create (or resume) the run, train to cfg.steps; returns the run id."""
+    cfg.validate()
+    trainer = Trainer(cfg, store, run_id=run_id, progress=progress, on_step=on_step, model=model,
+                      tokenizer=tokenizer, sweep_id=sweep_id, name=name)
+    return trainer.train()
+
+
+def resume(run_id: str, store: Store | None = None, *, steps: int | None = None, progress: bool = True,
+           model=None, tokenizer=None) -> str:
+    """Continue a stopped run from its last checkpoint up to ``steps`` (default: the run's own step count)."""
+    from .config import from_dict
+
+    store = store or Store()
+    run = store.require_run(run_id)
+    if run["status"] == "running" and run["pid"] and _pid_alive(run["pid"]) and run["pid"] != os.getpid():
+        raise ConfigError(f"run {run_id} is still running (pid {run['pid']}); cancel it first")
+    cfg = from_dict(TrainConfig, run["config"], source=f"run {run_id}")
+    if steps is not None:
+        cfg.steps = steps
+    store.update_run(run_id, config=cfg.to_dict())
+    return train(cfg, store, run_id=run_id, progress=progress, model=model, tokenizer=tokenizer)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CLI
+
+def register_cli(sub, add) -> None:
+    from .config import add_dataclass_arguments
+
+    p = add("train", _cmd_train, "Train one LoRA adapter (PAMA, MORLHF or MGDA); prints the run id first.")
+    p.add_argument("--config", default=None, help="YAML file of TrainConfig fields (flags override it)")
+    p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped run from its checkpoint")
+    p.add_argument("--run-id", default=None, help=argparse_suppress())
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_dataclass_arguments(p, TrainConfig)
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def _cmd_train(args) -> int:
+    from .config import build
+
+    store = Store(args.db) if _is_main_process() else None
+    if args.resume:
+        print(f"run id: {args.resume} (resuming)", flush=True)
+        resume(args.resume, store, steps=args.steps and int(args.steps), progress=not args.quiet)
+        return 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = build(TrainConfig, args, args.config).validate()
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    run_id = args.run_id
+    if store is not None and run_id is None:
+        # create the record up front so that the id is printed before the (slow) model load
+        from . import objectives as objmod
+
+        objs = [objmod.get(o) for o in cfg.objectives]
+        run_id = store.create_run(name=cfg.name or default_run_name(cfg), method=cfg.method, model=cfg.model,
+                                  config=cfg.to_dict(), total_steps=cfg.steps,
+                                  objectives=[dict(name=o.name, lower=o.lower, upper=o.upper) for o in objs])
+    if _is_main_process():
+        print(f"run id: {run_id}", flush=True)
+    _install_sigterm()
+    try:
+        train(cfg, store, run_id=run_id, progress=not args.quiet)
+    except RunCancelled:
+        print(f"run {run_id} cancelled; resume with `python -m pama train --resume {run_id}`", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _install_sigterm() -> None:
+    """SIGTERM (cancel from the app, docker stop) ends the step loop like Ctrl-C: status 'cancelled', no traceback."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt()
+
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, handler)
