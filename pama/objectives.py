@@ -298,19 +298,21 @@ class _Embedder:
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         torch = self.torch
-        out = []
+        result = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths together: less padding
         with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
+            for i in range(0, len(order), batch_size):
+                idx = order[i : i + batch_size]
                 batch = self.tokenizer(
-                    texts[i : i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt"
+                    [texts[j] for j in idx], padding=True, truncation=True, max_length=256, return_tensors="pt"
                 )
                 hidden = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(emb, dim=-1).numpy())
-        return np.concatenate(out, axis=0) if out else np.zeros((0, 384), dtype=np.float32)
+                result[idx] = torch.nn.functional.normalize(emb, dim=-1).numpy()
+        return result
 
 
 @functools.lru_cache(maxsize=1)
@@ -320,7 +322,7 @@ def _embedder() -> _Embedder:
 
 def _make_relevance(spec: str, params: dict[str, Any]) -> Objective:
     _check_unknown(params, ["batch_size"], spec)
-    batch_size = int(_num(params.pop("batch_size", 64), "batch_size", spec))
+    batch_size = int(_num(params.pop("batch_size", 32), "batch_size", spec))
     lo, hi = _bounds(params, -1.0, 1.0, spec)
 
     def score(prompts: list[str], responses: list[str]) -> list[float]:
@@ -415,7 +417,7 @@ _BUILTINS: dict[str, tuple[Callable[[str, dict[str, Any]], Objective], str, dict
         "the paper's length reward clip(len/scale, lo, hi)",
         {"unit": "chars", "scale": 140, "lo": 0.5, "hi": 1.5},
     ),
-    "relevance": (_make_relevance, "cosine similarity of prompt and response (all-MiniLM-L6-v2)", {"batch_size": 64}),
+    "relevance": (_make_relevance, "cosine similarity of prompt and response (all-MiniLM-L6-v2)", {"batch_size": 32}),
     "safety": (_make_safety, "1 - offensive-language probability (alt-profanity-check)", {}),
     "readability": (_make_readability, "Flesch reading ease / 100, clipped to [0, 1]", {}),
 }
