@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 METHODS = ("pama", "morlhf", "mgda")
-DEFAULT_OBJECTIVES = ["sentiment", "conciseness"]
+DEFAULT_OBJECTIVES = ["relevance", "readability"]  # measured to conflict on the embedded model: docs/objectives.md
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,171 @@
+"""Trainer on the tiny model: losses logged, LoRA changes and the base does not, reload, resume, validation."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pama import models, trainer
+from pama.config import ConfigError, TrainConfig
+
+TINY = dict(model="tiny-random", objectives=["sentiment", "conciseness"], preference=[0.7, 0.3], steps=3,
+            batch_size=4, max_new_tokens=6, save_every=2, learning_rate=1e-2, seed=0, threads=1)
+
+
+def _cfg(**kw) -> TrainConfig:
+    d = dict(TINY)
+    d.update(kw)
+    return TrainConfig(**d)
+
+
+@pytest.mark.parametrize("method", ["pama", "morlhf", "mgda"])
+def test_few_steps_log_losses_change_every_lora_parameter_and_keep_base(method, store):
+    model, tok = models.load("tiny-random", seed=0)
+    base_before = {k: v.clone() for k, v in model.state_dict().items()}
+    t = trainer.Trainer(_cfg(method=method).validate(), store, model=model, tokenizer=tok, progress=False)
+    lora_before = {n: p.detach().clone() for n, p in t.model.named_parameters() if p.requires_grad}
+    assert lora_before and all("lora_" in n for n in lora_before)
+    run_id = t.train()
+
+    run = store.get_run(run_id)
+    assert run["status"] == "finished" and run["step"] == 3
+    keys = {m["key"] for m in store.metrics(run_id)}
+    for k in ("loss/policy", "loss/value", "kl", "beta", "rewards/sentiment/mean", "rewards/conciseness/mean",
+              "time/generate", "time/score", "time/update"):
+        assert k in keys, k
+    if method == "pama":
+        assert {"pama/weight/sentiment", "pama/weight/conciseness", "advantage/positive_share"} <= keys
+    if method == "mgda":
+        assert {"mgda/weight/sentiment", "mgda/weight/conciseness"} <= keys
+    assert len([m for m in store.metrics(run_id) if m["key"] == "loss/policy"]) == 3
+
+    changed = {n: not torch.equal(p.detach(), lora_before[n]) for n, p in t.model.named_parameters() if p.requires_grad}
+    assert all(changed.values()), [n for n, c in changed.items() if not c]
+    base = t.model.get_base_model()
+    for k, v in base.state_dict().items():
+        if "lora_" not in k:
+            assert torch.equal(v, base_before[k.replace(".base_layer", "")]), k
+
+
+def test_saved_adapter_reloads_to_identical_outputs(store):
+    from peft import PeftModel
+
+    t = trainer.Trainer(_cfg(steps=2).validate(), store, progress=False)
+    run_id = t.train()
+    path = store.get_run(run_id)["adapter_path"]
+    assert path and (trainer.latest_checkpoint(t.run_dir) / "adapter") .samefile(path)
+    fresh, tok = models.load("tiny-random", seed=0)
+    reloaded = PeftModel.from_pretrained(fresh, path)
+    ids = tok(["Describe a rainy day."], return_tensors="pt")
+    t.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(t.model(**ids).logits, reloaded(**ids).logits, atol=1e-6)
+
+
+def test_resume_continues_the_step_count(store):
+    cfg = _cfg(steps=2, save_every=1)
+    run_id = trainer.train(cfg, store, progress=False)
+    before = store.count_metrics(run_id)
+    run_id2 = trainer.resume(run_id, store, steps=4, progress=False)
+    assert run_id2 == run_id
+    run = store.get_run(run_id)
+    assert run["status"] == "finished" and run["step"] == 4 and run["total_steps"] == 4
+    steps = sorted({m["step"] for m in store.metrics(run_id, keys=["loss/policy"])})
+    assert steps == [1, 2, 3, 4] and store.count_metrics(run_id) == 2 * before
+    assert trainer.latest_checkpoint(trainer.paths.run_dir(run_id)).name == "step-000004"
+
+
+def test_resume_restores_adapter_optimizer_and_kl_controller(store):
+    cfg = _cfg(steps=2, save_every=1, target_kl=0.01)
+    t = trainer.Trainer(copy.deepcopy(cfg).validate(), store, progress=False)
+    run_id = t.train()
+    t2 = trainer.Trainer(copy.deepcopy(cfg).validate(), store, run_id=run_id, progress=False)
+    assert t2.step == 2 and t2.kl_ctl.value == pytest.approx(t.kl_ctl.value)
+    for (n, a), (_, b) in zip(t.model.named_parameters(), t2.model.named_parameters()):
+        if a.requires_grad:
+            assert torch.equal(a.detach(), b.detach()), n
+    assert t2.optimizer.state_dict()["state"].keys() == t.optimizer.state_dict()["state"].keys()
+
+
+def test_cancel_request_stops_the_run(store):
+    seen = []
+
+    def cancel_after_first(step, metrics):
+        seen.append(step)
+        store.set_status(run_holder[0], "cancelled")
+
+    t = trainer.Trainer(_cfg(steps=5).validate(), store, progress=False, on_step=cancel_after_first)
+    run_holder = [t.run_id]
+    with pytest.raises(trainer.RunCancelled):
+        t.train()
+    assert seen == [1] and store.get_run(t.run_id)["status"] == "cancelled"
+
+
+def test_noon_batch_granularity_and_no_kl_run(store):
+    run_id = trainer.train(_cfg(steps=1, granularity="batch", kl_coef=0.0, target_kl=0.0), store, progress=False)
+    m = {x["key"]: x["value"] for x in store.metrics(run_id)}
+    assert m["beta"] == 0.0 and "pama/weight/sentiment" in m
+
+
+def test_response_mask_includes_first_eos_only():
+    ids = torch.tensor([[5, 6, 2, 2, 2], [5, 6, 7, 8, 9], [2, 2, 2, 2, 2]])
+    m = trainer.response_mask(ids, {2})
+    assert m.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (dict(preference=[0.5, 0.3, 0.2]), "preference has 3 entries"),
+    (dict(preference=[-0.5, 1.5]), "non-negative"),
+    (dict(preference=[0.0, 0.0]), "positive entry"),
+    (dict(anchor=1.5), "anchor must lie in [0, 1]"),
+    (dict(anchor=-0.1), "anchor"),
+    (dict(method="ppo"), "method must be one of"),
+    (dict(objectives=["sentiment", "nonsense"]), "unknown objective"),
+    (dict(objectives=[]), "at least one objective"),
+    (dict(steps=0), "steps must be a positive integer"),
+    (dict(batch_size=-2), "batch_size must be a positive integer"),
+    (dict(granularity="sequence"), "granularity"),
+    (dict(learning_rate=0.0), "learning_rate"),
+])
+def test_invalid_config_is_refused_and_nothing_is_stored(change, fragment, store):
+    with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        trainer.train(_cfg(**change), store, progress=False)
+    assert store.list_runs() == []
+
+
+def test_preference_not_summing_to_one_is_normalised_with_a_warning():
+    with pytest.warns(UserWarning, match="does not sum to 1"):
+        cfg = _cfg(preference=[3, 1]).validate()
+    assert cfg.preference == pytest.approx([0.75, 0.25])
+
+
+def test_cli_train_prints_run_id_first_and_refuses_bad_flags(pama_home, capsys):
+    from pama.cli import main
+    from pama.store import Store
+
+    assert main(["train", "--model", "tiny-random", "--steps", "1", "--batch-size", "2", "--max-new-tokens", "4",
+                 "--quiet", "--threads", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("run id: r")
+    rid = out[0].split(": ")[1]
+    assert Store().get_run(rid)["status"] == "finished"
+    assert main(["train", "--model", "tiny-random", "--preference", "0.2,0.3,0.5"]) == 2
+    assert "preference has 3 entries" in capsys.readouterr().err
+    assert main(["train", "--steps", "abc"]) == 2
+    assert len(Store().list_runs()) == 1
+
+
+def test_cli_train_reads_yaml_config_and_flags_override(pama_home, tmp_path, capsys):
+    from pama.cli import main
+    from pama.store import Store
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("model: tiny-random\nsteps: 5\nbatch_size: 2\nmax_new_tokens: 4\nmethod: morlhf\nthreads: 1\n")
+    assert main(["train", "--config", str(cfg), "--steps", "1", "--quiet"]) == 0
+    (run,) = Store().list_runs()
+    assert run["method"] == "morlhf" and run["total_steps"] == 1 and run["config"]["batch_size"] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1, 2\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
