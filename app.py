@@ -1,0 +1,43 @@
+"""pama-explorer: the Streamlit app. Declares the navigation and the shared sidebar; the pages live in pages/."""
+import pama  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported anywhere)
+
+import streamlit as st
+
+from pama import ui
+from pama.store import StoreError, describe_url
+
+st.set_page_config(page_title="pama-explorer", page_icon="⚖️", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/front.py", title="Pareto front", icon="📈"),
+    st.Page("pages/compare.py", title="Compare", icon="🆚"),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/runs.py", title="Runs", icon="🗂️"),
+]
+nav = st.navigation(PAGES)
+
+with st.sidebar:
+    st.markdown("### pama-explorer")
+    st.caption("PAMA multi-objective RL on LoRA adapters: train, evaluate, explore trade-offs.")
+    try:
+        store = ui.st_store()
+        counts = ui.cached("counts")
+    except StoreError as err:
+        st.error(str(err))
+        st.stop()
+    st.caption(f"Store: `{describe_url(store.url)}`")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("runs", counts["runs"])
+    c2.metric("fronts", counts["sweeps"])
+    c3.metric("points", counts["points"])
+    st.text_input(
+        "Generation model", key="app_model", value=ui.app_model_override() or "",
+        placeholder="each point's own model",
+        help="Model used by Compare and the mixture slider. Empty = the model each point was trained on. "
+             "PAMA_APP_MODEL sets it for the whole app (tests use tiny-random).")
+    if st.button("Refresh data", help="Re-read the store now (reads are cached for a few seconds)."):
+        ui.clear_reads()
+        st.rerun()
+
+nav.run()

@@ -1,0 +1,136 @@
+"""Pareto front: choose sweeps, methods and objectives; click points to compare; mix two adapters exactly."""
+import streamlit as st
+
+from pama import plots, ui
+from pama.store import StoreError
+
+store = ui.st_store()
+st.title("Pareto front")
+
+points_all = ui.cached("points")
+sweeps = ui.cached("list_sweeps")
+runs = ui.cached("list_runs")
+if not points_all:
+    st.info("No fronts yet: no evaluated point is in the store. Train adapters on the **Train** page (choose "
+            "*sweep grid* to get a whole front), or run `python -m pama sweep` in a terminal.")
+    st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+    st.stop()
+
+sweep_by_id = {s["id"]: s for s in sweeps}
+NO_SWEEP = "(points outside a sweep)"
+sweep_options = [s["id"] for s in sweeps] + ([NO_SWEEP] if any(p["sweep_id"] is None for p in points_all) else [])
+default_sweeps = [sweeps[-1]["id"]] if sweeps else sweep_options[:1]
+
+c1, c2, c3 = st.columns([2, 1.4, 2])
+chosen_sweeps = c1.multiselect(
+    "Sweeps (fronts)", sweep_options, default=default_sweeps, key="front_sweeps",
+    format_func=lambda s: s if s == NO_SWEEP else f"{sweep_by_id[s]['name']} · {sweep_by_id[s]['method']} "
+                                                  f"({sweep_by_id[s]['status']})")
+in_sweeps = [p for p in points_all
+             if (p["sweep_id"] in chosen_sweeps) or (p["sweep_id"] is None and NO_SWEEP in chosen_sweeps)]
+methods = ui.methods_of(in_sweeps)
+chosen_methods = c2.multiselect("Methods", methods, default=methods, key="front_methods")
+objectives = ui.objectives_of(in_sweeps)
+chosen_objs = c3.multiselect("Objectives (2 or 3)", objectives, default=objectives[:2], max_selections=3,
+                             key="front_objectives")
+o1, o2, o3, o4 = st.columns(4)
+show_base = o1.checkbox("Base model", value=True, key="front_base")
+show_mix = o2.checkbox("Mixtures", value=True, key="front_mix")
+error_bars = o3.checkbox("95% CI error bars", value=True, key="front_ci")
+view3d = o4.radio("3 objectives as", ["pairwise panels", "3-D"], horizontal=True, key="front_view",
+                  disabled=len(chosen_objs) != 3)
+
+shown = ui.filter_points(in_sweeps, methods=chosen_methods, include_base=show_base, include_mixtures=show_mix)
+by_id = {p["id"]: p for p in shown}
+if len(chosen_sweeps) > 1:
+    def group(p):
+        name = sweep_by_id[p["sweep_id"]]["name"] if p.get("sweep_id") in sweep_by_id else "no sweep"
+        return f"{name}: {plots.group_of(p)}" if p.get("kind") != "base" else "base model"
+else:
+    group = plots.group_of
+
+detailed = [ui.cached("get_run", r["id"]) for r in runs if r.get("sweep_id") in chosen_sweeps][:50]
+bounds = ui.objective_bounds(chosen_objs, [r for r in detailed if r])
+selected_now = st.session_state.get("front_pick", [])
+
+if len(chosen_objs) < 2:
+    st.warning("Choose at least two objectives to draw a front.")
+    fig = None
+elif len(chosen_objs) == 3 and view3d == "3-D":
+    fig = plots.front_figure_3d(shown, chosen_objs, bounds=bounds, selected=selected_now, group=group)
+else:
+    fig = plots.front_figure(shown, chosen_objs, bounds=bounds, selected=selected_now, group=group,
+                             error_bars=error_bars)
+
+clicked: list[str] = []
+if fig is not None:
+    if len(chosen_objs) == 3 and view3d == "3-D":
+        st.plotly_chart(fig, key="front_chart_3d")
+        st.caption("3-D view: drag to rotate; pick points for comparison below.")
+    else:
+        event = st.plotly_chart(fig, key="front_chart", on_select="rerun", selection_mode="points")
+        clicked = ui.selected_point_ids(event)
+        st.caption("Click a point (shift-click for several) to select it for comparison; hover for its "
+                   "configuration. Faded points are dominated; lines join each method's front.")
+
+# the plot's selection drives the picker (the picker also works alone: keyboard, tests)
+if clicked and clicked != st.session_state.get("front_last_click"):
+    st.session_state["front_last_click"] = clicked
+    st.session_state["front_pick"] = ui.merge_selection(selected_now, clicked, valid=by_id)
+elif "front_pick" in st.session_state:
+    st.session_state["front_pick"] = [i for i in st.session_state["front_pick"] if i in by_id]
+
+picked = st.multiselect("Selected points (up to four)", list(by_id), key="front_pick",
+                        max_selections=ui.MAX_COMPARE, format_func=lambda i: ui.point_label(by_id[i], sweeps=sweep_by_id))
+b1, b2 = st.columns([1, 3])
+if b1.button("Compare selected", type="primary", disabled=not picked, key="front_compare"):
+    st.session_state["compare_ids"] = list(picked)
+    st.switch_page("pages/compare.py")
+
+# ------------------------------------------------------------------------------------------ exact mixtures
+adapters_picked = [by_id[i] for i in picked if by_id[i]["kind"] == "adapter" and by_id[i].get("run_id")]
+with st.expander("Mix two selected adapters", expanded=len(adapters_picked) == 2):
+    if len(adapters_picked) != 2:
+        st.info("Select exactly two trained adapters (circles) on the plot to mix them: the mixture "
+                "(1 − t)·ΔW_A + t·ΔW_B is exact, and is evaluated on a few held-out prompts so that it appears "
+                "on the plot as a diamond.")
+    else:
+        a, b = adapters_picked
+        st.markdown(f"**A** = `{a['label']}` · **B** = `{b['label']}`")
+        t = st.slider("t: weight of B (0 = A alone, 1 = B alone)", 0.0, 1.0, 0.5, 0.05, key="mix_t")
+        n_prompts = st.number_input("Held-out prompts per mixture", 2, 64, ui.QUICK_PROMPTS, key="mix_n",
+                                    help="Few prompts keep it quick on CPU; the CI error bars show the uncertainty.")
+        m1, m2 = st.columns(2)
+        queue = st.session_state.setdefault("mix_queue", [])
+        if m1.button(f"Evaluate the mixture at t = {t:.2f}", key="mix_one"):
+            queue.append((a["id"], b["id"], float(t)))
+        if m2.button("Evaluate the path t = 0.25, 0.5, 0.75", key="mix_path"):
+            queue.extend((a["id"], b["id"], x) for x in (0.25, 0.5, 0.75))
+        if queue:
+            aid, bid, tt = queue[0]
+            bar = st.progress(0.0, text=f"Evaluating t = {tt:.2f} ({len(queue)} left)…")
+            try:
+                pa, pb = by_id.get(aid) or store.get_point(aid), by_id.get(bid) or store.get_point(bid)
+                host = ui.model_host(ui.model_for(pa, st.session_state.get("app_model")))
+                with st.spinner(f"Generating and scoring {int(n_prompts)} responses for t = {tt:.2f}…"):
+                    ui.evaluate_mixture(store, host, pa, pb, tt, n_prompts=int(n_prompts))
+                queue.pop(0)
+                bar.progress(1.0)
+                ui.clear_reads()
+                st.rerun()  # redraw the plot with the new point, then evaluate the next one
+            except (ui.UIError, ValueError, StoreError, ImportError) as err:
+                queue.clear()
+                st.error(f"Could not evaluate the mixture: {err}")
+
+# ------------------------------------------------------------------------------------------ the table
+with st.expander(f"Points ({len(shown)})"):
+    rows = []
+    for p in shown:
+        row = {"id": p["id"], "label": p["label"], "kind": p["kind"], "method": p.get("method") or "",
+               "sweep": sweep_by_id.get(p.get("sweep_id") or "", {}).get("name", "")}
+        for o in chosen_objs:
+            v = (p.get("values") or {}).get(o)
+            row[o] = round(v["mean"], 4) if v else None
+        row["KL"] = p.get("kl")
+        rows.append(row)
+    st.dataframe(rows, hide_index=True)

@@ -1,0 +1,126 @@
+"""Train: a form that starts a background training run (or a sweep) and live progress read from the store."""
+import streamlit as st
+
+from pama import jobs, objectives, plots, ui
+from pama.config import DEFAULT_OBJECTIVES, METHODS, ConfigError, TrainConfig
+from pama.store import StoreError
+
+store = ui.st_store()
+st.title("Train")
+DEFAULTS = TrainConfig()
+
+with st.form("train_form"):
+    st.markdown("**What to train**")
+    c1, c2 = st.columns(2)
+    model = c1.text_input("Model", value=ui.default_model(), key="tf_model",
+                          help="smollm2-135m (embedded, offline), tiny-random (seconds; for trying the app), "
+                               "or a local model folder.")
+    method = c2.selectbox("Method", METHODS, key="tf_method",
+                          help="pama: closed-form combination of objectives; morlhf: linear scalarisation; "
+                               "mgda: min-norm gradient weights.")
+    chosen = st.multiselect("Objectives", objectives.available(), default=DEFAULT_OBJECTIVES, key="tf_objectives")
+    extra = st.text_area("More objectives (one spec per line, optional)", key="tf_extra", height=68,
+                         placeholder="length:target=30,unit=words\nhf:<local reward model folder>",
+                         help="Built-ins with parameters, or hf: reward models. py: objectives run code and are "
+                              "accepted only from config files and the command line.")
+    st.markdown("**Trade-off**")
+    mode = st.radio("Train", ["one preference", "a sweep grid (a whole front)"], horizontal=True, key="tf_mode")
+    c1, c2, c3 = st.columns(3)
+    preference = c1.text_input("Preference (one weight per objective)", value="", key="tf_preference",
+                               placeholder="e.g. 0.7, 0.3 — empty = uniform",
+                               help="Non-negative weights, one per objective in the order above; normalised to sum "
+                                    "to 1. Used for 'one preference'.")
+    points = c2.number_input("Grid points per edge (sweep)", value=3, step=1, key="tf_points",
+                             help="A sweep trains one adapter per preference on a simplex grid, then evaluates "
+                                  "each on held-out prompts.")
+    anchor = c3.number_input("Anchor λ", value=float(DEFAULTS.anchor), step=0.1, format="%.2f", key="tf_anchor",
+                             help="PAMA anchor in [0, 1]: 1 = the paper's PAMA (ignores the preference), 0 = linear "
+                                  "scalarisation with the preference.")
+    st.markdown("**Budget**")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    steps = c1.number_input("Steps", value=10, step=1, key="tf_steps", help="PPO steps; ~10-15 s each on CPU "
+                                                                           "with smollm2-135m.")
+    batch = c2.number_input("Batch size", value=int(DEFAULTS.batch_size), step=1, key="tf_batch")
+    new_tokens = c3.number_input("Max new tokens", value=int(DEFAULTS.max_new_tokens), step=8, key="tf_tokens")
+    rank = c4.number_input("LoRA rank", value=int(DEFAULTS.lora_r), step=1, key="tf_rank")
+    lr = c5.number_input("Learning rate", value=float(DEFAULTS.learning_rate), step=1e-5, format="%.1e",
+                         key="tf_lr")
+    name = st.text_input("Run name (optional)", key="tf_name")
+    submitted = st.form_submit_button("Start training", type="primary")
+
+if submitted:
+    sweep = mode.startswith("a sweep")
+    form = dict(name=name, model=model.strip(), objectives=ui.split_objectives(chosen, extra), method=method,
+                preference=preference, anchor=float(anchor), steps=int(steps), batch_size=int(batch),
+                max_new_tokens=int(new_tokens), lora_r=int(rank), lora_alpha=2 * int(rank),
+                learning_rate=float(lr))
+    if sweep:
+        form.update(points=int(points))
+    try:
+        cfg = ui.build_train_config(form, sweep=sweep)
+    except (ConfigError, ui.UIError, ValueError) as err:
+        st.error(f"Nothing was started. {err}\n\nFix the fields above and submit again.")
+    else:
+        if sweep and not jobs.sweep_available():
+            st.error("Sweeps are not available in this installation (pama.sweep is missing). Train one preference "
+                     "at a time instead.")
+        else:
+            try:
+                with st.spinner("Starting the background process…"):
+                    job = (jobs.start_sweep if sweep else jobs.start_train)(cfg, store=store)
+            except jobs.JobError as err:
+                st.error(str(err))
+            else:
+                st.session_state.setdefault("train_watch", []).append(job.id)
+                ui.clear_reads()
+                st.success(f"Started {'sweep' if sweep else 'run'} `{job.id}` in the background (pid {job.pid}, log "
+                           f"`{job.log}`). It keeps running if you close this tab; progress is below and on Runs.")
+
+
+def draw_run(run: dict) -> None:
+    prog = jobs.progress(run, store.metrics(run["id"], keys=["time/step"]) if run["step"] else [])
+    with st.container(border=True):
+        h1, h2 = st.columns([4, 1])
+        h1.markdown(f"**{run['name']}**  \n`{run['id']}` · {run['method']} · {run['model']} · *{prog['phase']}*")
+        if prog["active"]:
+            h2.button("Cancel", key=f"cancel_{run['id']}", on_click=jobs.cancel, args=(store, run["id"]))
+        st.progress(prog["fraction"], text=f"step {prog['step']}/{prog['total']}"
+                    + (f" · ETA {prog['eta']}" if prog["active"] else "")
+                    + (f" · {prog['seconds_per_step']:.1f} s/step" if prog["seconds_per_step"] else ""))
+        if run["status"] == "failed":
+            st.error(f"Failed: {run.get('error') or 'no message'}")
+        elif run["status"] == "cancelled":
+            st.warning("Cancelled. Resume it from a terminal with "
+                       f"`python -m pama train --resume {run['id']}`.")
+        elif run["status"] == "finished":
+            st.success("Finished. Its adapter is saved; evaluate it in a sweep or compare it on Compare.")
+        if run["step"]:
+            metrics = store.metrics(run["id"])
+            g1, g2 = st.columns(2)
+            g1.plotly_chart(plots.reward_curves_figure(metrics, height=280), key=f"rw_{run['id']}")
+            g2.plotly_chart(plots.weights_figure(metrics, height=280), key=f"wt_{run['id']}")
+
+
+def progress_panel() -> None:
+    try:
+        jobs.reap(store)
+    except StoreError:
+        pass
+    # the live view reads the store directly (not through the few-seconds cache)
+    active = store.list_runs(status="running") + store.list_runs(status="queued")
+    watched = [r for r in (store.get_run(i) for i in st.session_state.get("train_watch", [])) if r]
+    runs = {r["id"]: r for r in active + watched}
+    if not runs:
+        st.caption("No training is running. Runs started here (or from a terminal) appear below while they run.")
+        return
+    for run in sorted(runs.values(), key=lambda r: r["created_at"], reverse=True):
+        draw_run(run)
+    if not any(r["status"] in jobs.ACTIVE for r in runs.values()) and st.session_state.get("train_polling"):
+        st.session_state["train_polling"] = False
+        st.rerun()  # everything ended: stop polling
+
+
+st.subheader("Progress")
+polling = bool(store.list_runs(status="running") or store.list_runs(status="queued"))
+st.session_state["train_polling"] = polling
+st.fragment(run_every=2.0 if polling else None)(progress_panel)()

@@ -1,0 +1,332 @@
+"""Background jobs for the app: training (and sweeps) run as detached subprocesses that report to the store.
+
+``start_train(cfg)`` writes the config to a YAML file, starts ``python -m pama train --config FILE --quiet`` in its
+own process group (so it outlives the Streamlit session that started it), reads ``run id: <id>`` from the first line
+of its log and returns a :class:`Job`. Everything the app shows afterwards — status, step, ETA, curves — comes from
+the store, so progress survives page reloads and closed tabs. ``cancel`` sets the status to 'cancelled' (the trainer
+stops at its next step) and sends SIGTERM. ``reap`` marks a run whose process is gone (or silent for longer than a
+grace period) as failed, with the tail of its log as the message.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import yaml
+
+from . import paths
+
+ACTIVE = ("queued", "running")
+GRACE_S = 120.0
+RUN_ID_RE = re.compile(r"^run id:\s*(\S+)")
+SWEEP_ID_RE = re.compile(r"^sweep id:\s*(\S+)")
+
+_children: dict[int, subprocess.Popen] = {}
+
+
+class JobError(RuntimeError):
+    """A job could not be started; the message says why (with the end of its log) and what to do."""
+
+
+@dataclass
+class Job:
+    kind: str           # 'train' or 'sweep'
+    id: str             # run id or sweep id
+    pid: int
+    log: str
+    config_file: str
+    command: list[str]
+
+
+def logs_dir() -> Path:
+    return paths.home() / "logs"
+
+
+def log_path(job_id: str) -> Path:
+    return logs_dir() / f"{job_id}.log"
+
+
+def job_file(job_id: str) -> Path:
+    return logs_dir() / f"{job_id}.json"
+
+
+def _reaper(proc: subprocess.Popen) -> None:
+    """Wait for the child so it never lingers as a zombie (a zombie still answers kill(pid, 0))."""
+    with contextlib.suppress(Exception):
+        proc.wait()
+    _children.pop(proc.pid, None)
+
+
+def _config_dict(cfg) -> dict:
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) \
+        else dict(cfg)
+
+
+def tail(path: str | Path, lines: int = 12, max_chars: int = 3000) -> str:
+    """The last lines of a log file, without progress-bar noise ('' when there is none)."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    keep = [ln for ln in text.replace("\r", "\n").splitlines() if ln.strip() and "it/s]" not in ln
+            and "s/step]" not in ln]
+    return "\n".join(keep[-lines:])[-max_chars:]
+
+
+def _launch(kind: str, cfg, pattern: re.Pattern, *, db_url: str | None = None, timeout_s: float = 120.0,
+            extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Job:
+    logs_dir().mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:10]
+    cfg_file = logs_dir() / f"{kind}-{token}.yaml"
+    cfg_file.write_text(yaml.safe_dump(_config_dict(cfg), sort_keys=False))
+    tmp_log = logs_dir() / f"{kind}-{token}.log"
+    cmd = [sys.executable, "-m", "pama", kind, "--config", str(cfg_file), *extra_args]
+    child_env = dict(os.environ)
+    child_env.update(env or {})
+    child_env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    child_env["PYTHONUNBUFFERED"] = "1"
+    if db_url:  # through the environment, not argv: a password in argv is visible to every user in `ps`
+        child_env["PAMA_DB_URL"] = db_url
+    with open(tmp_log, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=str(paths.REPO), env=child_env, start_new_session=True)
+    _children[proc.pid] = proc
+    threading.Thread(target=_reaper, args=(proc,), daemon=True, name=f"reap-{proc.pid}").start()
+
+    deadline = time.monotonic() + timeout_s
+    job_id = None
+    while time.monotonic() < deadline:
+        try:
+            first = tmp_log.read_text(errors="replace")
+        except OSError:
+            first = ""
+        for line in first.splitlines():
+            m = pattern.match(line.strip())
+            if m:
+                job_id = m.group(1)
+                break
+        if job_id or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    if job_id is None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            raise JobError(f"The {kind} job did not report its id within {timeout_s:.0f} s; it was stopped. "
+                           f"Log ({tmp_log}):\n{tail(tmp_log)}")
+        raise JobError(_explain_exit(kind, proc.returncode, tmp_log))
+    final_log = log_path(job_id)
+    with contextlib.suppress(OSError):
+        os.replace(tmp_log, final_log)  # the child keeps writing through its open descriptor
+    job = Job(kind=kind, id=job_id, pid=proc.pid, log=str(final_log if final_log.exists() else tmp_log),
+              config_file=str(cfg_file), command=cmd)
+    job_file(job_id).write_text(json.dumps(dict(dataclasses.asdict(job), host=socket.gethostname(),
+                                                started=time.time()), indent=2))
+    return job
+
+
+def _explain_exit(kind: str, code: int | None, log: Path) -> str:
+    text = tail(log)
+    errors = [ln.removeprefix("error: ") for ln in text.splitlines() if ln.startswith("error: ")]
+    if errors:
+        return f"The {kind} job refused to start: " + " ".join(errors)
+    return f"The {kind} job exited (code {code}) before starting. Last lines of its log ({log}):\n{text}"
+
+
+def start_train(cfg, *, store=None, db_url: str | None = None, timeout_s: float = 120.0,
+                env: Mapping[str, str] | None = None) -> Job:
+    """Start ``python -m pama train`` on ``cfg`` (a validated TrainConfig or a dict of its fields) in the background.
+
+    Returns once the trainer printed its run id (the run record exists then). The pid is written to the run so
+    the app can cancel it and spot a dead process.
+    """
+    url = db_url or (store.url if store is not None else None)
+    job = _launch("train", cfg, RUN_ID_RE, db_url=url, timeout_s=timeout_s, extra_args=["--quiet"], env=env)
+    if store is not None:
+        with contextlib.suppress(Exception):
+            run = store.get_run(job.id)
+            if run and run.get("pid") is None:
+                store.update_run(job.id, pid=job.pid)
+    return job
+
+
+def start_sweep(cfg, *, store=None, db_url: str | None = None, timeout_s: float = 120.0,
+                env: Mapping[str, str] | None = None) -> Job:
+    """Start ``python -m pama sweep --config FILE`` (needs pama.sweep); returns once it printed its sweep id."""
+    url = db_url or (store.url if store is not None else None)
+    return _launch("sweep", cfg, SWEEP_ID_RE, db_url=url, timeout_s=timeout_s, env=env)
+
+
+def sweep_available() -> bool:
+    try:
+        from . import sweep  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(sweep, "register_cli")
+
+
+# ------------------------------------------------------------------------------------------------ process state
+
+def read_job(job_id: str) -> dict | None:
+    try:
+        return json.loads(job_file(job_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    proc = _children.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (exited, not yet reaped by a parent that is not us) is dead for our purposes
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def local_pid(run: Mapping) -> int | None:
+    """The run's pid when its process was started on this machine (else None: a pid means nothing elsewhere)."""
+    job = read_job(run["id"])
+    if job is not None and job.get("host") == socket.gethostname():
+        return int(job["pid"])
+    return None
+
+
+def cancel(store, run_id: str) -> bool:
+    """Ask a run to stop: status 'cancelled' (the trainer checks it every step) and SIGTERM to its process.
+
+    Returns False when the run had already ended (nothing to cancel)."""
+    run = store.get_run(run_id)
+    if run is None or run["status"] not in ACTIVE:
+        return False
+    store.set_status(run_id, "cancelled", error="cancelled by the user")
+    pid = local_pid(run)
+    if pid and pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGTERM)   # its own process group (start_new_session)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+    return True
+
+
+def reap(store, *, grace_s: float = GRACE_S, now: dt.datetime | None = None) -> list[str]:
+    """Mark failed the active runs whose process is gone (started here) or silent for longer than ``grace_s``."""
+    failed = list(store.mark_stale_failed(grace_s))
+    for run in store.list_runs(status="queued") + store.list_runs(status="running"):
+        pid = local_pid(run)
+        if pid is None or pid_alive(pid):
+            continue
+        time.sleep(0.2)  # the process may be writing its final status right now
+        fresh = store.get_run(run["id"])
+        if fresh is None or fresh["status"] not in ACTIVE:
+            continue
+        log = (read_job(run["id"]) or {}).get("log") or str(log_path(run["id"]))
+        text = tail(log, lines=6)
+        msg = (f"The training process (pid {pid}) exited at step {fresh['step']} without reporting an end. "
+               f"Last lines of its log ({log}):\n{text}" if text else
+               f"The training process (pid {pid}) exited at step {fresh['step']} without reporting an end.")
+        store.set_status(run["id"], "failed", error=msg)
+        failed.append(run["id"])
+    return failed
+
+
+# ------------------------------------------------------------------------------------------------ progress
+
+def eta_seconds(step: int, total: int, step_times: Sequence[float], *, window: int = 10) -> float | None:
+    """Remaining time from the mean of the last ``window`` step durations; None before the first step."""
+    if total <= 0 or step >= total:
+        return 0.0 if total > 0 else None
+    recent = [float(t) for t in list(step_times)[-window:] if t is not None and t >= 0]
+    if not recent:
+        return None
+    return (total - step) * sum(recent) / len(recent)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    if h:
+        return f"{h} h {m:02d} min"
+    if m:
+        return f"{m} min {s:02d} s"
+    return f"{s} s"
+
+
+def _aware(t: dt.datetime | None) -> dt.datetime | None:
+    if t is None:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def progress(run: Mapping, metrics: Sequence[Mapping] = (), *, now: dt.datetime | None = None,
+             grace_s: float = GRACE_S) -> dict:
+    """What the progress panel shows, as a pure function of a run dict and its metrics rows."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    step, total = int(run.get("step") or 0), int(run.get("total_steps") or 0)
+    times = [m["value"] for m in sorted(metrics, key=lambda m: m["step"]) if m["key"] == "time/step"]
+    status = run.get("status", "queued")
+    hb = _aware(run.get("heartbeat_at"))
+    started = _aware(run.get("started_at"))
+    ended = _aware(run.get("finished_at"))
+    hb_age = (now - hb).total_seconds() if hb else None
+    active = status in ACTIVE
+    eta = eta_seconds(step, total, times) if active else None
+    if status == "queued":
+        phase = "starting (loading the model)"
+    elif status == "running":
+        phase = "training" if step < total else "saving"
+        if hb_age is not None and hb_age > grace_s:
+            phase = f"no heartbeat for {format_duration(hb_age)} (the process may have died)"
+    else:
+        phase = status
+    return dict(
+        status=status, phase=phase, step=step, total=total,
+        fraction=min(1.0, step / total) if total > 0 else 0.0,
+        eta_s=eta, eta=format_duration(eta) if eta is not None else ("–" if active else ""),
+        elapsed_s=((ended or now) - started).total_seconds() if started else None,
+        heartbeat_age_s=hb_age, stale=bool(active and hb_age is not None and hb_age > grace_s),
+        seconds_per_step=(sum(times[-10:]) / len(times[-10:])) if times else None,
+        error=run.get("error") if status in ("failed",) else None, active=active,
+        terminal=status in ("finished", "failed", "cancelled"),
+    )
+
+
+def wait(store, run_id: str, *, timeout_s: float = 300.0, poll_s: float = 0.5) -> dict:
+    """Block until the run reaches a terminal state (or the timeout); reaps a dead process on the way."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = store.get_run(run_id)
+        if run is not None and run["status"] not in ACTIVE:
+            return run
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} still {run and run['status']} after {timeout_s:.0f} s")
+        reap(store)
+        time.sleep(poll_s)

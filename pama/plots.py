@@ -1,0 +1,372 @@
+"""Plotly figures as pure functions of the store's dicts (no store access, no Streamlit).
+
+Points are ``Store.points()`` dicts: ``id, kind, label, method, preference, mixture, values`` with
+``values = {objective: {mean, ci_low, ci_high}}``. Every marker carries its point id in ``custom_data`` so a
+click in the app maps back to the point (see ``pama.ui.selected_point_ids``).
+"""
+from __future__ import annotations
+
+import html
+import math
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import pareto
+
+PALETTE = ("#4C6EF5", "#E8590C", "#2B8A3E", "#AE3EC9", "#F59F00", "#0CA678", "#D6336C", "#495057")
+BASE_COLOUR = "#212529"
+FADED = 0.28
+
+__all__ = [
+    "group_of", "front_data", "front_figure", "front_figure_3d", "pairwise_figure", "hover_text",
+    "reward_curves_figure", "weights_figure", "metric_figure", "metrics_table", "empty_figure",
+]
+
+
+def group_of(point: Mapping) -> str:
+    """Default series of a point: 'base model', the method (adapters) or '<method> mixtures'."""
+    if point.get("kind") == "base":
+        return "base model"
+    method = point.get("method") or "adapter"
+    return f"{method} mixtures" if point.get("kind") == "mixture" else method
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}" if abs(x) < 1000 else f"{x:.4g}"
+
+
+def hover_text(point: Mapping, objectives: Sequence[str] | None = None) -> str:
+    """The configuration of a point as escaped HTML for plotly's hover box."""
+    esc = html.escape
+    lines = [f"<b>{esc(str(point.get('label') or point.get('id')))}</b>",
+             f"id: {esc(str(point.get('id')))} · {esc(str(point.get('kind')))}"]
+    if point.get("method"):
+        lines.append(f"method: {esc(str(point['method']))}")
+    if point.get("preference"):
+        lines.append("preference: [" + ", ".join(f"{p:.2f}" for p in point["preference"]) + "]")
+    if point.get("mixture"):
+        lines.append("mixture: " + ", ".join(f"{esc(str(k))}×{v:.2f}" for k, v in point["mixture"].items()))
+    cfg = point.get("eval_config") or {}
+    if cfg.get("anchor") is not None:
+        lines.append(f"anchor λ: {cfg['anchor']}")
+    vals = point.get("values") or {}
+    for name in objectives or list(vals):
+        v = vals.get(name)
+        if v:
+            lines.append(f"{esc(name)}: {_fmt(v['mean'])} [{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]")
+    if point.get("kl") is not None:
+        lines.append(f"KL: {_fmt(point['kl'])}")
+    if point.get("mean_length") is not None:
+        lines.append(f"mean length: {point['mean_length']:.1f}")
+    return "<br>".join(lines)
+
+
+def _signs(objectives: Sequence[str], bounds: Mapping | None) -> np.ndarray:
+    """+1 for objectives to maximise, -1 for those to minimise (pareto works on maximisation)."""
+    out = []
+    for name in objectives:
+        b = (bounds or {}).get(name) or {}
+        out.append(-1.0 if b.get("direction") == "minimize" else 1.0)
+    return np.asarray(out)
+
+
+def _normalised(arr: np.ndarray, objectives: Sequence[str], bounds: Mapping | None) -> np.ndarray | None:
+    """Values mapped to [0, 1]-ish by the objectives' bounds (better = larger); None when a bound is missing."""
+    if not bounds or any(name not in bounds for name in objectives):
+        return None
+    lo = np.array([float(bounds[n]["lower"]) for n in objectives])
+    hi = np.array([float(bounds[n]["upper"]) for n in objectives])
+    try:
+        norm = pareto.normalise(arr, lo, hi)
+    except ValueError:
+        return None
+    signs = _signs(objectives, bounds)
+    return np.where(signs > 0, norm, 1.0 - norm)
+
+
+def front_data(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: Mapping | None = None,
+               group: Callable[[Mapping], str] = group_of) -> dict[str, dict]:
+    """Per series: the points having every objective, their means / CIs, non-dominated mask, front order, HV.
+
+    ``bounds`` = {objective: {lower, upper, direction}} normalises the hypervolume (reference = the lower bounds,
+    i.e. the origin after normalisation); without bounds the hypervolume is left out (None).
+    """
+    objectives = list(objectives)
+    groups: dict[str, list[Mapping]] = {}
+    for p in points:
+        vals = p.get("values") or {}
+        if all(o in vals for o in objectives):
+            groups.setdefault(group(p), []).append(p)
+    signs = _signs(objectives, bounds)
+    out = {}
+    for name, pts in groups.items():
+        mean = np.array([[p["values"][o]["mean"] for o in objectives] for p in pts], dtype=float)
+        lo = np.array([[p["values"][o]["ci_low"] for o in objectives] for p in pts], dtype=float)
+        hi = np.array([[p["values"][o]["ci_high"] for o in objectives] for p in pts], dtype=float)
+        signed = mean * signs
+        mask = pareto.non_dominated(signed)
+        order = pareto.front_order(signed) if len(objectives) >= 2 else np.flatnonzero(mask)
+        norm = _normalised(mean, objectives, bounds)
+        hv = None
+        if norm is not None and pts[0].get("kind") != "base":
+            hv = pareto.hypervolume(norm[mask], np.zeros(len(objectives)))
+        out[name] = dict(points=list(pts), mean=mean, low=lo, high=hi, mask=mask, order=order, hv=hv)
+    return out
+
+
+def _colours(names: Iterable[str]) -> dict[str, str]:
+    out, i = {}, 0
+    for n in names:
+        if n == "base model":
+            out[n] = BASE_COLOUR
+            continue
+        root = n.removesuffix(" mixtures")
+        if root in out:
+            out[n] = out[root]
+            continue
+        out[n] = PALETTE[i % len(PALETTE)]
+        out[root] = out[n]
+        i += 1
+    return out
+
+
+def _series_order(names: Iterable[str]) -> list[str]:
+    names = list(names)
+    return sorted(names, key=lambda n: (n == "base model", n.endswith(" mixtures"), n))
+
+
+def _legend_name(name: str, d: dict) -> str:
+    return f"{name} (HV {d['hv']:.3f})" if d.get("hv") is not None else name
+
+
+def _symbol(name: str) -> str:
+    if name == "base model":
+        return "star"
+    return "diamond" if name.endswith(" mixtures") else "circle"
+
+
+def empty_figure(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=html.escape(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=15, color="#868e96"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def _add_2d(fig: go.Figure, data: dict[str, dict], ix: int, iy: int, objectives: Sequence[str], *,
+            selected: set[str], row: int | None = None, col: int | None = None, showlegend: bool = True,
+            error_bars: bool = True) -> None:
+    colours = _colours(data)
+    where = dict(row=row, col=col) if row is not None else {}
+    for name in _series_order(data):
+        d = data[name]
+        colour, sym = colours[name], _symbol(name)
+        mean, lo, hi, mask = d["mean"], d["low"], d["high"], d["mask"]
+        ids = [p["id"] for p in d["points"]]
+        hover = [hover_text(p, objectives) for p in d["points"]]
+        order = list(d["order"])
+        if len(order) >= 2 and name != "base model":
+            fig.add_trace(go.Scatter(
+                x=mean[order, ix], y=mean[order, iy], mode="lines", line=dict(color=colour, width=2,
+                dash="dot" if name.endswith(" mixtures") else "solid"),
+                legendgroup=name, showlegend=False, hoverinfo="skip", name=f"{name} front"), **where)
+        for dominated in (False, True):
+            idx = [i for i in range(len(ids)) if bool(mask[i]) != dominated]
+            if not idx:
+                continue
+            err = {}
+            if error_bars:
+                err = dict(
+                    error_x=dict(type="data", symmetric=False, array=(hi[idx, ix] - mean[idx, ix]).tolist(),
+                                 arrayminus=(mean[idx, ix] - lo[idx, ix]).tolist(), color=colour, thickness=1,
+                                 width=2),
+                    error_y=dict(type="data", symmetric=False, array=(hi[idx, iy] - mean[idx, iy]).tolist(),
+                                 arrayminus=(mean[idx, iy] - lo[idx, iy]).tolist(), color=colour, thickness=1,
+                                 width=2))
+            line_w = [3 if ids[i] in selected else 1 for i in idx]
+            fig.add_trace(go.Scatter(
+                x=mean[idx, ix].tolist(), y=mean[idx, iy].tolist(), mode="markers",
+                name=_legend_name(name, d) if not dominated else f"{name} (dominated)",
+                legendgroup=name, showlegend=showlegend and not dominated,
+                opacity=FADED if dominated else 1.0,
+                marker=dict(color=colour, symbol=sym, size=16 if name == "base model" else 11,
+                            line=dict(color=["#000000" if ids[i] in selected else "#ffffff" for i in idx],
+                                      width=line_w)),
+                customdata=[[ids[i]] for i in idx], hovertext=[hover[i] for i in idx],
+                hovertemplate="%{hovertext}<extra></extra>", **err), **where)
+
+
+def front_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: Mapping | None = None,
+                 selected: Iterable[str] = (), title: str | None = None,
+                 group: Callable[[Mapping], str] = group_of, error_bars: bool = True) -> go.Figure:
+    """Two objectives: one scatter per series, dominated points faded, the front joined, CI error bars,
+    hypervolume in the legend, the base model as a star. Three or more objectives: pairwise panels."""
+    objectives = list(objectives)
+    if len(objectives) < 2:
+        return empty_figure("Choose at least two objectives.")
+    if len(objectives) > 2:
+        return pairwise_figure(points, objectives, bounds=bounds, selected=selected, group=group,
+                               error_bars=error_bars)
+    data = front_data(points, objectives, bounds=bounds, group=group)
+    if not data:
+        return empty_figure(f"No points have both {objectives[0]} and {objectives[1]}.")
+    fig = go.Figure()
+    _add_2d(fig, data, 0, 1, objectives, selected=set(selected), error_bars=error_bars)
+    fig.update_layout(
+        title=title or _title(data, objectives, bounds), xaxis_title=objectives[0], yaxis_title=objectives[1],
+        legend=dict(title="series (hypervolume)", orientation="v"), clickmode="event+select", dragmode="select",
+        hovermode="closest", height=560, margin=dict(l=60, r=20, t=70, b=60))
+    return fig
+
+
+def _title(data: dict, objectives: Sequence[str], bounds: Mapping | None) -> str:
+    hvs = {n: d["hv"] for n, d in data.items() if d.get("hv") is not None}
+    ref = "no bounds: hypervolume not computed"
+    if hvs:
+        ref = "hypervolume on bounds-normalised values, reference = lower bounds (" + ", ".join(
+            f"{o} {(bounds or {})[o]['lower']:g}" for o in objectives) + ")"
+    return f"Pareto front: {' vs '.join(objectives)}<br><sup>{html.escape(ref)}</sup>"
+
+
+def pairwise_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: Mapping | None = None,
+                    selected: Iterable[str] = (), group: Callable[[Mapping], str] = group_of,
+                    error_bars: bool = True) -> go.Figure:
+    """One 2-D panel per pair of objectives; dominance (fading, front lines, HV) is over ALL objectives."""
+    objectives = list(objectives)
+    data = front_data(points, objectives, bounds=bounds, group=group)
+    if not data:
+        return empty_figure("No points have all of " + ", ".join(objectives) + ".")
+    pairs = [(i, j) for i in range(len(objectives)) for j in range(i + 1, len(objectives))]
+    fig = make_subplots(rows=1, cols=len(pairs), horizontal_spacing=0.08,
+                        subplot_titles=[f"{objectives[j]} vs {objectives[i]}" for i, j in pairs])
+    for k, (i, j) in enumerate(pairs):
+        # the joined line follows the first objective of the panel among all-objective non-dominated points
+        panel = {n: dict(d, order=_panel_order(d, i, j)) for n, d in data.items()}
+        _add_2d(fig, panel, i, j, objectives, selected=set(selected), row=1, col=k + 1, showlegend=(k == 0),
+                error_bars=error_bars)
+        fig.update_xaxes(title_text=objectives[i], row=1, col=k + 1)
+        fig.update_yaxes(title_text=objectives[j], row=1, col=k + 1)
+    fig.update_layout(title=_title(data, objectives, bounds), clickmode="event+select", dragmode="select",
+                      hovermode="closest", height=480, margin=dict(l=50, r=20, t=90, b=50),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def _panel_order(d: dict, i: int, j: int) -> list[int]:
+    idx = np.flatnonzero(d["mask"])
+    return [int(x) for x in idx[np.lexsort((-d["mean"][idx, j], d["mean"][idx, i]))]]
+
+
+def front_figure_3d(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: Mapping | None = None,
+                    selected: Iterable[str] = (), group: Callable[[Mapping], str] = group_of) -> go.Figure:
+    """Three objectives in a rotatable 3-D scatter (no click selection in 3-D: use the point picker)."""
+    objectives = list(objectives)[:3]
+    data = front_data(points, objectives, bounds=bounds, group=group)
+    if len(objectives) < 3 or not data:
+        return empty_figure("No points have three objectives.")
+    colours = _colours(data)
+    sel = set(selected)
+    fig = go.Figure()
+    for name in _series_order(data):
+        d = data[name]
+        for dominated in (False, True):
+            idx = [i for i in range(len(d["points"])) if bool(d["mask"][i]) != dominated]
+            if not idx:
+                continue
+            fig.add_trace(go.Scatter3d(
+                x=d["mean"][idx, 0], y=d["mean"][idx, 1], z=d["mean"][idx, 2], mode="markers",
+                name=_legend_name(name, d) if not dominated else f"{name} (dominated)", legendgroup=name,
+                opacity=FADED if dominated else 1.0,
+                marker=dict(color=colours[name], size=[9 if d["points"][i]["id"] in sel else 6 for i in idx],
+                            symbol="diamond" if name in ("base model",) or name.endswith("mixtures") else "circle"),
+                customdata=[[d["points"][i]["id"]] for i in idx],
+                hovertext=[hover_text(d["points"][i], objectives) for i in idx],
+                hovertemplate="%{hovertext}<extra></extra>"))
+    fig.update_layout(title=_title(data, objectives, bounds), height=620, margin=dict(l=0, r=0, t=70, b=0),
+                      scene=dict(xaxis_title=objectives[0], yaxis_title=objectives[1], zaxis_title=objectives[2]))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ training curves
+
+def metrics_table(metrics: Sequence[Mapping]) -> dict[str, tuple[list[int], list[float]]]:
+    """[{step, key, value}] → {key: (steps, values)} sorted by step."""
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for m in sorted(metrics, key=lambda r: (r["key"], r["step"])):
+        steps, values = out.setdefault(m["key"], ([], []))
+        steps.append(int(m["step"]))
+        values.append(float(m["value"]))
+    return out
+
+
+def metric_figure(metrics: Sequence[Mapping], keys: Sequence[str], *, title: str = "", yaxis: str = "",
+                  label: Callable[[str], str] = lambda k: k, height: int = 320) -> go.Figure:
+    table = metrics_table(metrics)
+    keys = [k for k in keys if k in table]
+    if not keys:
+        return empty_figure("No values logged yet.")
+    fig = go.Figure()
+    for i, k in enumerate(keys):
+        steps, values = table[k]
+        fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers" if len(steps) < 30 else "lines",
+                                 name=label(k), line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title=yaxis, height=height,
+                      margin=dict(l=50, r=20, t=50 if title else 20, b=40), hovermode="x unified",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def reward_curves_figure(metrics: Sequence[Mapping], objectives: Sequence[str] | None = None, *,
+                         bands: bool = True, height: int = 320) -> go.Figure:
+    """Per-objective mean reward per step (``rewards/<name>/mean``), ± one batch std as a band."""
+    table = metrics_table(metrics)
+    names = list(objectives) if objectives else sorted(
+        k.split("/", 1)[1].rsplit("/", 1)[0] for k in table if k.startswith("rewards/") and k.endswith("/mean"))
+    names = [n for n in names if f"rewards/{n}/mean" in table]
+    if not names:
+        return empty_figure("No rewards logged yet.")
+    fig = go.Figure()
+    for i, n in enumerate(names):
+        colour = PALETTE[i % len(PALETTE)]
+        steps, mean = table[f"rewards/{n}/mean"]
+        std_key = f"rewards/{n}/std"
+        if bands and std_key in table and table[std_key][0] == steps and len(steps) > 1:
+            std = np.asarray(table[std_key][1])
+            m = np.asarray(mean)
+            fig.add_trace(go.Scatter(x=steps + steps[::-1], y=(m + std).tolist() + (m - std).tolist()[::-1],
+                                     fill="toself", fillcolor=_rgba(colour, 0.12), line=dict(width=0),
+                                     hoverinfo="skip", showlegend=False, legendgroup=n))
+        fig.add_trace(go.Scatter(x=steps, y=mean, mode="lines+markers" if len(steps) < 30 else "lines", name=n,
+                                 line=dict(color=colour), legendgroup=n))
+    fig.update_layout(title="Reward per objective (batch mean ± std)", xaxis_title="step", yaxis_title="reward",
+                      height=height, margin=dict(l=50, r=20, t=50, b=40), hovermode="x unified",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def weights_figure(metrics: Sequence[Mapping], *, height: int = 300) -> go.Figure:
+    """PAMA's per-objective combination weights (``pama/weight/<name>``), or MGDA's (``mgda/weight/<name>``)."""
+    table = metrics_table(metrics)
+    keys = sorted(k for k in table if k.startswith(("pama/weight/", "mgda/weight/")))
+    if not keys:
+        return empty_figure("No combination weights logged (MORLHF uses the fixed preference).")
+    return metric_figure(metrics, keys, title="Combination weights per objective", yaxis="weight",
+                         label=lambda k: k.rsplit("/", 1)[1], height=height)
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    h = hex_colour.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
