@@ -1,0 +1,134 @@
+"""Export a sweep's front: CSV (one row per point), JSON (sweep, summary, points, runs) or a self-contained HTML
+report (the plotly front figure of :func:`pama.plots.front_figure` with plotly.js inlined, plus the table)."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+import json
+from pathlib import Path
+
+FORMATS = ("csv", "json", "html")
+
+
+def _jsonable(x):
+    if isinstance(x, (dt.datetime, dt.date)):
+        return x.isoformat()
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _load(store, sweep_id, rows, summary):
+    from .sweep import front_table
+
+    if rows is None or summary is None:
+        rows, summary = front_table(store, sweep_id)
+    return rows, summary
+
+
+def to_csv(rows: list[dict], summary: dict) -> str:
+    objectives = summary["objectives"]
+    cols = ["point_id", "kind", "label", "run_id", "preference", "mixture", "on_front"]
+    for o in objectives:
+        cols += [f"{o}/mean", f"{o}/ci_low", f"{o}/ci_high", f"{o}/normalised"]
+    cols += ["kl", "mean_length", "distinct_1", "distinct_2", "config"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        out = dict(r)
+        for k in ("preference", "mixture", "config"):
+            out[k] = "" if r.get(k) in (None, {}, []) else json.dumps(r[k])
+        w.writerow(out)
+    return buf.getvalue()
+
+
+def to_json(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
+    sweep = store.get_sweep(sweep_id)
+    runs = store.list_runs(sweep_id=sweep_id)
+    data = dict(sweep=sweep, summary=summary, points=rows,
+                runs=[{k: r[k] for k in ("id", "name", "method", "model", "status", "step", "total_steps",
+                                         "config", "adapter_path")} for r in runs])
+    return json.dumps(data, indent=2, default=_jsonable)
+
+
+def figure(store, sweep_id: str, summary: dict | None = None):
+    """The plotly front figure of the sweep (via pama.plots.front_figure), hypervolume and reference in the title."""
+    from . import objectives as objmod
+    from . import plots
+    from .sweep import summarise
+
+    summary = summary or summarise(store, sweep_id)
+    objectives = summary["objectives"]
+    bounds = {}
+    for o, lo, hi in zip(objectives, summary["lower"], summary["upper"]):
+        try:
+            direction = objmod.get(o).direction
+        except ValueError:
+            direction = "maximize"
+        bounds[o] = dict(lower=lo, upper=hi, direction=direction)
+    points = store.points(sweep_id=sweep_id)
+    sweep = store.get_sweep(sweep_id)
+    title = (f"{html.escape(sweep['name'])}: hypervolume {summary['hypervolume']:.4f} "
+             f"(trained adapters {summary['hypervolume_adapters']:.4f}, base alone {summary['hypervolume_base']:.4f})"
+             f"<br><sup>objectives normalised by their bounds; reference = lower bounds ("
+             + ", ".join(f"{html.escape(o)} {lo:g}" for o, lo in zip(objectives, summary["lower"])) + ")</sup>")
+    return plots.front_figure(points, objectives, bounds=bounds, title=title)
+
+
+def to_html(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
+    import plotly.io as pio
+
+    fig = figure(store, sweep_id, summary)
+    sweep = store.get_sweep(sweep_id)
+    objectives = summary["objectives"]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in
+                   ["point", "kind", "label", "preference / mixture"] + [f"{o} (95% CI)" for o in objectives]
+                   + ["KL", "length", "distinct-2", "front"])
+    body = []
+    for r in rows:
+        pm = r["mixture"] or r["preference"] or ""
+        pm = json.dumps(pm) if pm else ""
+        cells = [r["point_id"], r["kind"], r["label"], pm]
+        cells += [f"{r[f'{o}/mean']:.4f} [{r[f'{o}/ci_low']:.4f}, {r[f'{o}/ci_high']:.4f}]" for o in objectives]
+        cells += [f"{r['kl'] or 0:.3f}", f"{r['mean_length'] or 0:.1f}", f"{r['distinct_2'] or 0:.3f}",
+                  "✔" if r["on_front"] else ""]
+        style = "" if r["on_front"] else " style='opacity:0.55'"
+        body.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    cfg = json.dumps(sweep["config"], indent=2, default=_jsonable)
+    plot = pio.to_html(fig, include_plotlyjs=True, full_html=False)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Pareto front {html.escape(sweep_id)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;
+font-size:13px}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}th{{background:#f4f4f4}}
+pre{{background:#f8f8f8;padding:1em;font-size:12px}}</style></head><body>
+<h1>{html.escape(sweep['name'])} <small>({html.escape(sweep_id)})</small></h1>
+<p>Model <code>{html.escape(sweep['model'])}</code>, method <code>{html.escape(sweep['method'])}</code>,
+objectives {', '.join(f'<code>{html.escape(o)}</code>' for o in objectives)}.
+Hypervolume (objectives normalised by their bounds, reference = lower bounds): all points
+<b>{summary['hypervolume']:.4f}</b>, trained adapters {summary['hypervolume_adapters']:.4f},
+base model alone {summary['hypervolume_base']:.4f}.</p>
+{plot}
+<h2>Points</h2><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
+<h2>Sweep configuration</h2><pre>{html.escape(cfg)}</pre>
+</body></html>
+"""
+
+
+def export(store, sweep_id: str, fmt: str, out: str | Path, *, rows=None, summary=None) -> Path:
+    """Write the front of ``sweep_id`` as csv, json or html to ``out``; returns the path."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    rows, summary = _load(store, sweep_id, rows, summary)
+    text = {"csv": lambda: to_csv(rows, summary), "json": lambda: to_json(store, sweep_id, rows, summary),
+            "html": lambda: to_html(store, sweep_id, rows, summary)}[fmt]()
+    out = Path(out).expanduser()
+    if out.is_dir():
+        out = out / f"front-{sweep_id}.{fmt}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out

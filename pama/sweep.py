@@ -1,0 +1,512 @@
+"""Preference sweeps and Pareto fronts.
+
+A sweep trains one adapter per preference of an even simplex grid (any method), evaluates every trained adapter and
+the base model on the same held-out prompts with the same sampling seeds, and records the front and its hypervolume
+in the store. It is resumable: ``run_sweep(..., sweep_id=ID)`` (``python -m pama sweep --resume ID``) skips the
+preferences that are trained and evaluated, resumes unfinished runs from their checkpoints and evaluates what is
+missing; resuming a complete sweep changes nothing.
+
+``front(store, sweep_id, mixtures=K)`` adds K exact mixtures (see :mod:`pama.adapters`) between each pair of
+neighbouring trained adapters on the front (neighbours along the first objective) and returns the front table.
+
+Hypervolume: objectives are normalised by their declared bounds (``Objective.lower/upper`` → [0, 1]) and the
+reference point is the normalised lower bounds, i.e. 0 in every objective. A reference at the base model's values
+would give 0 to any adapter that trades one objective for another (it must beat the base in every objective to count),
+hiding exactly the trade-offs a front is about; so the reference is 0 and the summary reports the hypervolume of the
+base model alone next to that of the sweep (``hypervolume_base`` / ``hypervolume_adapters`` / ``hypervolume``).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Iterable
+
+import numpy as np
+
+from . import paths
+from .config import ConfigError, SweepConfig, TrainConfig, from_dict
+from .store import Store, StoreError
+
+EVAL_BATCH = 16
+GENERATIONS_KEPT = None  # every evaluated generation is stored (64 short rows per point); exports sample them
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# grids
+
+def preference_grid(n_objectives: int, points: int) -> list[list[float]]:
+    """An even grid of the simplex: every (k_1, ..., k_n)/(K−1) with Σ k_i = K−1 (K = ``points``).
+
+    2 objectives: K points from (1, 0) to (0, 1); 3 objectives: the (K choose 2)+... triangle grid. K = 1 gives the
+    uniform preference.
+    """
+    if n_objectives < 1:
+        raise ConfigError("a preference grid needs at least one objective")
+    if points < 1:
+        raise ConfigError(f"points must be ≥ 1, got {points}")
+    if n_objectives == 1:
+        return [[1.0]]
+    if points == 1:
+        return [[1.0 / n_objectives] * n_objectives]
+    K = points - 1
+    out: list[list[float]] = []
+
+    def rec(prefix: list[int], left: int, slots: int) -> None:
+        if slots == 1:
+            out.append([k / K for k in prefix + [left]])
+            return
+        for k in range(left, -1, -1):
+            rec(prefix + [k], left - k, slots - 1)
+
+    rec([], K, n_objectives)
+    return out
+
+
+def _train_config(cfg: SweepConfig, preference: list[float]) -> TrainConfig:
+    names = {f for f in TrainConfig.__dataclass_fields__}
+    data = {k: v for k, v in cfg.to_dict().items() if k in names}
+    data["preference"] = list(preference)
+    data["name"] = ""
+    return from_dict(TrainConfig, data, source="sweep")
+
+
+def _pref_label(pref: Iterable[float]) -> str:
+    return "(" + ", ".join(f"{p:.2f}" for p in pref) + ")"
+
+
+def _same_pref(a, b) -> bool:
+    return a is not None and b is not None and len(a) == len(b) and np.allclose(a, b, atol=1e-6)
+
+
+def sweep_config(store: Store, sweep_id: str) -> tuple[dict, SweepConfig]:
+    sweep = store.get_sweep(sweep_id)
+    if sweep is None:
+        raise StoreError(f"No sweep with id '{sweep_id}' in {store.url}. `python -m pama front --list` lists them.")
+    return sweep, from_dict(SweepConfig, sweep["config"], source=f"sweep {sweep_id}")
+
+
+def _run_for(runs: list[dict], pref) -> dict | None:
+    for r in runs:
+        if _same_pref(r["config"].get("preference"), pref):
+            return r
+    return None
+
+
+def _log(msg: str, progress: bool) -> None:
+    if progress:
+        from tqdm.auto import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# sweeps
+
+def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, sweep_id: str | None = None,
+              name: str | None = None) -> str:
+    """Train (or resume) one adapter per grid preference, evaluate them and the base, record the front."""
+    from .trainer import RunCancelled, resume, train
+
+    if sweep_id is not None:
+        sweep, cfg = sweep_config(store, sweep_id)
+        store.mark_stale_failed()
+    else:
+        if cfg is None:
+            raise ConfigError("run_sweep needs a SweepConfig or a sweep id to resume")
+        cfg.preference = []
+        cfg.validate()
+        for f in ("points", "eval_samples", "eval_max_new_tokens"):
+            if getattr(cfg, f) <= 0:
+                raise ConfigError(f"{f} must be a positive integer, not {getattr(cfg, f)}")
+        grid = preference_grid(len(cfg.objectives), cfg.points)
+        sweep_id = store.create_sweep(
+            name=name or cfg.name or f"{cfg.method} sweep ×{len(grid)} {'/'.join(cfg.objectives)}",
+            method=cfg.method, model=cfg.model, objectives=list(cfg.objectives), config=cfg.to_dict())
+    grid = preference_grid(len(cfg.objectives), cfg.points)
+    _log(f"sweep {sweep_id}: {len(grid)} preferences, {cfg.method}, {cfg.steps} steps each", progress)
+    store.update_sweep(sweep_id, status="running")
+    try:
+        for i, pref in enumerate(grid, 1):
+            run = _run_for(store.list_runs(sweep_id=sweep_id), pref)
+            if run is not None and run["status"] == "finished" and run["adapter_path"]:
+                _log(f"[{i}/{len(grid)}] preference {_pref_label(pref)}: trained ({run['id']})", progress)
+                continue
+            if run is not None:
+                _log(f"[{i}/{len(grid)}] preference {_pref_label(pref)}: resuming {run['id']} at step {run['step']}",
+                     progress)
+                resume(run["id"], store, progress=progress)
+            else:
+                _log(f"[{i}/{len(grid)}] preference {_pref_label(pref)}: training", progress)
+                train(_train_config(cfg, pref), store, sweep_id=sweep_id, progress=progress)
+        evaluate_sweep(store, sweep_id, progress=progress)
+        summary = summarise(store, sweep_id)
+        store.update_sweep(sweep_id, status="finished", summary=summary)
+    except (RunCancelled, KeyboardInterrupt):
+        store.update_sweep(sweep_id, status="cancelled")
+        raise
+    except Exception:
+        store.update_sweep(sweep_id, status="failed")
+        raise
+    return sweep_id
+
+
+class _Evaluator:
+    """One base model for a whole sweep's evaluations; adapters are loaded into it on demand and mixed exactly."""
+
+    def __init__(self, cfg: SweepConfig, progress: bool):
+        from . import models
+        from .prompts import load_prompts
+
+        self.cfg = cfg
+        self.progress = progress
+        prompts = load_prompts(cfg.eval_prompts)
+        if cfg.eval_samples < len(prompts):
+            prompts = prompts[:cfg.eval_samples]
+        self.prompts = prompts
+        self.model, self.tok = models.load(cfg.model, seed=cfg.seed)
+
+    def ensure(self, adapters: dict[str, str]) -> None:
+        from . import adapters as adp
+
+        missing = {k: v for k, v in adapters.items() if k not in adp.adapter_names(self.model)}
+        if missing:
+            self.model = adp.load_adapters(self.model, missing)
+
+    def evaluate(self, weights: dict[str, float] | None, desc: str):
+        from . import adapters as adp
+        from .evaluate import evaluate_point
+
+        if weights:
+            adp.mix(self.model, weights)
+        else:
+            adp.use_base(self.model)
+        cfg = self.cfg
+        return evaluate_point(self.model, self.tok, cfg.objectives, self.prompts, seed=cfg.eval_seed,
+                              max_new_tokens=cfg.eval_max_new_tokens, batch_size=EVAL_BATCH,
+                              progress=self.progress, desc=desc)
+
+
+def evaluate_sweep(store: Store, sweep_id: str, *, progress: bool = True) -> list[str]:
+    """Evaluate the base model and every finished run of the sweep that has no point yet; returns new point ids."""
+    from .evaluate import store_point
+
+    sweep, cfg = sweep_config(store, sweep_id)
+    points = store.points(sweep_id=sweep_id)
+    need_base = not any(p["kind"] == "base" for p in points)
+    done_runs = {p["run_id"] for p in points if p["kind"] == "adapter"}
+    runs = [r for r in reversed(store.list_runs(sweep_id=sweep_id))
+            if r["status"] == "finished" and r["adapter_path"] and r["id"] not in done_runs]
+    if not need_base and not runs:
+        return []
+    ev = _Evaluator(cfg, progress)
+    new = []
+    if need_base:
+        _log("evaluating the base model", progress)
+        res = ev.evaluate(None, "eval base")
+        new.append(store_point(store, res, kind="base", label="base model", model=cfg.model, sweep_id=sweep_id,
+                               max_generations=GENERATIONS_KEPT))
+    if runs:
+        ev.ensure({r["id"]: r["adapter_path"] for r in runs})
+    for r in runs:
+        pref = r["config"].get("preference")
+        _log(f"evaluating {r['id']} preference {_pref_label(pref or [])}", progress)
+        res = ev.evaluate({r["id"]: 1.0}, f"eval {r['id']}")
+        new.append(store_point(store, res, kind="adapter", label=r["name"], model=cfg.model, sweep_id=sweep_id,
+                               run_id=r["id"], method=r["method"], preference=pref,
+                               max_generations=GENERATIONS_KEPT, extra_config=_train_info(r)))
+    return new
+
+
+def _train_info(run: dict) -> dict:
+    c = run.get("config") or {}
+    return {k: c[k] for k in ("anchor", "learning_rate", "steps") if k in c}
+
+
+def _bounds(objectives: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    from . import objectives as objmod
+
+    objs = [objmod.get(o) for o in objectives]
+    return np.array([o.lower for o in objs], float), np.array([o.upper for o in objs], float)
+
+
+def _matrix(points: list[dict], objectives: list[str]) -> np.ndarray:
+    return np.array([[p["values"][o]["mean"] for o in objectives] for p in points], float).reshape(len(points),
+                                                                                                  len(objectives))
+
+
+def summarise(store: Store, sweep_id: str) -> dict:
+    """Front ids, hypervolumes (all points / trained adapters / base alone) on bounds-normalised objectives."""
+    from . import pareto
+
+    sweep = store.get_sweep(sweep_id)
+    objectives = list(sweep["objectives"])
+    points = [p for p in store.points(sweep_id=sweep_id) if all(o in p["values"] for o in objectives)]
+    lo, hi = _bounds(objectives)
+    ref = np.zeros(len(objectives))
+    norm = pareto.normalise(_matrix(points, objectives), lo, hi) if points else np.zeros((0, len(objectives)))
+
+    def hv(kinds) -> float:
+        rows = [i for i, p in enumerate(points) if p["kind"] in kinds]
+        return pareto.hypervolume(norm[rows], ref) if rows else 0.0
+
+    order = pareto.front_order(norm) if points else []
+    summary = dict(
+        objectives=objectives, lower=lo.tolist(), upper=hi.tolist(),
+        reference=ref.tolist(), reference_raw=lo.tolist(),
+        reference_note="objectives normalised by their bounds to [0, 1]; reference = normalised lower bounds (0)",
+        hypervolume=hv(("base", "adapter", "mixture")),
+        hypervolume_adapters=hv(("adapter",)),
+        hypervolume_adapters_and_base=hv(("adapter", "base")),
+        hypervolume_base=hv(("base",)),
+        front_point_ids=[points[i]["id"] for i in order],
+        n_points={k: sum(p["kind"] == k for p in points) for k in ("base", "adapter", "mixture")},
+        updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    summary["hypervolume_gain_over_base"] = summary["hypervolume"] - summary["hypervolume_base"]
+    return summary
+
+
+def front_table(store: Store, sweep_id: str) -> tuple[list[dict], dict]:
+    """One row per point of the sweep (sorted: base, then by first objective), and the summary."""
+    from . import pareto
+
+    sweep = store.get_sweep(sweep_id)
+    if sweep is None:
+        raise StoreError(f"No sweep with id '{sweep_id}' in {store.url}.")
+    summary = summarise(store, sweep_id)
+    objectives = summary["objectives"]
+    points = [p for p in store.points(sweep_id=sweep_id) if all(o in p["values"] for o in objectives)]
+    lo, hi = np.array(summary["lower"]), np.array(summary["upper"])
+    mat = _matrix(points, objectives)
+    norm = pareto.normalise(mat, lo, hi) if points else mat
+    on_front = pareto.non_dominated(norm) if points else np.zeros(0, bool)
+    runs = {r["id"]: r for r in store.list_runs(sweep_id=sweep_id)}
+    rows = []
+    for i, p in enumerate(points):
+        run = runs.get(p["run_id"]) if p["run_id"] else None
+        rc = run["config"] if run else {}
+        row = dict(point_id=p["id"], kind=p["kind"], label=p["label"], run_id=p["run_id"],
+                   preference=p["preference"], mixture=p["mixture"], on_front=bool(on_front[i]),
+                   kl=p["kl"], mean_length=p["mean_length"], distinct_1=p["distinct_1"], distinct_2=p["distinct_2"],
+                   config={k: rc[k] for k in ("method", "anchor", "learning_rate", "steps", "batch_size",
+                                              "max_new_tokens", "seed") if k in rc})
+        for j, o in enumerate(objectives):
+            v = p["values"][o]
+            row[f"{o}/mean"] = v["mean"]
+            row[f"{o}/ci_low"] = v["ci_low"]
+            row[f"{o}/ci_high"] = v["ci_high"]
+            row[f"{o}/normalised"] = float(norm[i, j])
+        rows.append(row)
+    first = objectives[0] if objectives else None
+    rows.sort(key=lambda r: ({"base": 0, "adapter": 1, "mixture": 1}[r["kind"]], r.get(f"{first}/mean", 0)))
+    return rows, summary
+
+
+def _mixture_key(m: dict) -> tuple:
+    return tuple(sorted((k, round(float(v), 6)) for k, v in m.items()))
+
+
+def front(store: Store, sweep_id: str, *, mixtures: int = 0, progress: bool = True) -> tuple[list[dict], dict]:
+    """Evaluate what is missing, add K exact mixtures between neighbouring front adapters, store the summary."""
+    from . import pareto
+    from .evaluate import store_point
+
+    sweep, cfg = sweep_config(store, sweep_id)
+    if mixtures < 0:
+        raise ConfigError(f"mixtures must be ≥ 0, got {mixtures}")
+    evaluate_sweep(store, sweep_id, progress=progress)
+    if mixtures:
+        objectives = list(sweep["objectives"])
+        pts = [p for p in store.points(sweep_id=sweep_id, kind="adapter") if all(o in p["values"] for o in objectives)]
+        runs = {r["id"]: r for r in store.list_runs(sweep_id=sweep_id)}
+        pts = [p for p in pts if p["run_id"] in runs]
+        if len(pts) >= 2:
+            lo, hi = _bounds(objectives)
+            norm = pareto.normalise(_matrix(pts, objectives), lo, hi)
+            mask = pareto.non_dominated(norm)
+            on = sorted([p for p, m in zip(pts, mask) if m], key=lambda p: p["values"][objectives[0]]["mean"])
+            done = {_mixture_key(p["mixture"]) for p in store.points(sweep_id=sweep_id, kind="mixture")
+                    if p["mixture"]}
+            todo = []
+            for a, b in zip(on, on[1:]):
+                for j in range(1, mixtures + 1):
+                    t = j / (mixtures + 1)
+                    m = {a["run_id"]: round(1 - t, 6), b["run_id"]: round(t, 6)}
+                    if _mixture_key(m) not in done:
+                        todo.append((a, b, m))
+            if todo:
+                ev = _Evaluator(cfg, progress)
+                ev.ensure({p["run_id"]: runs[p["run_id"]]["adapter_path"] for p in on})
+                for a, b, m in todo:
+                    wa, wb = m[a["run_id"]], m[b["run_id"]]
+                    label = f"mix {wa:.2f}·{_pref_label(a['preference'] or [])} + {wb:.2f}·" \
+                            f"{_pref_label(b['preference'] or [])}"
+                    _log(f"evaluating {label}", progress)
+                    res = ev.evaluate(m, "eval mixture")
+                    pref = None
+                    if a["preference"] and b["preference"]:
+                        pref = [wa * x + wb * y for x, y in zip(a["preference"], b["preference"])]
+                    store_point(store, res, kind="mixture", label=label, model=cfg.model, sweep_id=sweep_id,
+                                method=cfg.method, preference=pref, mixture=m, max_generations=GENERATIONS_KEPT)
+    rows, summary = front_table(store, sweep_id)
+    store.update_sweep(sweep_id, summary=summary)
+    return rows, summary
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# printing
+
+def format_table(rows: list[dict], summary: dict) -> str:
+    objectives = summary["objectives"]
+    head = f"{'point':<13} {'kind':<8} {'preference / mixture':<30} " + " ".join(
+        f"{o[:22]:>22}" for o in objectives) + f" {'KL':>6} {'len':>5} front"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r["kind"] == "mixture" and r["mixture"]:
+            what = " + ".join(f"{w:.2f}·{k}" for k, w in r["mixture"].items())
+        elif r["preference"]:
+            what = _pref_label(r["preference"])
+        else:
+            what = "base"
+        cells = []
+        for o in objectives:
+            m, lo, hi = r[f"{o}/mean"], r[f"{o}/ci_low"], r[f"{o}/ci_high"]
+            cells.append(f"{m:>8.3f} [{lo:.3f},{hi:.3f}]".rjust(22))
+        lines.append(f"{r['point_id']:<13} {r['kind']:<8} {what[:30]:<30} " + " ".join(cells)
+                     + f" {r['kl'] or 0:>6.2f} {r['mean_length'] or 0:>5.1f} {'  *' if r['on_front'] else ''}")
+    lines.append("")
+    lines.append(f"hypervolume (normalised objectives, reference {summary['reference']}): "
+                 f"all points {summary['hypervolume']:.4f} | trained adapters {summary['hypervolume_adapters']:.4f} | "
+                 f"base alone {summary['hypervolume_base']:.4f}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CLI
+
+def register_cli(sub, add) -> None:
+    from .config import add_dataclass_arguments
+
+    p = add("sweep", _cmd_sweep, "Train one adapter per preference of a simplex grid, evaluate them and the base "
+                                 "model, record the Pareto front (resumable).")
+    p.add_argument("--config", default=None, help="YAML file of SweepConfig fields (flags override it)")
+    p.add_argument("--resume", default=None, metavar="SWEEP_ID",
+                   help="continue a stopped sweep: skip finished points, resume unfinished runs, evaluate the rest")
+    p.add_argument("--sweep-name", default=None, help="name of the sweep (default: method, size, objectives)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_dataclass_arguments(p, SweepConfig)
+
+    p = add("front", _cmd_front, "Show a sweep's Pareto front (optionally with exact adapter mixtures) and export it.")
+    p.add_argument("sweep_id", nargs="?", default=None, help="the sweep (omit to list sweeps)")
+    p.add_argument("--mixtures", type=int, default=0, metavar="K",
+                   help="evaluate K exact mixtures between each pair of neighbouring front adapters")
+    p.add_argument("--export", choices=["csv", "json", "html"], default=None, help="write the front to a file")
+    p.add_argument("--out", default=None, help="export path (default: front-<sweep id>.<format>)")
+    p.add_argument("--quiet", action="store_true")
+
+    p = add("evaluate", _cmd_evaluate, "Evaluate one point (a run's adapter, or the base model) on held-out prompts "
+                                       "and store it.")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--run", default=None, metavar="RUN_ID", help="evaluate this run's adapter")
+    g.add_argument("--base", action="store_true", help="evaluate the base model")
+    p.add_argument("--model", default=None, help="base model spec (default: the run's, else smollm2-135m)")
+    p.add_argument("--objectives", default=None, help="comma-separated (default: the run's, else the defaults)")
+    p.add_argument("--prompts", default="builtin:heldout")
+    p.add_argument("--samples", type=int, default=64)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--quiet", action="store_true")
+
+
+def _cmd_sweep(args) -> int:
+    import warnings
+
+    from .config import build
+
+    store = Store(args.db)
+    if args.resume:
+        print(f"sweep id: {args.resume} (resuming)", flush=True)
+        sweep_id = run_sweep(None, store, sweep_id=args.resume, progress=not args.quiet)
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cfg = build(SweepConfig, args, args.config)
+            if cfg.preference:
+                raise ConfigError("a sweep sets the preference of each run itself; drop --preference")
+            cfg.validate()
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        sweep_id = None
+        from .trainer import RunCancelled
+
+        try:
+            sweep_id = run_sweep(cfg, store, progress=not args.quiet, name=args.sweep_name)
+        except RunCancelled:
+            print("sweep cancelled; resume it with `python -m pama sweep --resume <sweep id>` (see `front`)",
+                  file=sys.stderr)
+            return 1
+    rows, summary = front_table(store, sweep_id)
+    print(format_table(rows, summary))
+    print(f"\nsweep id: {sweep_id}")
+    return 0
+
+
+def _cmd_front(args) -> int:
+    store = Store(args.db)
+    if not args.sweep_id:
+        sweeps = store.list_sweeps()
+        if not sweeps:
+            print("no sweeps yet: start one with `python -m pama sweep --points 5 --steps 20`")
+            return 0
+        for s in sweeps:
+            hv = (s["summary"] or {}).get("hypervolume")
+            print(f"{s['id']:<13} {s['status']:<9} {s['method']:<7} {'/'.join(s['objectives']):<28} "
+                  f"{'' if hv is None else f'HV {hv:.4f}  '}{s['name']}")
+        return 0
+    rows, summary = front(store, args.sweep_id, mixtures=args.mixtures, progress=not args.quiet)
+    print(format_table(rows, summary))
+    if args.export:
+        from . import report
+
+        out = args.out or f"front-{args.sweep_id}.{args.export}"
+        path = report.export(store, args.sweep_id, args.export, out, rows=rows, summary=summary)
+        print(f"\nwrote {path}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from . import adapters as adp
+    from . import models
+    from . import objectives as objmod
+    from .config import DEFAULT_OBJECTIVES
+    from .evaluate import evaluate_point, store_point
+    from .prompts import load_prompts
+
+    store = Store(args.db)
+    run = store.require_run(args.run) if args.run else None
+    model_spec = args.model or (run["model"] if run else models.DEFAULT_MODEL)
+    if args.objectives:
+        objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    elif run:
+        objectives = list(run["config"].get("objectives") or [o["name"] for o in run["objectives"]])
+    else:
+        objectives = list(DEFAULT_OBJECTIVES)
+    objs = [objmod.get(o) for o in objectives]
+    prompts = load_prompts(args.prompts)[:max(1, args.samples)]
+    model, tok = models.load(model_spec)
+    if run:
+        if run["status"] != "finished" and not run["adapter_path"]:
+            raise ConfigError(f"run {run['id']} has no checkpoint yet (status {run['status']})")
+        model = adp.load_adapters(model, {run["id"]: run["adapter_path"]})
+    res = evaluate_point(model, tok, objs, prompts, seed=args.seed, max_new_tokens=args.max_new_tokens,
+                         batch_size=EVAL_BATCH, progress=not args.quiet)
+    pid = store_point(store, res, kind="adapter" if run else "base", label=run["name"] if run else "base model",
+                      model=model_spec, run_id=run["id"] if run else None, method=run["method"] if run else None,
+                      preference=run["config"].get("preference") if run else None)
+    for o, (m, lo, hi) in res.values.items():
+        print(f"{o:<24} {m:8.4f}  95% CI [{lo:.4f}, {hi:.4f}]")
+    print(f"{'KL to the base':<24} {res.kl:8.4f}\n{'mean length (tokens)':<24} {res.mean_length:8.2f}\n"
+          f"{'distinct-1 / distinct-2':<24} {res.distinct_1:.3f} / {res.distinct_2:.3f}\n"
+          f"point id: {pid} ({res.seconds:.1f} s, {len(prompts)} prompts)")
+    return 0

@@ -1,0 +1,126 @@
+"""Sweeps end to end on the tiny model (train → evaluate → front → resume → mixtures → export), grids, the demo."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pama import sweep as sw
+from pama.cli import main
+
+
+def test_preference_grid_two_and_three_objectives():
+    g = sw.preference_grid(2, 5)
+    assert g[0] == [1.0, 0.0] and g[-1] == [0.0, 1.0] and len(g) == 5
+    assert np.allclose([p[0] for p in g], [1, 0.75, 0.5, 0.25, 0])
+    g3 = sw.preference_grid(3, 3)
+    assert len(g3) == 6 and all(abs(sum(p) - 1) < 1e-12 for p in g3)
+    assert {tuple(p) for p in g3} == {(1, 0, 0), (0.5, 0.5, 0), (0.5, 0, 0.5), (0, 1, 0), (0, 0.5, 0.5), (0, 0, 1)}
+    assert len(sw.preference_grid(3, 4)) == 10
+    assert sw.preference_grid(2, 1) == [[0.5, 0.5]]
+    with pytest.raises(ValueError):
+        sw.preference_grid(2, 0)
+
+
+TINY_SWEEP = ["--model", "tiny-random", "--objectives", "sentiment,conciseness", "--points", "2", "--steps", "2",
+              "--batch-size", "2", "--max-new-tokens", "5", "--eval-samples", "4", "--eval-max-new-tokens", "5",
+              "--learning-rate", "0.01", "--save-every", "1", "--threads", "1", "--quiet"]
+
+
+def test_two_point_sweep_end_to_end_resume_mixtures_export(store, pama_home, tmp_path, capsys):
+    assert main(["sweep", *TINY_SWEEP]) == 0
+    out = capsys.readouterr().out
+    sweep_id = out.strip().splitlines()[-1].split()[-1]
+    sweep = store.get_sweep(sweep_id)
+    assert sweep["status"] == "finished"
+    runs = store.list_runs(sweep_id=sweep_id)
+    assert len(runs) == 2 and all(r["status"] == "finished" for r in runs)
+    for r in runs:
+        assert (Path(r["adapter_path"]) / "adapter_model.safetensors").is_file()
+        assert Path(r["adapter_path"]).resolve().is_relative_to(pama_home.resolve())
+    prefs = sorted(tuple(r["config"]["preference"]) for r in runs)
+    assert prefs == [(0.0, 1.0), (1.0, 0.0)]
+    points = store.points(sweep_id=sweep_id)
+    assert sorted(p["kind"] for p in points) == ["adapter", "adapter", "base"]
+    assert all(set(p["values"]) == {"sentiment", "conciseness"} for p in points)
+    assert all(len(store.generations(p["id"])) == 4 for p in points)
+    summary = sweep["summary"]
+    assert summary["hypervolume"] > 0 and summary["hypervolume"] >= summary["hypervolume_base"]
+    assert summary["front_point_ids"] and set(summary["front_point_ids"]) <= {p["id"] for p in points}
+    assert "hypervolume" in out and "base" in out
+
+    # resuming a complete sweep is a no-op: no new runs, points or metrics
+    before = (store.counts(), store.count_metrics())
+    assert main(["sweep", "--resume", sweep_id, "--quiet"]) == 0
+    assert (store.counts(), store.count_metrics()) == before
+    capsys.readouterr()
+
+    # one exact mixture between each pair of neighbouring front adapters
+    rows, summary = sw.front(store, sweep_id, mixtures=0, progress=False)
+    front_adapters = [r for r in sw.front_table(store, sweep_id)[0] if r["kind"] == "adapter"]
+    assert main(["front", sweep_id, "--mixtures", "1", "--quiet"]) == 0
+    mixtures = store.points(sweep_id=sweep_id, kind="mixture")
+    adapter_pts = store.points(sweep_id=sweep_id, kind="adapter")
+    from pama import pareto
+
+    mat = np.array([[p["values"][o]["mean"] for o in ("sentiment", "conciseness")] for p in adapter_pts])
+    n_front = int(pareto.non_dominated(mat).sum())
+    assert len(mixtures) == n_front - 1 >= 0 and len(front_adapters) == 2
+    for m in mixtures:
+        assert sorted(m["mixture"].values()) == [0.5, 0.5] and set(m["mixture"]) <= {r["id"] for r in runs}
+    text = capsys.readouterr().out
+    assert "mixture" in text or not mixtures
+    assert main(["front", sweep_id, "--mixtures", "1", "--quiet"]) == 0   # again: nothing new
+    assert len(store.points(sweep_id=sweep_id, kind="mixture")) == len(mixtures)
+
+    for fmt in ("csv", "json", "html"):
+        path = tmp_path / f"front.{fmt}"
+        assert main(["front", sweep_id, "--export", fmt, "--out", str(path), "--quiet"]) == 0
+        assert path.is_file() and path.stat().st_size > 0
+    csv_lines = (tmp_path / "front.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("point_id,kind") and len(csv_lines) == 1 + 3 + len(mixtures)
+    data = json.loads((tmp_path / "front.json").read_text())
+    assert data["summary"]["hypervolume"] == pytest.approx(store.get_sweep(sweep_id)["summary"]["hypervolume"])
+    assert len(data["points"]) == 3 + len(mixtures) and len(data["runs"]) == 2
+    html = (tmp_path / "front.html").read_text()
+    assert "plotly" in html.lower() and "hypervolume" in html and sweep_id in html
+
+
+def test_sweep_errors_are_clear(store, capsys):
+    assert main(["sweep", "--resume", "s_missing", "--quiet"]) == 2
+    assert "No sweep with id 's_missing'" in capsys.readouterr().err
+    assert main(["sweep", *TINY_SWEEP, "--points", "0"]) == 2
+    assert "points must be" in capsys.readouterr().err
+    assert main(["front", "s_missing"]) == 2
+
+
+def test_evaluate_command_base(store, capsys):
+    assert main(["evaluate", "--base", "--model", "tiny-random", "--objectives", "sentiment", "--samples", "2",
+                 "--max-new-tokens", "4", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "sentiment" in out and "point id" in out
+    assert [p["kind"] for p in store.points()] == ["base"]
+
+
+def test_demo_import_is_idempotent(store):
+    from pama import adapters as adp
+    from pama import demo
+
+    if not demo.available():
+        pytest.skip("demo/front has not been built yet")
+    sweep_id = demo.import_if_empty(store)
+    assert sweep_id
+    counts = store.counts()
+    assert demo.import_if_empty(store) is None
+    assert store.counts() == counts
+    pts = store.points(sweep_id=sweep_id, kind="adapter")
+    assert len(pts) >= 5
+    assert store.points(sweep_id=sweep_id, kind="base")
+    assert store.get_sweep(sweep_id)["summary"]["hypervolume"] > 0
+    for r in store.list_runs(sweep_id=sweep_id):
+        assert r["status"] == "finished"
+        adp.check_adapter_path(r["adapter_path"])         # inside the demo folder, complete, readable
+        assert store.metrics(r["id"])
+    assert all(store.generations(p["id"]) for p in pts)
