@@ -57,6 +57,17 @@ def test_two_point_sweep_end_to_end_resume_mixtures_export(store, pama_home, tmp
     assert (store.counts(), store.count_metrics()) == before
     capsys.readouterr()
 
+    # an interrupted sweep: one run cancelled, one point missing → resume finishes the run and evaluates the point
+    lost = next(p for p in points if p["kind"] == "adapter")
+    store.delete_point(lost["id"])
+    store.set_status(runs[0]["id"], "cancelled", error="test")
+    assert main(["sweep", "--resume", sweep_id, "--quiet"]) == 0
+    assert store.counts() == before[0]
+    assert all(r["status"] == "finished" for r in store.list_runs(sweep_id=sweep_id))
+    again = next(p for p in store.points(sweep_id=sweep_id, run_id=lost["run_id"]))
+    assert again["values"] == lost["values"]   # same prompts, same seeds, same adapter → the same point
+    capsys.readouterr()
+
     # one exact mixture between each pair of neighbouring front adapters
     rows, summary = sw.front(store, sweep_id, mixtures=0, progress=False)
     front_adapters = [r for r in sw.front_table(store, sweep_id)[0] if r["kind"] == "adapter"]
