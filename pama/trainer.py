@@ -72,6 +72,16 @@ def seq_logprobs_and_hidden(model, input_ids, attention_mask, query_len: int, *,
     return logp, h
 
 
+def mgda_loss_weights(losses: list[torch.Tensor], params: list[torch.Tensor]) -> torch.Tensor:
+    """MGDA's objective weights: one backward per loss over ``params`` (graph retained), the (n, d) gradient
+    matrix, its Gram matrix and the min-norm solve (``alg.mgda_weights``). Returns weights (n,)."""
+    grads = []
+    for L in losses:
+        g = torch.autograd.grad(L, params, retain_graph=True, allow_unused=True)
+        grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1) for x, p in zip(g, params)]))
+    return alg.mgda_weights(torch.stack(grads))
+
+
 class ValueHeads(nn.Module):
     """One linear value head per objective on the policy's last hidden state (a single (H → n) layer)."""
 
@@ -327,13 +337,7 @@ class Trainer:
         stats: dict[str, float] = {}
         if cfg.method == "mgda":
             losses = [alg.clipped_surrogate(logp, old_logp, adv[i], mask, cfg.cliprange)[0] for i in range(self.n)]
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            grads = []
-            for i, L in enumerate(losses):
-                g = torch.autograd.grad(L, params, retain_graph=True, allow_unused=True)
-                grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                                        for x, p in zip(g, params)]))
-            w = alg.mgda_weights(torch.stack(grads))
+            w = mgda_loss_weights(losses, [p for p in self.model.parameters() if p.requires_grad])
             pg_loss = sum(w[i] * losses[i] for i in range(self.n))
             _, s = alg.clipped_surrogate(logp, old_logp, (w.view(-1, 1, 1) * adv).sum(0), mask, cfg.cliprange)
             stats.update({f"mgda/weight/{o.name}": float(w[i]) for i, o in enumerate(self.objectives)})
@@ -429,8 +433,14 @@ class Trainer:
         return self.run_id
 
 
-def _heartbeat_loop(store: Store | None, run_id: str, stop: threading.Event, every_s: float = 10.0) -> None:
-    """A heartbeat independent of step length, so a killed process is spotted within the grace period."""
+def _heartbeat_loop(store: Store | None, run_id: str, stop: threading.Event, every_s: float | None = None) -> None:
+    """A heartbeat independent of step length, so a killed process is spotted within the grace period.
+
+    ``every_s`` defaults to $PAMA_HEARTBEAT_S (10 s); the grace before a silent run is marked failed is
+    $PAMA_HEARTBEAT_GRACE_S (120 s), see :func:`pama.store.heartbeat_grace_s`."""
+    from .store import heartbeat_interval_s
+
+    every_s = heartbeat_interval_s() if every_s is None else every_s
     while store is not None and not stop.wait(every_s):
         with contextlib.suppress(Exception):
             store.heartbeat(run_id)
