@@ -234,8 +234,9 @@ def cancel(store, run_id: str) -> bool:
     return True
 
 
-def reap(store, *, grace_s: float = GRACE_S, now: dt.datetime | None = None) -> list[str]:
-    """Mark failed the active runs whose process is gone (started here) or silent for longer than ``grace_s``."""
+def reap(store, *, grace_s: float | None = None, now: dt.datetime | None = None) -> list[str]:
+    """Mark failed the active runs whose process is gone (started here) or silent for longer than ``grace_s``
+    (default: $PAMA_HEARTBEAT_GRACE_S, else 120 s)."""
     failed = list(store.mark_stale_failed(grace_s))
     for run in store.list_runs(status="queued") + store.list_runs(status="running"):
         pid = local_pid(run)
@@ -287,8 +288,11 @@ def _aware(t: dt.datetime | None) -> dt.datetime | None:
 
 
 def progress(run: Mapping, metrics: Sequence[Mapping] = (), *, now: dt.datetime | None = None,
-             grace_s: float = GRACE_S) -> dict:
+             grace_s: float | None = None) -> dict:
     """What the progress panel shows, as a pure function of a run dict and its metrics rows."""
+    from .store import heartbeat_grace_s
+
+    grace_s = heartbeat_grace_s() if grace_s is None else grace_s
     now = now or dt.datetime.now(dt.timezone.utc)
     step, total = int(run.get("step") or 0), int(run.get("total_steps") or 0)
     times = [m["value"] for m in sorted(metrics, key=lambda m: m["step"]) if m["key"] == "time/step"]

@@ -29,6 +29,38 @@ SCHEMA_HEAD = "0002"
 UPGRADE_HINT = "python -m pama db upgrade"
 
 
+DEFAULT_HEARTBEAT_S = 10.0
+DEFAULT_HEARTBEAT_GRACE_S = 120.0
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        import warnings
+
+        warnings.warn(f"{name}={raw!r} is not a positive number of seconds; using {default:g}", stacklevel=3)
+        return default
+    return value
+
+
+def heartbeat_interval_s() -> float:
+    """How often a training process writes its heartbeat ($PAMA_HEARTBEAT_S, default 10 s)."""
+    return _env_seconds("PAMA_HEARTBEAT_S", DEFAULT_HEARTBEAT_S)
+
+
+def heartbeat_grace_s() -> float:
+    """How long a running run may stay silent before it is marked failed ($PAMA_HEARTBEAT_GRACE_S, default 120 s).
+
+    Keep it several heartbeat intervals long: a run is only declared dead after missing a few heartbeats."""
+    return _env_seconds("PAMA_HEARTBEAT_GRACE_S", DEFAULT_HEARTBEAT_GRACE_S)
+
+
 class StoreError(RuntimeError):
     """The store cannot be used as configured; the message says what to do."""
 
@@ -333,8 +365,11 @@ class Store:
             fields["step"] = step
         self.update_run(run_id, **fields)
 
-    def mark_stale_failed(self, grace_s: float = 120.0) -> list[str]:
-        """Runs whose process stopped sending heartbeats (killed, machine restarted) become 'failed', metrics kept."""
+    def mark_stale_failed(self, grace_s: float | None = None) -> list[str]:
+        """Runs whose process stopped sending heartbeats (killed, machine restarted) become 'failed', metrics kept.
+
+        ``grace_s`` defaults to :func:`heartbeat_grace_s` ($PAMA_HEARTBEAT_GRACE_S, else 120 s)."""
+        grace_s = heartbeat_grace_s() if grace_s is None else float(grace_s)
         cutoff = utcnow() - dt.timedelta(seconds=grace_s)
         stale = []
         for run in self.list_runs(status="running"):
@@ -344,7 +379,7 @@ class Store:
                 with self.session() as s:
                     s.execute(update(Run).where(Run.id == run["id"], Run.status == "running").values(
                         status="failed", finished_at=utcnow(),
-                        error=f"No heartbeat for more than {int(grace_s)} s (the process died or was killed) at step "
+                        error=f"No heartbeat for more than {grace_s:g} s (the process died or was killed) at step "
                               f"{run['step']}. Resume with `python -m pama train --resume {run['id']}`."))
         return stale
 
