@@ -101,12 +101,36 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+CHECKPOINT_FILES = ("state.pt", "adapter/adapter_config.json", "adapter/adapter_model.safetensors")
+
+
+class CheckpointError(ConfigError):
+    """A run's checkpoints exist but none can be loaded (truncated, corrupt); the message says what to do."""
+
+
+def _complete(ckpt: Path) -> bool:
+    return ckpt.is_dir() and all((ckpt / f).is_file() for f in CHECKPOINT_FILES)
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The run's complete checkpoints, best first: LATEST's target, then the other step-N folders, newest first.
+
+    Temporary folders left by a killed save (``.step-N.tmp-PID``) never count; a LATEST that points at a missing
+    or incomplete folder is skipped in favour of the next complete one."""
+    run_dir = Path(run_dir)
+    found: list[Path] = []
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        name = (run_dir / CHECKPOINT_POINTER).read_text().strip()
+        if name.startswith("step-") and "/" not in name and "\\" not in name:
+            found.append(run_dir / name)
+    steps = [p for p in run_dir.glob("step-*") if p.name[5:].isdigit()]
+    found += [p for p in sorted(steps, key=lambda p: int(p.name[5:]), reverse=True) if p not in found]
+    return [p for p in found if _complete(p)]
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = run_dir / CHECKPOINT_POINTER
-    if not pointer.exists():
-        return None
-    ckpt = run_dir / pointer.read_text().strip()
-    return ckpt if (ckpt / "state.pt").exists() and (ckpt / "adapter").exists() else None
+    found = checkpoints(run_dir)
+    return found[0] if found else None
 
 
 class Trainer:
@@ -187,15 +211,30 @@ class Trainer:
         return get_peft_model(model, lora)
 
     def _resume_if_possible(self) -> None:
-        ckpt = latest_checkpoint(self.run_dir)
-        if ckpt is None:
-            return
+        """Load the best complete checkpoint; a corrupt one is skipped for an older one, none loadable is an error."""
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+        problems = []
+        for ckpt in checkpoints(self.run_dir):
+            try:  # read everything before touching the model, so a corrupt file leaves it untouched
+                state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+                weights = load_file(ckpt / "adapter" / "adapter_model.safetensors")
+                if not isinstance(state, dict) or not {"step", "optimizer", "kl_ctl", "value_heads"} <= set(state):
+                    raise ValueError("state.pt lacks step/optimizer/kl_ctl/value_heads")
+                break
+            except Exception as err:  # noqa: BLE001 - torch.load / safetensors raise many types for bad files
+                problems.append(f"{ckpt.name} ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})")
+                warnings.warn(f"checkpoint {ckpt} is corrupt or truncated; trying an older one", stacklevel=2)
+        else:
+            if problems:
+                raise CheckpointError(
+                    f"cannot resume run {self.run_id}: no loadable checkpoint under {self.run_dir}: "
+                    f"{'; '.join(problems)}. Delete the corrupt folder(s) to restart the run from step 0, or restore "
+                    "them from a backup")
+            return
         model = self.accelerator.unwrap_model(self.model)
-        set_peft_model_state_dict(model, load_file(ckpt / "adapter" / "adapter_model.safetensors"))
+        set_peft_model_state_dict(model, weights)
         self.accelerator.unwrap_model(self.value_heads).load_state_dict(state["value_heads"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
@@ -373,8 +412,8 @@ class Trainer:
             shutil.rmtree(final)
         os.replace(tmp, final)
         _atomic_write_text(self.run_dir / CHECKPOINT_POINTER, name)
-        for old in self.run_dir.glob("step-*"):
-            if old.name != name:
+        for old in [*self.run_dir.glob("step-*"), *self.run_dir.glob(".step-*.tmp-*")]:
+            if old.name != name:  # older checkpoints and temporary folders left by a killed save
                 shutil.rmtree(old, ignore_errors=True)
         if self.store is not None:
             self.store.update_run(self.run_id, adapter_path=str(final / "adapter"))
@@ -382,10 +421,18 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def _cancel_requested(self) -> bool:
-        if self.store is None:
-            return False
-        run = self.store.get_run(self.run_id)
-        return bool(run and run["status"] == "cancelled")
+        """The main process reads the store; with several processes its answer is broadcast so all stop together."""
+        flag = False
+        if self.is_main and self.store is not None:
+            run = self.store.get_run(self.run_id)
+            flag = bool(run and run["status"] == "cancelled")
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            holder = [flag]
+            broadcast_object_list(holder)
+            flag = bool(holder[0])
+        return flag
 
     def train(self) -> str:
         from tqdm.auto import tqdm
@@ -474,8 +521,12 @@ def resume(run_id: str, store: Store | None = None, *, steps: int | None = None,
     cfg = from_dict(TrainConfig, run["config"], source=f"run {run_id}")
     if steps is not None:
         cfg.steps = steps
-    store.update_run(run_id, config=cfg.to_dict())
-    return train(cfg, store, run_id=run_id, progress=progress, model=model, tokenizer=tokenizer)
+    cfg.validate()
+    # the checkpoint is loaded (or refused) before the store is touched: a failed resume changes nothing
+    trainer = Trainer(cfg, store, run_id=run_id, progress=progress, model=model, tokenizer=tokenizer)
+    if trainer.is_main:
+        store.update_run(run_id, config=cfg.to_dict())
+    return trainer.train()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -511,8 +562,22 @@ def _cmd_train(args) -> int:
 
     store = Store(args.db) if _is_main_process() else None
     if args.resume:
-        print(f"run id: {args.resume} (resuming)", flush=True)
-        resume(args.resume, store, steps=args.steps and int(args.steps), progress=not args.quiet)
+        steps = None
+        if args.steps is not None:
+            try:
+                steps = int(args.steps)
+            except ValueError:
+                raise ConfigError(f"--steps must be an integer, not {args.steps!r}") from None
+        if _is_main_process():
+            print(f"run id: {args.resume} (resuming)", flush=True)
+        _install_sigterm()
+        try:
+            resume(args.resume, store if store is not None else Store(args.db, create=False), steps=steps,
+                   progress=not args.quiet)
+        except RunCancelled:
+            print(f"run {args.resume} cancelled; resume with `python -m pama train --resume {args.resume}`",
+                  file=sys.stderr)
+            return 1
         return 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
