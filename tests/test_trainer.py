@@ -169,3 +169,20 @@ def test_cli_train_reads_yaml_config_and_flags_override(pama_home, tmp_path, cap
     bad.write_text("steps: [1, 2\n")
     assert main(["train", "--config", str(bad)]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_one_update_raises_log_probs_in_proportion_to_the_combined_advantage(store):
+    """The update's direction: Σ_t A_t·Δlog π(y_t) > 0 for the tokens of the rollout it learned from."""
+    torch.manual_seed(0)
+    t = trainer.Trainer(_cfg(steps=1, batch_size=8, kl_coef=0.0, target_kl=0.0).validate(), store, progress=False)
+    ro = t.rollout(1)
+    scores = t.score(ro)
+    mask = ro.response_mask
+    ref, _ = t._forward(ro, adapter=False, grad=False)
+    before, values = t._forward(ro, grad=False)
+    adv, _, _ = t._advantages(scores, before, ref, values, mask)
+    combined, _ = t._combine(adv, mask)
+    assert (combined >= 0).all() and combined.sum() > 0  # Noon: only non-negative advantages
+    t._update(ro, scores)
+    after, _ = t._forward(ro, grad=False)
+    assert float((combined * (after - before) * mask).sum()) > 0
