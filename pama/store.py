@@ -253,20 +253,38 @@ class Store:
             if not create:
                 raise StoreError(f"No pama store at '{self.url}'. Run `python -m pama db init` to create one.")
             try:
-                Base.metadata.create_all(self.engine)
-                from alembic import command
-
-                with self.engine.begin() as conn:
-                    cfg = alembic_config(self.url)
-                    cfg.attributes["connection"] = conn
-                    command.stamp(cfg, "head")
+                version = self._create_schema()
             except (OperationalError, ProgrammingError) as err:
                 raise StoreError(f"Cannot create the store at '{self.url}': {str(err.orig).strip()}.") from err
-        elif version != SCHEMA_HEAD:
+        if version != SCHEMA_HEAD:
             raise SchemaOutOfDateError(
                 f"The database at '{self.url}' has schema version {version}; this version of pama needs "
                 f"{SCHEMA_HEAD}. Back it up, then run `{UPGRADE_HINT}` (set PAMA_DB_URL to the same URL)."
             )
+
+    def _create_schema(self) -> str | None:
+        """Create the tables and stamp the version in one transaction that holds the database's write lock, so that
+        several processes opening a new store at once (four `pama train`, the app) neither race nor half-create it.
+        Returns the version found under the lock (another process may have created the store meanwhile)."""
+        from alembic import command
+
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")   # waits (busy_timeout) for any other creator
+            elif self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7261040)")
+            names = inspect(conn).get_table_names()
+            if "alembic_version" in names or "runs" in names:
+                version = (conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+                           if "alembic_version" in names else "unversioned")
+                conn.rollback()
+                return version
+            Base.metadata.create_all(conn)
+            cfg = alembic_config(self.url)
+            cfg.attributes["connection"] = conn
+            command.stamp(cfg, "head")
+            conn.commit()
+        return SCHEMA_HEAD
 
     @staticmethod
     def upgrade(url: str | None = None) -> str:
