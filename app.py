@@ -1,4 +1,8 @@
-"""pama-explorer: the Streamlit app. Declares the navigation and the shared sidebar; the pages live in pages/."""
+"""pama-explorer: the Streamlit app. Declares the navigation and the shared sidebar; the pages live in views/.
+
+(Not in pages/: Streamlit treats a pages/ folder as the old automatic multipage app until st.navigation has run once,
+so a bookmarked deep link on a fresh server would show the pages without this file's sidebar.)
+"""
 import pama  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported anywhere)
 
 import streamlit as st
@@ -6,14 +10,14 @@ import streamlit as st
 from pama import ui
 from pama.store import StoreError, describe_url
 
-st.set_page_config(page_title="pama-explorer", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="pama-explorer", page_icon=":material/balance:", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/front.py", title="Pareto front", icon="📈"),
-    st.Page("pages/compare.py", title="Compare", icon="🆚"),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/runs.py", title="Runs", icon="🗂️"),
+    st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("views/front.py", title="Pareto front", icon=":material/scatter_plot:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/runs.py", title="Runs", icon=":material/table_rows:"),
 ]
 nav = st.navigation(PAGES)
 

@@ -164,11 +164,62 @@ def start_train(cfg, *, store=None, db_url: str | None = None, timeout_s: float 
     return job
 
 
-def start_sweep(cfg, *, store=None, db_url: str | None = None, timeout_s: float = 120.0,
-                env: Mapping[str, str] | None = None) -> Job:
-    """Start ``python -m pama sweep --config FILE`` (needs pama.sweep); returns once it printed its sweep id."""
-    url = db_url or (store.url if store is not None else None)
-    return _launch("sweep", cfg, SWEEP_ID_RE, db_url=url, timeout_s=timeout_s, env=env)
+def start_sweep(cfg, *, store, timeout_s: float = 120.0, env: Mapping[str, str] | None = None,
+                name: str | None = None) -> Job:
+    """Start a sweep (pama.sweep) in the background on a validated SweepConfig; returns once it runs.
+
+    The sweep record is created here first (so its id is known at once and the app can show it), then
+    ``python -m pama sweep --resume <id>`` trains and evaluates every grid point of it."""
+    from .sweep import preference_grid
+
+    data = _config_dict(cfg)
+    data["preference"] = []
+    grid = preference_grid(len(data["objectives"]), int(data["points"]))
+    sweep_id = store.create_sweep(
+        name=name or data.get("name") or f"{data['method']} sweep ×{len(grid)} {'/'.join(data['objectives'])}",
+        method=data["method"], model=data["model"], objectives=list(data["objectives"]), config=data)
+    try:
+        job = _launch("sweep", data, SWEEP_ID_RE, db_url=store.url, timeout_s=timeout_s,
+                      extra_args=["--resume", sweep_id, "--quiet"], env=env)
+    except JobError:
+        store.update_sweep(sweep_id, status="failed")
+        raise
+    return job
+
+
+def cancel_sweep(store, sweep_id: str) -> bool:
+    """Stop a sweep: cancel its active run (the trainer stops at its next step) and SIGTERM the sweep process."""
+    sweep = store.get_sweep(sweep_id)
+    if sweep is None or sweep["status"] not in ACTIVE:
+        return False
+    for run in store.list_runs(sweep_id=sweep_id):
+        if run["status"] in ACTIVE:
+            store.set_status(run["id"], "cancelled", error="cancelled by the user (sweep cancelled)")
+    job = read_job(sweep_id)
+    if job and job.get("host") == socket.gethostname() and pid_alive(int(job["pid"])):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(job["pid"]), signal.SIGTERM)
+    store.update_sweep(sweep_id, status="cancelled")
+    return True
+
+
+def sweep_progress(sweep: Mapping, runs: Sequence[Mapping]) -> dict:
+    """Trained / total grid points of a sweep and its current run, from the store's dicts."""
+    cfg = sweep.get("config") or {}
+    try:
+        from .sweep import preference_grid
+
+        total = len(preference_grid(len(sweep.get("objectives") or []), int(cfg.get("points", 0))))
+    except Exception:  # noqa: BLE001 - an old or foreign config: show what there is
+        total = len(runs)
+    done = sum(1 for r in runs if r.get("status") == "finished")
+    current = next((r for r in runs if r.get("status") in ACTIVE), None)
+    phase = sweep.get("status", "queued")
+    if phase == "running":
+        phase = (f"training point {min(done + 1, total)}/{total}" if current is not None or done < total
+                 else "evaluating the points on held-out prompts")
+    return dict(status=sweep.get("status"), total=total, done=done, current=current, phase=phase,
+                fraction=min(1.0, done / total) if total else 0.0, active=sweep.get("status") in ACTIVE)
 
 
 def sweep_available() -> bool:
@@ -253,6 +304,23 @@ def reap(store, *, grace_s: float | None = None, now: dt.datetime | None = None)
                f"The training process (pid {pid}) exited at step {fresh['step']} without reporting an end.")
         store.set_status(run["id"], "failed", error=msg)
         failed.append(run["id"])
+    for sweep in store.list_sweeps():
+        if sweep["status"] not in ACTIVE:
+            continue
+        job = read_job(sweep["id"])
+        if not job or job.get("host") != socket.gethostname() or pid_alive(int(job["pid"])):
+            continue
+        time.sleep(0.2)
+        fresh = store.get_sweep(sweep["id"])
+        if fresh and fresh["status"] in ACTIVE:
+            store.update_sweep(sweep["id"], status="failed",
+                               summary=dict(fresh.get("summary") or {}, error=(
+                                   "The sweep process exited without finishing. Last lines of its log:\n"
+                                   + tail(job.get("log") or log_path(sweep["id"]), lines=6))))
+            for run in store.list_runs(sweep_id=sweep["id"]):
+                if run["status"] in ACTIVE:
+                    store.set_status(run["id"], "failed", error="the sweep process exited")
+            failed.append(sweep["id"])
     return failed
 
 

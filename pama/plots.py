@@ -179,24 +179,29 @@ def _add_2d(fig: go.Figure, data: dict[str, dict], ix: int, iy: int, objectives:
             idx = [i for i in range(len(ids)) if bool(mask[i]) != dominated]
             if not idx:
                 continue
+            # fade with marker / error-bar opacity (not the trace's), so that a click selection in the app keeps
+            # every point visible: selected points full, the others at their usual opacity
+            alpha = FADED if dominated else 1.0
+            bar = _rgba(colour, 0.35 if dominated else 0.8)
             err = {}
             if error_bars:
                 err = dict(
                     error_x=dict(type="data", symmetric=False, array=(hi[idx, ix] - mean[idx, ix]).tolist(),
-                                 arrayminus=(mean[idx, ix] - lo[idx, ix]).tolist(), color=colour, thickness=1,
+                                 arrayminus=(mean[idx, ix] - lo[idx, ix]).tolist(), color=bar, thickness=1,
                                  width=2),
                     error_y=dict(type="data", symmetric=False, array=(hi[idx, iy] - mean[idx, iy]).tolist(),
-                                 arrayminus=(mean[idx, iy] - lo[idx, iy]).tolist(), color=colour, thickness=1,
+                                 arrayminus=(mean[idx, iy] - lo[idx, iy]).tolist(), color=bar, thickness=1,
                                  width=2))
             line_w = [3 if ids[i] in selected else 1 for i in idx]
             fig.add_trace(go.Scatter(
                 x=mean[idx, ix].tolist(), y=mean[idx, iy].tolist(), mode="markers",
                 name=_legend_name(name, d) if not dominated else f"{name} (dominated)",
                 legendgroup=name, showlegend=showlegend and not dominated,
-                opacity=FADED if dominated else 1.0,
-                marker=dict(color=colour, symbol=sym, size=16 if name == "base model" else 11,
+                marker=dict(color=colour, symbol=sym, size=16 if name == "base model" else 11, opacity=alpha,
                             line=dict(color=["#000000" if ids[i] in selected else "#ffffff" for i in idx],
                                       width=line_w)),
+                selected=dict(marker=dict(opacity=1.0)),
+                unselected=dict(marker=dict(opacity=alpha * 0.75)),
                 customdata=[[ids[i]] for i in idx], hovertext=[hover[i] for i in idx],
                 hovertemplate="%{hovertext}<extra></extra>", **err), **where)
 
@@ -219,7 +224,7 @@ def front_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bounds
     _add_2d(fig, data, 0, 1, objectives, selected=set(selected), error_bars=error_bars)
     fig.update_layout(
         title=title or _title(data, objectives, bounds), xaxis_title=objectives[0], yaxis_title=objectives[1],
-        legend=dict(title="series (hypervolume)", orientation="v"), clickmode="event+select", dragmode="select",
+        legend=dict(title="series (hypervolume)", orientation="v"),
         hovermode="closest", height=560, margin=dict(l=60, r=20, t=70, b=60))
     return fig
 
@@ -251,7 +256,7 @@ def pairwise_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bou
                 error_bars=error_bars)
         fig.update_xaxes(title_text=objectives[i], row=1, col=k + 1)
         fig.update_yaxes(title_text=objectives[j], row=1, col=k + 1)
-    fig.update_layout(title=_title(data, objectives, bounds), clickmode="event+select", dragmode="select",
+    fig.update_layout(title=_title(data, objectives, bounds),
                       hovermode="closest", height=480, margin=dict(l=50, r=20, t=90, b=50),
                       legend=dict(orientation="h", y=-0.2))
     return fig
@@ -339,7 +344,7 @@ def reward_curves_figure(metrics: Sequence[Mapping], objectives: Sequence[str] |
             std = np.asarray(table[std_key][1])
             m = np.asarray(mean)
             fig.add_trace(go.Scatter(x=steps + steps[::-1], y=(m + std).tolist() + (m - std).tolist()[::-1],
-                                     fill="toself", fillcolor=_rgba(colour, 0.12), line=dict(width=0),
+                                     mode="lines", fill="toself", fillcolor=_rgba(colour, 0.12), line=dict(width=0),
                                      hoverinfo="skip", showlegend=False, legendgroup=n))
         fig.add_trace(go.Scatter(x=steps, y=mean, mode="lines+markers" if len(steps) < 30 else "lines", name=n,
                                  line=dict(color=colour), legendgroup=n))

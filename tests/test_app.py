@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from pama.store import Store
 
-PAGES = ["pages/home.py", "pages/front.py", "pages/compare.py", "pages/train.py", "pages/runs.py"]
+PAGES = ["views/home.py", "views/front.py", "views/compare.py", "views/train.py", "views/runs.py"]
 OBJS = [dict(name="sentiment", lower=-1.0, upper=1.0), dict(name="conciseness", lower=0.0, upper=1.0)]
 TIMEOUT = 120
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -23,7 +23,7 @@ def train_tiny(store: Store, *, seed: int = 0, preference=(0.5, 0.5)) -> str:
     from pama.trainer import train
 
     cfg = TrainConfig(model="tiny-random", steps=1, batch_size=2, max_new_tokens=4, seed=seed,
-                      preference=list(preference), save_every=1)
+                      preference=list(preference), save_every=1, learning_rate=0.05)  # large: visibly different
     return train(cfg, store, progress=False)
 
 
@@ -40,7 +40,7 @@ def make_front(store: Store, *, real_runs: list[str] = (), model: str = "tiny-ra
             s = -0.2 + 0.9 * w + shift
             c = 0.9 - 0.6 * w ** 1.5 + shift
             if method == "morlhf" and i == 2:
-                s, c = s - 0.15, c - 0.1  # a dominated point
+                s, c = s - 0.3, c - 0.25  # a dominated point
             if real and method == "pama":
                 run_id = real.pop(0)
                 store.update_run(run_id, sweep_id=sweep)
@@ -83,7 +83,7 @@ def front_store(empty_store):
 def app(page: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    if page and page != "pages/home.py":
+    if page and page != "views/home.py":
         at.switch_page(page).run()
     return at
 
@@ -97,9 +97,9 @@ def test_every_page_loads_with_an_empty_store(empty_store, page):
     at = app(page)
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
-    if page in ("pages/front.py", "pages/runs.py"):
+    if page in ("views/front.py", "views/runs.py"):
         assert any("No fronts yet" in t or "No runs yet" in t for t in texts(at, "info"))
-    if page == "pages/home.py":
+    if page == "views/home.py":
         assert any("The store is empty" in t for t in texts(at, "info"))
         assert [m.value for m in at.sidebar.metric] == [0, 0, 0] or len(at.sidebar.metric) == 3
 
@@ -110,10 +110,10 @@ def test_every_page_loads_with_a_front(front_store, page):
     at = app(page)
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
-    if page == "pages/front.py":
+    if page == "views/front.py":
         assert at.get("plotly_chart"), "the front plot is drawn"
         assert any(m.label == "Selected points (up to four)" for m in at.multiselect)
-    if page == "pages/home.py":
+    if page == "views/home.py":
         assert not any("The store is empty" in t for t in texts(at, "info"))
 
 
@@ -127,7 +127,7 @@ def test_home_shows_counts_and_store_url(front_store):
 
 def test_front_selection_goes_to_compare_with_two_columns(front_store):
     store, ids = front_store
-    at = app("pages/front.py")
+    at = app("views/front.py")
     two = ids["adapters"][:2]
     at.multiselect(key="front_pick").set_value(two).run()
     assert not at.exception
@@ -150,7 +150,7 @@ def test_front_three_objectives_and_filters(front_store):
     extra = store.add_point(kind="adapter", label="three", model="tiny-random", sweep_id=ids["sweep"],
                             method="pama", values={"sentiment": (0.1, 0, 0.2), "conciseness": (0.5, 0.4, 0.6),
                                                    "safety": (0.9, 0.8, 1.0)})
-    at = app("pages/front.py")
+    at = app("views/front.py")
     at.multiselect(key="front_objectives").set_value(["sentiment", "conciseness", "safety"]).run()
     assert not at.exception
     at.radio(key="front_view").set_value("3-D").run()
@@ -166,7 +166,7 @@ def test_compare_generates_with_base_and_adapter(empty_store):
     ids = make_front(store, real_runs=[run_id])
     real_point = store.points(run_id=run_id)[0]["id"]
     fake_point = ids["adapters"][1]  # its run never saved an adapter
-    at = app("pages/compare.py")
+    at = app("views/compare.py")
     at.multiselect(key="compare_pick").set_value(["base", real_point, fake_point]).run()
     at.radio(key="cmp_source").set_value("my own").run()
     at.text_area(key="cmp_prompt_text").input("Describe a quiet library.").run()
@@ -185,7 +185,7 @@ def test_compare_mixture_column(empty_store):
     store = empty_store
     r1, r2 = train_tiny(store, seed=0), train_tiny(store, seed=1, preference=(0.9, 0.1))
     make_front(store, real_runs=[r1, r2])
-    at = app("pages/compare.py")
+    at = app("views/compare.py")
     at.slider(key="cmp_mix_t").set_value(0.3).run()
     at.button(key="cmp_mix_add").click().run()
     assert not at.exception, at.exception
@@ -209,7 +209,7 @@ def _submit(at: AppTest, **values) -> AppTest:
 
 def test_train_form_starts_a_run_that_finishes(empty_store):
     store = empty_store
-    at = app("pages/train.py")
+    at = app("views/train.py")
     t = time.time()
     _submit(at, tf_model="tiny-random", tf_steps=2, tf_batch=2, tf_tokens=4, tf_preference="0.7, 0.3")
     assert not at.exception, at.exception
@@ -228,12 +228,35 @@ def test_train_form_starts_a_run_that_finishes(empty_store):
     assert store.count_metrics(run_id) > 0
     print(f"train form → finished run in {time.time() - t:.1f} s")
     # the progress panel (read from the store, so it survives reloads) shows the finished run
-    at2 = app("pages/train.py")
+    at2 = app("views/train.py")
     assert not at2.exception
     at2.run()
-    at3 = app("pages/runs.py")
+    at3 = app("views/runs.py")
     assert not at3.exception and not at3.error
     assert any("status **finished**" in c for c in texts(at3, "caption"))
+
+
+def test_train_form_starts_a_sweep_that_finishes(empty_store):
+    store = empty_store
+    at = app("views/train.py")
+    t = time.time()
+    _submit(at, tf_model="tiny-random", tf_mode="a sweep grid (a whole front)", tf_points=2, tf_steps=1, tf_batch=2,
+            tf_tokens=4, tf_eval_samples=2, tf_objectives=["sentiment", "conciseness"])
+    assert not at.exception, at.exception
+    assert not at.error, texts(at, "error")
+    sweeps = store.list_sweeps()
+    assert len(sweeps) == 1
+    sid = sweeps[0]["id"]
+    deadline = time.time() + 3 * TIMEOUT
+    while store.get_sweep(sid)["status"] in ("queued", "running"):
+        assert time.time() < deadline, "the background sweep did not finish in time"
+        time.sleep(1)
+    assert store.get_sweep(sid)["status"] == "finished", open(__import__("pama.jobs").jobs.log_path(sid)).read()
+    kinds = sorted(p["kind"] for p in store.points(sweep_id=sid))
+    assert kinds == ["adapter", "adapter", "base"]
+    print(f"train form → finished sweep in {time.time() - t:.1f} s")
+    at = app("views/front.py")
+    assert not at.exception and at.get("plotly_chart")
 
 
 @pytest.mark.parametrize("values,expected", [
@@ -246,7 +269,7 @@ def test_train_form_starts_a_run_that_finishes(empty_store):
 ])
 def test_invalid_train_form_shows_an_error_and_creates_nothing(empty_store, values, expected):
     store = empty_store
-    at = app("pages/train.py")
+    at = app("views/train.py")
     _submit(at, tf_model="tiny-random", **values)
     assert not at.exception, at.exception
     errs = texts(at, "error")
@@ -263,7 +286,7 @@ def test_runs_page_details_export_and_delete(empty_store):
     from pama import paths
 
     assert paths.run_dir(run_id).exists()
-    at = app("pages/runs.py")
+    at = app("views/runs.py")
     at.selectbox(key="runs_pick").set_value(run_id).run()
     assert not at.exception, at.exception
     assert any(b.label.startswith("Metrics (CSV)") for b in at.get("download_button")) or at.get("download_button")
@@ -280,7 +303,7 @@ def test_runs_filters_and_failed_message(front_store):
     store, ids = front_store
     rid = store.create_run(name="broken", method="pama", model="tiny-random", config={}, objectives=OBJS)
     store.set_status(rid, "failed", error="ObjectiveError: the reward model exploded")
-    at = app("pages/runs.py")
+    at = app("views/runs.py")
     at.multiselect(key="runs_status").set_value(["failed"]).run()
     assert not at.exception
     assert at.selectbox(key="runs_pick").options == [f"broken · failed · {rid}"]

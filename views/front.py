@@ -13,7 +13,7 @@ runs = ui.cached("list_runs")
 if not points_all:
     st.info("No fronts yet: no evaluated point is in the store. Train adapters on the **Train** page (choose "
             "*sweep grid* to get a whole front), or run `python -m pama sweep` in a terminal.")
-    st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+    st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 sweep_by_id = {s["id"]: s for s in sweeps}
@@ -37,8 +37,9 @@ o1, o2, o3, o4 = st.columns(4)
 show_base = o1.checkbox("Base model", value=True, key="front_base")
 show_mix = o2.checkbox("Mixtures", value=True, key="front_mix")
 error_bars = o3.checkbox("95% CI error bars", value=True, key="front_ci")
-view3d = o4.radio("3 objectives as", ["pairwise panels", "3-D"], horizontal=True, key="front_view",
-                  disabled=len(chosen_objs) != 3)
+view3d = "pairwise panels"
+if len(chosen_objs) == 3:
+    view3d = o4.radio("3 objectives as", ["pairwise panels", "3-D"], horizontal=True, key="front_view")
 
 shown = ui.filter_points(in_sweeps, methods=chosen_methods, include_base=show_base, include_mixtures=show_mix)
 by_id = {p["id"]: p for p in shown}
@@ -85,7 +86,7 @@ picked = st.multiselect("Selected points (up to four)", list(by_id), key="front_
 b1, b2 = st.columns([1, 3])
 if b1.button("Compare selected", type="primary", disabled=not picked, key="front_compare"):
     st.session_state["compare_ids"] = list(picked)
-    st.switch_page("pages/compare.py")
+    st.switch_page("views/compare.py")
 
 # ------------------------------------------------------------------------------------------ exact mixtures
 adapters_picked = [by_id[i] for i in picked if by_id[i]["kind"] == "adapter" and by_id[i].get("run_id")]

@@ -33,14 +33,14 @@ if counts["points"] == 0:
         "**The store is empty.** First step: open **Train**, keep the defaults and press *Start training* "
         "(a few minutes on CPU), or run a sweep from a terminal: `python -m pama sweep --points 3 --steps 20`. "
         "Evaluated adapters then appear on the Pareto front page.")
-    st.page_link("pages/train.py", label="Train an adapter", icon="🏋️")
+    st.page_link("views/train.py", label="Train an adapter", icon=":material/model_training:")
 else:
     st.subheader("Where to go next")
-st.page_link("pages/front.py", label="Pareto front: choose objectives, click points to compare, mix two adapters",
-             icon="📈")
-st.page_link("pages/compare.py", label="Compare: up to four models side by side on one prompt", icon="🆚")
-st.page_link("pages/train.py", label="Train: start a run or a sweep in the background and watch it", icon="🏋️")
-st.page_link("pages/runs.py", label="Runs: every run's curves, config, evaluations; export or delete", icon="🗂️")
+st.page_link("views/front.py", label="Pareto front: choose objectives, click points to compare, mix two adapters",
+             icon=":material/scatter_plot:")
+st.page_link("views/compare.py", label="Compare: up to four models side by side on one prompt", icon=":material/compare:")
+st.page_link("views/train.py", label="Train: start a run or a sweep in the background and watch it", icon=":material/model_training:")
+st.page_link("views/runs.py", label="Runs: every run's curves, config, evaluations; export or delete", icon=":material/table_rows:")
 
 runs = ui.cached("list_runs", limit=5)
 if runs:

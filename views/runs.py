@@ -17,7 +17,7 @@ except StoreError as err:
 runs = ui.cached("list_runs")
 if not runs:
     st.info("No runs yet. Start one on the **Train** page or with `python -m pama train --steps 5`.")
-    st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+    st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 f1, f2, f3 = st.columns([2, 2, 3])

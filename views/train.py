@@ -25,7 +25,7 @@ with st.form("train_form"):
                               "accepted only from config files and the command line.")
     st.markdown("**Trade-off**")
     mode = st.radio("Train", ["one preference", "a sweep grid (a whole front)"], horizontal=True, key="tf_mode")
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     preference = c1.text_input("Preference (one weight per objective)", value="", key="tf_preference",
                                placeholder="e.g. 0.7, 0.3 — empty = uniform",
                                help="Non-negative weights, one per objective in the order above; normalised to sum "
@@ -33,6 +33,9 @@ with st.form("train_form"):
     points = c2.number_input("Grid points per edge (sweep)", value=3, step=1, key="tf_points",
                              help="A sweep trains one adapter per preference on a simplex grid, then evaluates "
                                   "each on held-out prompts.")
+    eval_samples = c4.number_input("Held-out prompts per point (sweep)", value=32, step=8, key="tf_eval_samples",
+                                   help="Each adapter of a sweep is evaluated on this many held-out prompts (95% "
+                                        "bootstrap CIs); fewer is quicker on CPU.")
     anchor = c3.number_input("Anchor λ", value=float(DEFAULTS.anchor), step=0.1, format="%.2f", key="tf_anchor",
                              help="PAMA anchor in [0, 1]: 1 = the paper's PAMA (ignores the preference), 0 = linear "
                                   "scalarisation with the preference.")
@@ -55,7 +58,7 @@ if submitted:
                 max_new_tokens=int(new_tokens), lora_r=int(rank), lora_alpha=2 * int(rank),
                 learning_rate=float(lr))
     if sweep:
-        form.update(points=int(points))
+        form.update(points=int(points), eval_samples=int(eval_samples))
     try:
         cfg = ui.build_train_config(form, sweep=sweep)
     except (ConfigError, ui.UIError, ValueError) as err:
@@ -71,7 +74,7 @@ if submitted:
             except jobs.JobError as err:
                 st.error(str(err))
             else:
-                st.session_state.setdefault("train_watch", []).append(job.id)
+                st.session_state.setdefault("sweep_watch" if sweep else "train_watch", []).append(job.id)
                 ui.clear_reads()
                 st.success(f"Started {'sweep' if sweep else 'run'} `{job.id}` in the background (pid {job.pid}, log "
                            f"`{job.log}`). It keeps running if you close this tab; progress is below and on Runs.")
@@ -81,7 +84,7 @@ def draw_run(run: dict) -> None:
     prog = jobs.progress(run, store.metrics(run["id"], keys=["time/step"]) if run["step"] else [])
     with st.container(border=True):
         h1, h2 = st.columns([4, 1])
-        h1.markdown(f"**{run['name']}**  \n`{run['id']}` · {run['method']} · {run['model']} · *{prog['phase']}*")
+        h1.markdown(f"**Run: {run['name']}**  \n`{run['id']}` · {run['method']} · {run['model']} · *{prog['phase']}*")
         if prog["active"]:
             h2.button("Cancel", key=f"cancel_{run['id']}", on_click=jobs.cancel, args=(store, run["id"]))
         st.progress(prog["fraction"], text=f"step {prog['step']}/{prog['total']}"
@@ -101,26 +104,53 @@ def draw_run(run: dict) -> None:
             g2.plotly_chart(plots.weights_figure(metrics, height=280), key=f"wt_{run['id']}")
 
 
+def draw_sweep(sweep: dict, runs: list[dict]) -> None:
+    prog = jobs.sweep_progress(sweep, runs)
+    with st.container(border=True):
+        h1, h2 = st.columns([4, 1])
+        h1.markdown(f"**Sweep: {sweep['name']}**  \n`{sweep['id']}` · {sweep['method']} · {sweep['model']} · "
+                    f"*{prog['phase']}*")
+        if prog["active"]:
+            h2.button("Cancel sweep", key=f"cancel_sweep_{sweep['id']}", on_click=jobs.cancel_sweep,
+                      args=(store, sweep["id"]))
+        st.progress(prog["fraction"], text=f"{prog['done']}/{prog['total']} adapters trained")
+        if sweep["status"] == "failed":
+            st.error("Failed. " + str((sweep.get("summary") or {}).get("error") or "See the sweep's runs on Runs."))
+        elif sweep["status"] == "cancelled":
+            st.warning(f"Cancelled. Resume it with `python -m pama sweep --resume {sweep['id']}`.")
+        elif sweep["status"] == "finished":
+            st.success("Finished: every adapter is trained and evaluated. See it on the Pareto front page.")
+        if prog["current"] is not None:
+            draw_run(prog["current"])
+
+
 def progress_panel() -> None:
     try:
         jobs.reap(store)
     except StoreError:
         pass
     # the live view reads the store directly (not through the few-seconds cache)
+    sweeps = {s["id"]: s for s in store.list_sweeps()
+              if s["status"] in jobs.ACTIVE or s["id"] in st.session_state.get("sweep_watch", [])}
     active = store.list_runs(status="running") + store.list_runs(status="queued")
     watched = [r for r in (store.get_run(i) for i in st.session_state.get("train_watch", [])) if r]
-    runs = {r["id"]: r for r in active + watched}
-    if not runs:
+    runs = {r["id"]: r for r in active + watched if r.get("sweep_id") not in sweeps}
+    if not runs and not sweeps:
         st.caption("No training is running. Runs started here (or from a terminal) appear below while they run.")
         return
+    for sw in sorted(sweeps.values(), key=lambda s: s["created_at"], reverse=True):
+        draw_sweep(sw, store.list_runs(sweep_id=sw["id"]))
     for run in sorted(runs.values(), key=lambda r: r["created_at"], reverse=True):
         draw_run(run)
-    if not any(r["status"] in jobs.ACTIVE for r in runs.values()) and st.session_state.get("train_polling"):
+    still = any(r["status"] in jobs.ACTIVE for r in runs.values()) or any(
+        s["status"] in jobs.ACTIVE for s in sweeps.values())
+    if not still and st.session_state.get("train_polling"):
         st.session_state["train_polling"] = False
         st.rerun()  # everything ended: stop polling
 
 
 st.subheader("Progress")
-polling = bool(store.list_runs(status="running") or store.list_runs(status="queued"))
+polling = bool(store.list_runs(status="running") or store.list_runs(status="queued")
+               or any(s["status"] in jobs.ACTIVE for s in store.list_sweeps()))
 st.session_state["train_polling"] = polling
 st.fragment(run_every=2.0 if polling else None)(progress_panel)()

@@ -1,0 +1,221 @@
+"""The app as a person sees it: served like `make run`, driven in Debian's headless Chromium with Playwright.
+
+Saves a screenshot of every page under test-artifacts/screenshots/ (git-ignored).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pama  # noqa: F401  (before torch)
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parent.parent
+SHOTS = REPO / "test-artifacts" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) to run the browser "
+                "tests", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served():
+    """A temp PAMA_HOME holding a small synthetic front (one real tiny adapter), served like `make run`."""
+    from test_app import make_front, train_tiny
+
+    from pama.store import Store
+
+    home = Path(tempfile.mkdtemp(prefix="pama-browser-"))
+    old = os.environ.get("PAMA_HOME")
+    os.environ["PAMA_HOME"] = str(home)
+    os.environ.pop("PAMA_DB_URL", None)
+    try:
+        store = Store()
+        run_id = train_tiny(store)
+        make_front(store, real_runs=[run_id])
+        store.close()
+    finally:
+        if old is None:
+            os.environ.pop("PAMA_HOME", None)
+        else:
+            os.environ["PAMA_HOME"] = old
+    port = _free_port()
+    env = dict(os.environ, PAMA_HOME=str(home), PAMA_APP_MODEL="tiny-random", PAMA_NO_DEMO="1",
+               HF_HUB_OFFLINE="1", OMP_WAIT_POLICY="PASSIVE")
+    env.pop("PAMA_DB_URL", None)
+    log = open(home / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1"], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("streamlit did not start:\n" + (home / "streamlit.log").read_text()[-3000:])
+        time.sleep(0.3)
+    yield dict(url=url, home=home, run_id=run_id)
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
+def shot(page, name: str) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its main container, so grow the viewport to it."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m ? m.scrollHeight : document.body.scrollHeight }")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 4000))})
+    page.wait_for_timeout(800)  # let plotly re-layout and fonts settle
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def wait_idle(page) -> None:
+    """Wait until Streamlit is not running the script any more."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=90_000)
+    page.wait_for_timeout(300)
+
+
+def go_to(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    page.locator("h1", has_text=title if title != "Compare" else "Compare generations").wait_for()
+    wait_idle(page)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
+        '[data-testid="stException"]').first.inner_text()
+
+
+def test_pages_front_compare_train_runs(served, page):
+    t0 = time.time()
+    page.goto(served["url"])
+    page.get_by_text("Where to go next").wait_for()
+    wait_idle(page)
+    no_exception(page)
+    assert "sqlite:///" in page.content()
+    shot(page, "1-home")
+
+    # -- Pareto front: the plot renders with its points; clicking one selects it
+    go_to(page, "Pareto front")
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    points = page.locator(".js-plotly-plot .scatterlayer .point")
+    points.first.wait_for()
+    assert points.count() >= 11  # 10 adapters + the base model
+    no_exception(page)
+    # plotly listens on its drag layer and selects the hovered point: hover the marker's position, then click
+    chosen = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Selected points")
+    page.wait_for_timeout(1500)  # plotly finishes its first layout passes
+    for attempt in range(3):
+        box = page.locator(".js-plotly-plot .scatterlayer .point").nth(3).bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x - 30, y - 30)
+        page.mouse.move(x, y, steps=5)
+        page.wait_for_timeout(500)
+        page.mouse.down()
+        page.mouse.up()
+        try:
+            chosen.locator('[data-tag]').first.wait_for(timeout=10_000)
+            break
+        except playwright_api.TimeoutError:
+            shot(page, f"front-click-attempt-{attempt}")
+    wait_idle(page)
+    assert chosen.locator('[data-tag]').count() >= 1
+    page.mouse.move(x, y)  # show the hover box with the point's configuration in the screenshot
+    page.wait_for_timeout(500)
+    shot(page, "2-front")
+
+    # -- Compare: pick the base model and the trained adapter, generate with the tiny model
+    go_to(page, "Compare")
+    picker = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Points to compare")
+    for text in ("base model (no adapter)", "pama w=0.00"):
+        page.locator('input[aria-label="Points to compare (up to four)"]').click()
+        page.keyboard.type(text)
+        page.locator('[role="option"]', has_text=text).first.click()
+        wait_idle(page)
+        page.keyboard.press("Escape")
+    assert picker.locator('[data-tag]').count() >= 2, picker.inner_text()
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=\"stCode\"]').length >= 2", timeout=90_000)
+    wait_idle(page)
+    no_exception(page)
+    assert page.locator('[data-testid="stAlertContainer"]').filter(has_text="Error").count() == 0
+    shot(page, "3-compare")
+
+    # -- Train: start a tiny run, watch it finish
+    go_to(page, "Train")
+    page.get_by_role("spinbutton", name="Steps", exact=True).fill("3")
+    page.get_by_role("spinbutton", name="Batch size", exact=True).fill("2")
+    page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("8")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("in the background").wait_for(timeout=90_000)
+    page.get_by_text("Finished. Its adapter is saved").wait_for(timeout=120_000)
+    wait_idle(page)
+    page.wait_for_function(  # the polling fragment has stopped and its last (stale) elements are gone
+        "() => ![...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Cancel')",
+        timeout=30_000)
+    page.wait_for_timeout(1500)
+    no_exception(page)
+    shot(page, "4-train")
+
+    # -- Runs
+    go_to(page, "Runs")
+    page.get_by_text("status **finished**").or_(page.get_by_text("status finished")).first.wait_for()
+    no_exception(page)
+    shot(page, "5-runs")
+    print(f"browser walk-through: {time.time() - t0:.1f} s")
