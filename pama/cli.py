@@ -140,6 +140,19 @@ def _extensions():
     return out
 
 
+def one_line(err: BaseException) -> str:
+    """An error message on one line: a bulleted list of problems becomes 'a; b'; OSErrors name the file."""
+    if isinstance(err, OSError) and not isinstance(err, (ValueError,)) and err.filename is not None:
+        text = f"{err.strerror or type(err).__name__}: {err.filename}"
+    else:
+        text = str(err) or type(err).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(err).__name__
+    head, rest = lines[0], [ln.removeprefix("- ").strip() for ln in lines[1:]]
+    return f"{head} {'; '.join(rest)}" if head.endswith(":") else "; ".join([head, *rest])
+
+
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .models import ModelNotFoundError
@@ -150,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default", UserWarning)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ModelNotFoundError, StoreError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ConfigError, ModelNotFoundError, StoreError, ValueError, OSError) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -80,7 +80,24 @@ class TrainConfig:
 
     def validate(self, *, check_objectives: bool = True, allow_python: bool = True) -> "TrainConfig":
         """Check every field; returns self with the preference normalised. Raises ConfigError."""
-        errors = []
+        errors = _type_errors(self)
+        if errors:  # the range checks below assume the right types
+            raise ConfigError("Invalid training configuration:\n  - " + "\n  - ".join(errors))
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                errors.append(f"{f.name} must be a finite number, not {v}")
+            if isinstance(v, str) and "\x00" in v:
+                errors.append(f"{f.name} must not contain NUL characters")
+        for name, limit in (("name", 200), ("model", 500)):
+            if len(getattr(self, name)) > limit:
+                errors.append(f"{name} is longer than {limit} characters")
+        if any(len(o) > 500 for o in self.objectives):
+            errors.append("an objective spec is longer than 500 characters")
+        if not self.target_modules:
+            errors.append("target_modules must name at least one module (e.g. q_proj,v_proj)")
+        if not 0 <= self.seed < 2**32:
+            errors.append(f"seed must lie in [0, 2^32), not {self.seed}")
         if self.method not in METHODS:
             errors.append(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
         if not self.objectives:
@@ -110,8 +127,8 @@ class TrainConfig:
             if len(self.preference) != len(self.objectives):
                 errors.append(f"preference has {len(self.preference)} entries but there are {len(self.objectives)} "
                               f"objectives ({', '.join(self.objectives)})")
-            elif any(p < 0 or math.isnan(p) for p in self.preference):
-                errors.append(f"preference entries must be non-negative, got {self.preference}")
+            elif any(p < 0 or not math.isfinite(p) for p in self.preference):
+                errors.append(f"preference entries must be finite and non-negative, got {self.preference}")
             elif sum(self.preference) <= 0:
                 errors.append("preference must have a positive entry")
         if check_objectives and self.objectives:
@@ -148,6 +165,33 @@ class SweepConfig(TrainConfig):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # dataclass <-> argparse / YAML
+
+def _type_ok(tp, value) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (list, typing.List):
+        (inner,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_type_ok(inner, x) for x in value)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    return True
+
+
+def _type_errors(cfg) -> list[str]:
+    """Fields of the wrong type (a config built in Python without from_dict), named with what is expected."""
+    out = []
+    for f in dataclasses.fields(cfg):
+        tp, v = _field_type(type(cfg), f), getattr(cfg, f.name)
+        if not _type_ok(tp, v):
+            want = getattr(tp, "__name__", str(tp)) if typing.get_origin(tp) is None else str(tp)
+            out.append(f"{f.name} must be of type {want}, not {type(v).__name__} ({v!r:.60})")
+    return out
+
 
 def _field_type(cls, f: dataclasses.Field):
     hints = typing.get_type_hints(cls)
@@ -209,9 +253,14 @@ def load_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not a text file") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of field: value, not {type(data).__name__}")
     return data

@@ -17,7 +17,9 @@ from sqlalchemy import (
     JSON, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine,
     delete, event, func, inspect, select, update,
 )
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError, DataError, NoSuchModuleError, OperationalError, ProgrammingError, SQLAlchemyError,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from . import paths
@@ -198,6 +200,11 @@ def _finite(x: float) -> float:
     return x
 
 
+def known_revisions() -> set[str]:
+    """The schema versions this release has migrations for (file names NNNN_*.py)."""
+    return {p.name.split("_")[0] for p in (Path(__file__).parent / "migrations" / "versions").glob("*.py")}
+
+
 def alembic_config(url: str):
     from alembic.config import Config
 
@@ -212,10 +219,13 @@ class Store:
 
     def __init__(self, url: str | None = None, *, create: bool = True):
         self.url = url or paths.default_db_url()
+        # shown in messages: never a password (SQLite URLs hold none and are shown as typed)
+        self.safe_url = self.url if self.url.startswith("sqlite") or "://" not in self.url else describe_url(self.url)
         try:
             if self.url.startswith("sqlite:///") and create:
                 db = Path(self.url.removeprefix("sqlite:///"))
-                if str(db) not in ("", ":memory:"):
+                # sqlite:///file:...?mode=ro&uri=true is a URI, not a path: nothing to create for it
+                if str(db) not in ("", ":memory:") and not str(db).startswith("file:") and "?" not in str(db):
                     db.parent.mkdir(parents=True, exist_ok=True)
             kwargs: dict[str, Any] = {}
             if self.url.startswith("sqlite"):
@@ -225,7 +235,7 @@ class Store:
             self.engine = create_engine(self.url, **kwargs)
         except (ArgumentError, NoSuchModuleError, ValueError, ImportError, OSError) as err:
             raise StoreError(
-                f"Cannot use the database URL '{self.url}': {err}. Set PAMA_DB_URL to a SQLAlchemy URL such as "
+                f"Cannot use the database URL '{self.safe_url}': {err}. Set PAMA_DB_URL to a SQLAlchemy URL such as "
                 "sqlite:////abs/path/pama.db or postgresql+psycopg://user:password@host:5432/dbname."
             ) from err
         if self.engine.dialect.name == "sqlite":
@@ -243,7 +253,7 @@ class Store:
                 return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
         except (OperationalError, ProgrammingError) as err:
             raise StoreError(
-                f"Cannot open the database at '{self.url}': {str(err.orig).strip()}. Check that the server is running "
+                f"Cannot open the database at '{self.safe_url}': {str(err.orig).strip()}. Check that the server is running "
                 "and the URL, credentials and file permissions are right (PAMA_DB_URL)."
             ) from err
 
@@ -251,14 +261,19 @@ class Store:
         version = self.schema_version()
         if version is None:
             if not create:
-                raise StoreError(f"No pama store at '{self.url}'. Run `python -m pama db init` to create one.")
+                raise StoreError(f"No pama store at '{self.safe_url}'. Run `python -m pama db init` to create one.")
             try:
                 version = self._create_schema()
             except (OperationalError, ProgrammingError) as err:
-                raise StoreError(f"Cannot create the store at '{self.url}': {str(err.orig).strip()}.") from err
+                raise StoreError(f"Cannot create the store at '{self.safe_url}': {str(err.orig).strip()}.") from err
+        if version != SCHEMA_HEAD and version not in known_revisions() and version != "unversioned":
+            raise SchemaOutOfDateError(
+                f"The database at '{self.safe_url}' has schema version {version}, written by a newer release of "
+                f"pama (this one knows up to {SCHEMA_HEAD}). Upgrade pama, or point PAMA_DB_URL at another database."
+            )
         if version != SCHEMA_HEAD:
             raise SchemaOutOfDateError(
-                f"The database at '{self.url}' has schema version {version}; this version of pama needs "
+                f"The database at '{self.safe_url}' has schema version {version}; this version of pama needs "
                 f"{SCHEMA_HEAD}. Back it up, then run `{UPGRADE_HINT}` (set PAMA_DB_URL to the same URL)."
             )
 
@@ -309,6 +324,13 @@ class Store:
             try:
                 yield s
                 s.commit()
+            except (OperationalError, DataError) as err:
+                s.rollback()
+                detail = " ".join(str(getattr(err, "orig", err)).split())[:300]
+                raise StoreError(
+                    f"The database at '{self.safe_url}' refused the operation: {detail}. Check that it is writable "
+                    "(file permissions, read-only mount or URI), that the disk is not full and that the server is "
+                    "reachable (PAMA_DB_URL); nothing was changed.") from err
             except BaseException:
                 s.rollback()
                 raise
@@ -344,7 +366,7 @@ class Store:
     def require_run(self, run_id: str) -> dict:
         run = self.get_run(run_id)
         if run is None:
-            raise StoreError(f"No run with id '{run_id}' in {self.url}. `python -m pama runs` lists them.")
+            raise StoreError(f"No run with id '{run_id}' in {self.safe_url}. `python -m pama runs` lists them.")
         return run
 
     def list_runs(self, *, status: str | None = None, method: str | None = None, sweep_id: str | None = None,

@@ -585,7 +585,9 @@ def _cmd_train(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     run_id = args.run_id
+    created = False
     if store is not None and run_id is None:
+        _preflight(cfg)  # bad prompts or an unknown model are refused before the run record exists
         # create the record up front so that the id is printed before the (slow) model load
         from . import objectives as objmod
 
@@ -593,6 +595,7 @@ def _cmd_train(args) -> int:
         run_id = store.create_run(name=cfg.name or default_run_name(cfg), method=cfg.method, model=cfg.model,
                                   config=cfg.to_dict(), total_steps=cfg.steps,
                                   objectives=[dict(name=o.name, lower=o.lower, upper=o.upper) for o in objs])
+        created = True
     if _is_main_process():
         print(f"run id: {run_id}", flush=True)
     _install_sigterm()
@@ -601,7 +604,25 @@ def _cmd_train(args) -> int:
     except RunCancelled:
         print(f"run {run_id} cancelled; resume with `python -m pama train --resume {run_id}`", file=sys.stderr)
         return 1
+    except Exception as err:
+        # a failure before the first step (model load, adapter setup) must not leave the run 'queued' forever
+        if created and store is not None:
+            with contextlib.suppress(Exception):
+                run = store.get_run(run_id)
+                if run and run["status"] == "queued":
+                    store.set_status(run_id, "failed", error=f"{type(err).__name__}: {err}")
+        raise
     return 0
+
+
+def _preflight(cfg: TrainConfig) -> None:
+    """Cheap checks of what validate() cannot see: the prompt source loads, the model spec names a model."""
+    from .prompts import load_prompts
+
+    load_prompts(cfg.prompts)
+    spec = (cfg.model or "").strip()
+    if spec not in (models.DEFAULT_MODEL, models.TINY_MODEL) and not spec.startswith("random:"):
+        models.load_tokenizer(spec)  # what models.load() does first; raises ModelNotFoundError
 
 
 def _is_main_process() -> bool:
