@@ -320,6 +320,7 @@ def metric_figure(metrics: Sequence[Mapping], keys: Sequence[str], *, title: str
         steps, values = table[k]
         fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers" if len(steps) < 30 else "lines",
                                  name=label(k), line=dict(color=PALETTE[i % len(PALETTE)])))
+    _step_ticks(fig, table, keys)
     fig.update_layout(title=title, xaxis_title="step", yaxis_title=yaxis, height=height,
                       margin=dict(l=50, r=20, t=50 if title else 20, b=40), hovermode="x unified",
                       legend=dict(orientation="h", y=-0.25))
@@ -348,20 +349,32 @@ def reward_curves_figure(metrics: Sequence[Mapping], objectives: Sequence[str] |
                                      hoverinfo="skip", showlegend=False, legendgroup=n))
         fig.add_trace(go.Scatter(x=steps, y=mean, mode="lines+markers" if len(steps) < 30 else "lines", name=n,
                                  line=dict(color=colour), legendgroup=n))
+    _step_ticks(fig, table, [f"rewards/{n}/mean" for n in names])
     fig.update_layout(title="Reward per objective (batch mean ± std)", xaxis_title="step", yaxis_title="reward",
                       height=height, margin=dict(l=50, r=20, t=50, b=40), hovermode="x unified",
                       legend=dict(orientation="h", y=-0.25))
     return fig
 
 
-def weights_figure(metrics: Sequence[Mapping], *, height: int = 300) -> go.Figure:
-    """PAMA's per-objective combination weights (``pama/weight/<name>``), or MGDA's (``mgda/weight/<name>``)."""
+def weights_figure(metrics: Sequence[Mapping], objectives: Sequence[str] | None = None, *,
+                   height: int = 300) -> go.Figure:
+    """PAMA's per-objective combination weights (``pama/weight/<name>``), or MGDA's (``mgda/weight/<name>``);
+    ``objectives`` fixes the order (and so the colours, matching ``reward_curves_figure``)."""
     table = metrics_table(metrics)
     keys = sorted(k for k in table if k.startswith(("pama/weight/", "mgda/weight/")))
+    if objectives:
+        rank = {n: i for i, n in enumerate(objectives)}
+        keys.sort(key=lambda k: (rank.get(k.rsplit("/", 1)[1], len(rank)), k))
     if not keys:
         return empty_figure("No combination weights logged (MORLHF uses the fixed preference).")
     return metric_figure(metrics, keys, title="Combination weights per objective", yaxis="weight",
                          label=lambda k: k.rsplit("/", 1)[1], height=height)
+
+
+def _step_ticks(fig: go.Figure, table: Mapping, keys: Sequence[str]) -> None:
+    """Steps are integers: no 1.5 ticks on short runs."""
+    last = max((max(table[k][0]) for k in keys if k in table and table[k][0]), default=0)
+    fig.update_xaxes(tickformat="d", dtick=1 if last <= 12 else None)
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:

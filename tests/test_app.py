@@ -117,6 +117,29 @@ def test_every_page_loads_with_a_front(front_store, page):
         assert not any("The store is empty" in t for t in texts(at, "info"))
 
 
+def test_empty_store_imports_the_demo_front_on_home(empty_store, tmp_path, monkeypatch):
+    """An empty store shows the demo front: Home imports it (pama.demo.import_if_empty) and says so."""
+    from pama import demo
+
+    if not demo.available():  # build a demo folder the way the shipped one is made, from a synthetic front
+        other = Store(f"sqlite:///{tmp_path / 'other.db'}")
+        sid = make_front(other)["sweep"]
+        demo.export_sweep(other, sid, tmp_path / "demo")
+        other.close()
+        monkeypatch.setattr(demo, "DEMO_DIR", tmp_path / "demo")
+    monkeypatch.delenv("PAMA_NO_DEMO")
+    at = app()
+    assert not at.exception, at.exception
+    assert any("demo front was imported" in s for s in texts(at, "success"))
+    assert empty_store.counts()["points"] > 0
+    values = {m.label: m.value for m in at.metric}
+    assert values["Evaluated points"] != "0"
+    at = app("views/front.py")
+    assert not at.exception and at.get("plotly_chart")
+    at = app()  # idempotent: a second visit imports nothing
+    assert not any("demo front was imported" in s for s in texts(at, "success"))
+
+
 def test_home_shows_counts_and_store_url(front_store):
     at = app()
     caption = " ".join(texts(at, "caption"))
@@ -158,6 +181,32 @@ def test_front_three_objectives_and_filters(front_store):
     at.multiselect(key="front_methods").set_value(["morlhf"]).run()
     assert not at.exception
     assert extra not in at.multiselect(key="front_pick").options
+
+
+def test_front_mixture_slider_evaluates_and_plots_mixtures(empty_store):
+    store = empty_store
+    r1, r2 = train_tiny(store, seed=0), train_tiny(store, seed=1, preference=(0.9, 0.1))
+    ids = make_front(store, real_runs=[r1, r2])
+    a, b = (store.points(run_id=r)[0]["id"] for r in (r1, r2))
+    at = app("views/front.py")
+    at.multiselect(key="front_pick").set_value([a, b]).run()
+    at.slider(key="mix_t").set_value(0.3).run()
+    at.number_input(key="mix_n").set_value(3).run()
+    t = time.time()
+    at.button(key="mix_one").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, texts(at, "error")
+    mixes = store.points(kind="mixture")
+    assert len(mixes) == 1 and mixes[0]["mixture"] == {r1: 0.7, r2: 0.3}
+    assert mixes[0]["sweep_id"] == ids["sweep"] and mixes[0]["eval_config"]["n_prompts"] == 3
+    assert set(mixes[0]["values"]) == {"sentiment", "conciseness"}
+    # the path queues three more, evaluated one per rerun so that each appears on the plot as it lands
+    at.button(key="mix_path").click().run()
+    assert not at.exception, at.exception
+    assert len(store.points(kind="mixture")) == 4
+    print(f"4 mixtures evaluated in {time.time() - t:.1f} s")
+    chart = at.get("plotly_chart")[0]
+    assert "mixtures" in chart.proto.spec
 
 
 def test_compare_generates_with_base_and_adapter(empty_store):

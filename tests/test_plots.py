@@ -130,7 +130,10 @@ def test_reward_curves_weights_and_metric_figures():
     fig = plots.reward_curves_figure(METRICS, ["sentiment"])
     assert [t.name for t in fig.data if t.name] == ["sentiment"]
     w = plots.weights_figure(METRICS)
-    assert sorted(t.name for t in w.data) == ["conciseness", "sentiment"]
+    assert [t.name for t in w.data] == ["conciseness", "sentiment"]
+    w = plots.weights_figure(METRICS, ["sentiment", "conciseness"])  # same order (colours) as the reward curves
+    assert [t.name for t in w.data] == ["sentiment", "conciseness"]
+    assert w.layout.xaxis.dtick == 1
     assert list(plots.metric_figure(METRICS, ["kl", "missing"]).data[0].y) == [0.01, 0.02, 0.03]
 
 

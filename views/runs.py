@@ -66,7 +66,7 @@ with tab_curves:
     else:
         c1, c2 = st.columns(2)
         c1.plotly_chart(plots.reward_curves_figure(metrics, obj_names), key="runs_rewards")
-        c2.plotly_chart(plots.weights_figure(metrics), key="runs_weights")
+        c2.plotly_chart(plots.weights_figure(metrics, obj_names), key="runs_weights")
         c3, c4 = st.columns(2)
         c3.plotly_chart(plots.metric_figure(metrics, ["kl", "beta"], title="KL to the base model and β"),
                         key="runs_kl")

@@ -100,8 +100,9 @@ def draw_run(run: dict) -> None:
         if run["step"]:
             metrics = store.metrics(run["id"])
             g1, g2 = st.columns(2)
-            g1.plotly_chart(plots.reward_curves_figure(metrics, height=280), key=f"rw_{run['id']}")
-            g2.plotly_chart(plots.weights_figure(metrics, height=280), key=f"wt_{run['id']}")
+            objs = (run.get("config") or {}).get("objectives")
+            g1.plotly_chart(plots.reward_curves_figure(metrics, objs, height=280), key=f"rw_{run['id']}")
+            g2.plotly_chart(plots.weights_figure(metrics, objs, height=280), key=f"wt_{run['id']}")
 
 
 def draw_sweep(sweep: dict, runs: list[dict]) -> None:
