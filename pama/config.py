@@ -162,6 +162,16 @@ class SweepConfig(TrainConfig):
     eval_max_new_tokens: int = _help("Tokens generated per evaluation response.", default=48)
     eval_seed: int = _help("Seed of the evaluation sampling (the same for every point).", default=1234)
 
+    def validate(self, *, check_objectives: bool = True, allow_python: bool = True) -> "SweepConfig":
+        super().validate(check_objectives=check_objectives, allow_python=allow_python)
+        errors = [f"{name} must be a positive integer, not {getattr(self, name)}"
+                  for name in ("points", "eval_samples", "eval_max_new_tokens") if getattr(self, name) <= 0]
+        if not 0 <= self.eval_seed < 2**32:
+            errors.append(f"eval_seed must lie in [0, 2^32), not {self.eval_seed}")
+        if errors:
+            raise ConfigError("Invalid sweep configuration:\n  - " + "\n  - ".join(errors))
+        return self
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # dataclass <-> argparse / YAML

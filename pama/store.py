@@ -18,7 +18,7 @@ from sqlalchemy import (
     delete, event, func, inspect, select, update,
 )
 from sqlalchemy.exc import (
-    ArgumentError, DataError, NoSuchModuleError, OperationalError, ProgrammingError, SQLAlchemyError,
+    ArgumentError, DatabaseError, DataError, NoSuchModuleError, OperationalError, ProgrammingError, SQLAlchemyError,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -227,6 +227,14 @@ class Store:
                 # sqlite:///file:...?mode=ro&uri=true is a URI, not a path: nothing to create for it
                 if str(db) not in ("", ":memory:") and not str(db).startswith("file:") and "?" not in str(db):
                     db.parent.mkdir(parents=True, exist_ok=True)
+            elif self.url.startswith("sqlite:///") and not create:
+                db = Path(self.url.removeprefix("sqlite:///"))
+                if str(db) not in ("", ":memory:") and "?" not in str(db) and not db.exists():
+                    # connecting would create an empty file: a read-only use must leave no trace
+                    if not db.parent.is_dir():
+                        raise StoreError(f"Cannot open the database at '{self.safe_url}': the folder {db.parent} does "
+                                         "not exist. Check PAMA_DB_URL / PAMA_HOME.")
+                    raise StoreError(f"No pama store at '{self.safe_url}'. Run `python -m pama db init` to create one.")
             kwargs: dict[str, Any] = {}
             if self.url.startswith("sqlite"):
                 kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
@@ -251,7 +259,7 @@ class Store:
                 if "alembic_version" not in names:
                     return None if "runs" not in names else "unversioned"
                 return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        except (OperationalError, ProgrammingError) as err:
+        except DatabaseError as err:  # operational (unreachable, locked), programming, 'file is not a database'
             raise StoreError(
                 f"Cannot open the database at '{self.safe_url}': {str(err.orig).strip()}. Check that the server is running "
                 "and the URL, credentials and file permissions are right (PAMA_DB_URL)."
@@ -264,7 +272,7 @@ class Store:
                 raise StoreError(f"No pama store at '{self.safe_url}'. Run `python -m pama db init` to create one.")
             try:
                 version = self._create_schema()
-            except (OperationalError, ProgrammingError) as err:
+            except DatabaseError as err:
                 raise StoreError(f"Cannot create the store at '{self.safe_url}': {str(err.orig).strip()}.") from err
         if version != SCHEMA_HEAD and version not in known_revisions() and version != "unversioned":
             raise SchemaOutOfDateError(
