@@ -602,7 +602,8 @@ def _cmd_train(args) -> int:
     try:
         train(cfg, store, run_id=run_id, progress=not args.quiet)
     except RunCancelled:
-        print(f"run {run_id} cancelled; resume with `python -m pama train --resume {run_id}`", file=sys.stderr)
+        if _is_main_process():  # the other processes of a multi-process run do not know the id
+            print(f"run {run_id} cancelled; resume with `python -m pama train --resume {run_id}`", file=sys.stderr)
         return 1
     except Exception as err:
         # a failure before the first step (model load, adapter setup) must not leave the run 'queued' forever
