@@ -196,6 +196,10 @@ def test_pages_front_compare_train_runs(served, page):
     no_exception(page)
     assert page.locator('[data-testid="stAlertContainer"]').filter(has_text="Error").count() == 0
     shot(page, "3-compare")
+    page.get_by_role("tab", name="Stored evaluation samples").click()
+    page.get_by_text("<script>alert('x')</script> pama answer 0-0").first.wait_for()  # shown as text, not run
+    no_exception(page)
+    shot(page, "3b-compare-stored")
 
     # -- Train: start a tiny run, watch it finish
     go_to(page, "Train")

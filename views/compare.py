@@ -138,6 +138,10 @@ with tab_gen:
 
 with tab_stored:
     stored = [p for p in items if p["id"] in by_id]
+    unstored = [p["label"] for p in items if p["id"] not in by_id]
+    if unstored:
+        st.caption("Not stored points (no samples to browse; generate with them on the first tab): "
+                   + ", ".join(unstored) + ". A sweep's evaluated base model is listed among the points.")
     if not stored:
         st.info("Choose stored points above to browse the responses generated when they were evaluated.")
     else:

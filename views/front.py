@@ -82,7 +82,8 @@ elif "front_pick" in st.session_state:
     st.session_state["front_pick"] = [i for i in st.session_state["front_pick"] if i in by_id]
 
 picked = st.multiselect("Selected points (up to four)", list(by_id), key="front_pick",
-                        max_selections=ui.MAX_COMPARE, format_func=lambda i: ui.point_label(by_id[i], sweeps=sweep_by_id))
+                        max_selections=ui.MAX_COMPARE,
+                        format_func=lambda i: ui.point_label(by_id[i], sweeps=sweep_by_id))
 b1, b2 = st.columns([1, 3])
 if b1.button("Compare selected", type="primary", disabled=not picked, key="front_compare"):
     st.session_state["compare_ids"] = list(picked)

@@ -38,9 +38,12 @@ else:
     st.subheader("Where to go next")
 st.page_link("views/front.py", label="Pareto front: choose objectives, click points to compare, mix two adapters",
              icon=":material/scatter_plot:")
-st.page_link("views/compare.py", label="Compare: up to four models side by side on one prompt", icon=":material/compare:")
-st.page_link("views/train.py", label="Train: start a run or a sweep in the background and watch it", icon=":material/model_training:")
-st.page_link("views/runs.py", label="Runs: every run's curves, config, evaluations; export or delete", icon=":material/table_rows:")
+st.page_link("views/compare.py", label="Compare: up to four models side by side on one prompt",
+             icon=":material/compare:")
+st.page_link("views/train.py", label="Train: start a run or a sweep in the background and watch it",
+             icon=":material/model_training:")
+st.page_link("views/runs.py", label="Runs: every run's curves, config, evaluations; export or delete",
+             icon=":material/table_rows:")
 
 runs = ui.cached("list_runs", limit=5)
 if runs:

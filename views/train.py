@@ -84,7 +84,8 @@ def draw_run(run: dict) -> None:
     prog = jobs.progress(run, store.metrics(run["id"], keys=["time/step"]) if run["step"] else [])
     with st.container(border=True):
         h1, h2 = st.columns([4, 1])
-        h1.markdown(f"**Run: {run['name']}**  \n`{run['id']}` · {run['method']} · {run['model']} · *{prog['phase']}*")
+        h1.markdown(f"**Run: {run['name']}**  \n`{run['id']}` · {run['method']} · {run['model']} · "
+                    f"*{prog['phase']}*")
         if prog["active"]:
             h2.button("Cancel", key=f"cancel_{run['id']}", on_click=jobs.cancel, args=(store, run["id"]))
         st.progress(prog["fraction"], text=f"step {prog['step']}/{prog['total']}"
