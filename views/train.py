@@ -18,7 +18,8 @@ with st.form("train_form"):
     method = c2.selectbox("Method", METHODS, key="tf_method",
                           help="pama: closed-form combination of objectives; morlhf: linear scalarisation; "
                                "mgda: min-norm gradient weights.")
-    chosen = st.multiselect("Objectives", objectives.available(), default=DEFAULT_OBJECTIVES, key="tf_objectives")
+    chosen = st.multiselect("Objectives", objectives.available(), key="tf_objectives",
+                            default=[o for o in DEFAULT_OBJECTIVES if o in objectives.available()])
     extra = st.text_area("More objectives (one spec per line, optional)", key="tf_extra", height=68,
                          placeholder="length:target=30,unit=words\nhf:<local reward model folder>",
                          help="Built-ins with parameters, or hf: reward models. py: objectives run code and are "
