@@ -90,6 +90,38 @@ def main() -> None:
     lo, hi = _bounds(OBJECTIVES)
     point_rows, hv_rows = [], []
     base_vals = None
+    def report(final: bool) -> None:
+        base_row = {"config": "base model", "preference": "–"}
+        for o in OBJECTIVES:
+            v = base["values"][o]
+            base_row[o] = v["mean"]
+            base_row[f"{o} 95% CI"] = f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+        base_row.update({"KL": 0.0, "length": base["mean_length"]})
+        rows = [base_row] + point_rows
+
+        pcols = ["config", "preference"] + [c for o in OBJECTIVES for c in (o, f"{o} 95% CI")] + ["KL", "length"]
+        hcols = list(hv_rows[0])
+        t1, t2 = markdown_table(rows, pcols), markdown_table(hv_rows, hcols)
+        pamas = [r for r in hv_rows if r["config"].startswith("pama λ=")]
+        verdict = ""
+        if pamas:
+            best = max(pamas, key=lambda r: r["HV (ref 0)"])
+            verdict = (f"\nLargest PAMA hypervolume (ref 0) over this sweep: {best['config']} "
+                       f"({best['HV (ref 0)']:.4f}; " + ", ".join(f"{r['config']} {r['HV (ref 0)']:.4f}" for r in pamas)
+                       + ")\n")
+        note = "\n`*` preference-blind config: one run, the same point at every preference.\n"
+        if final:
+            print()
+            print(t1 + note)
+            print(t2 + verdict)
+        suffix = "" if args.model == "smollm2-135m" else f"-{args.model}"
+        write_csv(f"methods{suffix}.csv", rows, pcols)
+        write_csv(f"methods{suffix}-hv.csv", hv_rows, hcols)
+        write_text(f"methods{suffix}.md", header("Methods at equal budget", {
+            "model": args.model, "budget per run": f"{args.steps} steps × batch {args.batch} × {args.tokens} tokens",
+            "evaluation": f"{args.eval_samples} held-out prompts"}) + "\n" + t1 + note + "\n" + t2 + verdict)
+
+
     for method, lam in configs:
         is_blind = blind(method, lam) and not args.train_blind_copies
         cfg = SweepConfig(model=args.model, objectives=list(OBJECTIVES), method=method,
@@ -138,34 +170,8 @@ def main() -> None:
             point_rows.append(row)
         print(f"{label(method, lam)}: {len(runs)} run(s), {wall / 60:.1f} min, HV {summary['hypervolume_adapters']:.4f}",
               flush=True)
-    base_row = {"config": "base model", "preference": "–"}
-    for o in OBJECTIVES:
-        v = base["values"][o]
-        base_row[o] = v["mean"]
-        base_row[f"{o} 95% CI"] = f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
-    base_row.update({"KL": 0.0, "length": base["mean_length"]})
-    point_rows.insert(0, base_row)
-
-    pcols = ["config", "preference"] + [c for o in OBJECTIVES for c in (o, f"{o} 95% CI")] + ["KL", "length"]
-    hcols = list(hv_rows[0])
-    t1, t2 = markdown_table(point_rows, pcols), markdown_table(hv_rows, hcols)
-    pamas = [r for r in hv_rows if r["config"].startswith("pama λ=")]
-    verdict = ""
-    if pamas:
-        best = max(pamas, key=lambda r: r["HV (ref 0)"])
-        verdict = (f"\nLargest PAMA hypervolume (ref 0) over this sweep: {best['config']} "
-                   f"({best['HV (ref 0)']:.4f}; " + ", ".join(f"{r['config']} {r['HV (ref 0)']:.4f}" for r in pamas)
-                   + ")\n")
-    note = "\n`*` preference-blind config: one run, the same point at every preference.\n"
-    print()
-    print(t1 + note)
-    print(t2 + verdict)
-    suffix = "" if args.model == "smollm2-135m" else f"-{args.model}"
-    write_csv(f"methods{suffix}.csv", point_rows, pcols)
-    write_csv(f"methods{suffix}-hv.csv", hv_rows, hcols)
-    write_text(f"methods{suffix}.md", header("Methods at equal budget", {
-        "model": args.model, "budget per run": f"{args.steps} steps × batch {args.batch} × {args.tokens} tokens",
-        "evaluation": f"{args.eval_samples} held-out prompts"}) + "\n" + t1 + note + "\n" + t2 + verdict)
+        report(final=False)
+    report(final=True)
 
 
 if __name__ == "__main__":
