@@ -155,20 +155,49 @@ TINY = dict(model="tiny-random", objectives=["sentiment", "conciseness"], batch_
             save_every=1, seed=0, threads=1, learning_rate=1e-2)
 
 
-@pytest.fixture
-def two_checkpoints(store):
-    """A run with complete checkpoints step-000002 and step-000004 (LATEST → step-000004)."""
+@pytest.fixture(scope="module")
+def _checkpoint_template(tmp_path_factory):
+    """Built once: a store with a run holding complete checkpoints step-000002 and step-000004 (LATEST → 4)."""
     from pama import trainer
     from pama.config import TrainConfig
 
-    run_id = trainer.train(TrainConfig(steps=2, **TINY), store, progress=False)
-    run_dir = paths.run_dir(run_id)
-    keep = run_dir.parent / "keep-step-2"
-    shutil.copytree(run_dir / "step-000002", keep)
-    trainer.resume(run_id, store, steps=4, progress=False)
-    shutil.move(keep, run_dir / "step-000002")
-    assert (run_dir / "LATEST").read_text() == "step-000004"
-    return run_id, run_dir
+    home = tmp_path_factory.mktemp("ckpt-template")
+    saved = {k: os.environ.pop(k, None) for k in ("PAMA_HOME", "PAMA_DB_URL")}
+    os.environ["PAMA_HOME"] = str(home)
+    try:
+        store = Store()
+        run_id = trainer.train(TrainConfig(steps=2, **TINY), store, progress=False)
+        run_dir = paths.run_dir(run_id)
+        keep = run_dir.parent / "keep-step-2"
+        shutil.copytree(run_dir / "step-000002", keep)
+        trainer.resume(run_id, store, steps=4, progress=False)
+        shutil.move(keep, run_dir / "step-000002")
+        assert (run_dir / "LATEST").read_text() == "step-000004"
+        store.close()
+    finally:
+        os.environ.pop("PAMA_HOME", None)
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+    return home, run_id
+
+
+@pytest.fixture
+def two_checkpoints(_checkpoint_template, pama_home):
+    """A copy of the template in this test's PAMA_HOME: (run id, run folder)."""
+    home, run_id = _checkpoint_template
+    for f in home.glob("pama.db*"):
+        shutil.copy(f, pama_home / f.name)
+    shutil.copytree(home / "runs", pama_home / "runs")
+    return run_id, paths.run_dir(run_id)
+
+
+@pytest.fixture
+def store(pama_home, request):
+    """The test's store, opened after two_checkpoints (when a test uses it) has copied the template in."""
+    if "two_checkpoints" in request.fixturenames:
+        request.getfixturevalue("two_checkpoints")
+    s = Store()
+    yield s
+    s.close()
 
 
 def _resumed_step(store, run_id) -> int:
@@ -284,16 +313,17 @@ while time.monotonic() < end:
         n += 1
     except Exception as e:
         errors += 1; print(f"{type(e).__name__}: {e}", file=sys.stderr)
-    time.sleep(0.05)
+    time.sleep(0.1)
 print(n, errors)
 """
 
 
 def test_four_writers_and_readers_on_one_sqlite_store_lose_nothing(pama_home, monkeypatch):
-    """Four training processes (heartbeat every 0.2 s) on one SQLite file, two reader threads and a reader process
+    """(The slowest test here: four Python+torch start-ups on the CPU, ~30-60 s on 2 busy cores.)
+    Four training processes (heartbeat every 0.2 s) on one SQLite file, two reader threads and a reader process
     polling list_runs/metrics like the app: no 'database is locked', every (run, step, key) row present."""
     monkeypatch.setenv("PAMA_HEARTBEAT_GRACE_S", "120")
-    steps = 8
+    steps = 6
     store = Store()   # the app creates the store first
     t0 = time.monotonic()
     procs = [_start_train(pama_home, *TINY_FLAGS, "--steps", str(steps), "--save-every", "4", "--seed", str(i),
@@ -314,7 +344,7 @@ def test_four_writers_and_readers_on_one_sqlite_store_lose_nothing(pama_home, mo
                 reads[i] += 1
             except Exception as e:  # noqa: BLE001
                 errors.append(f"{type(e).__name__}: {e}")
-            stop.wait(0.05)
+            stop.wait(0.1)
 
     threads = [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(2)]
     for t in threads:
