@@ -149,6 +149,27 @@ def test_kill9_run_is_marked_failed_with_metrics_kept_and_resumes_from_its_check
     assert Path(run["adapter_path"]) == run_dir / f"step-{target:06d}" / "adapter"
 
 
+def test_app_job_killed_is_shown_failed_at_once(store, monkeypatch):
+    """A job started from the app (pama.jobs) whose process is SIGKILLed: the app knows its pid, so the next reap
+    marks it failed without waiting for the heartbeat grace, metrics kept."""
+    from pama import jobs
+
+    monkeypatch.setenv("PAMA_HEARTBEAT_GRACE_S", "600")
+    job = jobs.start_train(dict(model="tiny-random", objectives=["sentiment", "conciseness"], steps=200,
+                                batch_size=2, max_new_tokens=4, threads=1, save_every=50), store=store)
+    try:
+        _wait_for(lambda: store.get_run(job.id)["step"] >= 2, 120, "step 2")
+    finally:
+        os.kill(job.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    rows = store.count_metrics(job.id)
+    _wait_for(lambda: job.id in jobs.reap(store), 10, "the reaper to mark the job failed", poll=0.2)
+    run = store.get_run(job.id)
+    assert run["status"] == "failed" and f"pid {job.pid}" in run["error"] and time.monotonic() - t0 < 5
+    assert store.count_metrics(job.id) >= rows > 0
+    assert jobs.progress(run)["terminal"]
+
+
 # ---------------------------------------------------------------------------------------------------- half-written
 
 TINY = dict(model="tiny-random", objectives=["sentiment", "conciseness"], batch_size=2, max_new_tokens=4,
