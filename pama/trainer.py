@@ -162,7 +162,18 @@ class Trainer:
         world = self.accelerator.num_processes
         self.sampler = PromptSampler(self.prompts, cfg.batch_size * world, seed=cfg.seed)
 
-        # the run record: the main process creates it; every process learns its id
+        torch.manual_seed(cfg.seed)
+        if model is None:
+            model, tokenizer = models.load(cfg.model, seed=cfg.seed)
+        self.tokenizer = tokenizer
+        self.eos_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+        if getattr(model.generation_config, "eos_token_id", None) is not None:
+            e = model.generation_config.eos_token_id
+            self.eos_ids |= set(e if isinstance(e, list) else [e])
+        self.model = self._with_adapter(model)
+
+        # the run record, created only once model and adapter loaded (a bad model leaves no run behind): the main
+        # process creates it; every process learns its id
         if self.is_main and run_id is None:
             label = name or cfg.name or default_run_name(cfg)
             run_id = self.store.create_run(
@@ -176,15 +187,6 @@ class Trainer:
         self.run_id = holder[0]
         self.run_dir = paths.run_dir(self.run_id)
 
-        torch.manual_seed(cfg.seed)
-        if model is None:
-            model, tokenizer = models.load(cfg.model, seed=cfg.seed)
-        self.tokenizer = tokenizer
-        self.eos_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-        if getattr(model.generation_config, "eos_token_id", None) is not None:
-            e = model.generation_config.eos_token_id
-            self.eos_ids |= set(e if isinstance(e, list) else [e])
-        self.model = self._with_adapter(model)
         n_heads = 1 if cfg.method == "morlhf" else self.n
         self.value_heads = ValueHeads(model.config.hidden_size, n_heads)
         params = [p for p in self.model.parameters() if p.requires_grad] + list(self.value_heads.parameters())

@@ -186,3 +186,11 @@ def test_one_update_raises_log_probs_in_proportion_to_the_combined_advantage(sto
     t._update(ro, scores)
     after, _ = t._forward(ro, grad=False)
     assert float((combined * (after - before) * mask).sum()) > 0
+
+
+def test_library_train_with_an_unknown_model_leaves_no_run(store):
+    from pama.models import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError):
+        trainer.train(_cfg(model="/tmp/pama-no-such-model-folder"), store, progress=False)
+    assert store.list_runs() == []
