@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-blind-copies", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--home", default=None, help="store folder (default: a new temp folder)")
     args = ap.parse_args()
 
@@ -114,7 +115,7 @@ def main() -> None:
             print()
             print(t1 + note)
             print(t2 + verdict)
-        suffix = "" if args.model == "smollm2-135m" else f"-{args.model}"
+        suffix = ("" if args.model == "smollm2-135m" else f"-{args.model}") + (f"-{args.tag}" if args.tag else "")
         write_csv(f"methods{suffix}.csv", rows, pcols)
         write_csv(f"methods{suffix}-hv.csv", hv_rows, hcols)
         write_text(f"methods{suffix}.md", header("Methods at equal budget", {
