@@ -82,7 +82,7 @@ def _same_pref(a, b) -> bool:
 def sweep_config(store: Store, sweep_id: str) -> tuple[dict, SweepConfig]:
     sweep = store.get_sweep(sweep_id)
     if sweep is None:
-        raise StoreError(f"No sweep with id '{sweep_id}' in {store.url}. `python -m pama front --list` lists them.")
+        raise StoreError(f"No sweep with id '{sweep_id}' in {store.url}. `python -m pama front` lists them.")
     return sweep, from_dict(SweepConfig, sweep["config"], source=f"sweep {sweep_id}")
 
 
