@@ -66,6 +66,10 @@ class TrainConfig:
     whiten_advantages: bool = _help("Whiten each objective's advantages over the batch's response tokens.",
                                     default=True)
     noon: bool = _help("Drop negative advantages (Noon PPO).", default=True)
+    samples_per_prompt: int = _help("Responses sampled per prompt in a batch (k). With k > 1 each objective's "
+                                    "sequence reward is centred on its prompt's mean before GAE (a per-prompt "
+                                    "baseline, as in RLOO/GRPO), so prompt difficulty is not mistaken for response "
+                                    "quality. batch_size must be a multiple of k.", default=1)
     max_grad_norm: float = _help("Gradient clipping (0 = off).", default=1.0)
     prompts: str = _help("Training prompts: builtin:train, a .jsonl/.csv/.txt file, or hf:<dataset>[:split[:col]].",
                          default="builtin:train")
@@ -111,6 +115,11 @@ class TrainConfig:
         for name in ("steps", "batch_size", "ppo_epochs", "mini_batches", "max_new_tokens", "lora_r", "save_every"):
             if getattr(self, name) <= 0:
                 errors.append(f"{name} must be a positive integer, not {getattr(self, name)}")
+        if not isinstance(self.samples_per_prompt, int) or self.samples_per_prompt <= 0:
+            errors.append(f"samples_per_prompt must be a positive integer, not {self.samples_per_prompt}")
+        elif self.batch_size > 0 and self.batch_size % self.samples_per_prompt:
+            errors.append(f"batch_size ({self.batch_size}) must be a multiple of samples_per_prompt "
+                          f"({self.samples_per_prompt})")
         if self.batch_size > 0 and self.mini_batches > 0 and self.batch_size % self.mini_batches:
             errors.append(f"batch_size ({self.batch_size}) must be divisible by mini_batches ({self.mini_batches})")
         for name, lo, hi in (("learning_rate", 0, 1), ("temperature", 0, 10), ("top_p", 0, 1), ("lam", 0, 1),

@@ -160,7 +160,8 @@ class Trainer:
         self.preference = cfg.normalised_preference()
         self.prompts = load_prompts(cfg.prompts)
         world = self.accelerator.num_processes
-        self.sampler = PromptSampler(self.prompts, cfg.batch_size * world, seed=cfg.seed)
+        self.k = max(1, cfg.samples_per_prompt)
+        self.sampler = PromptSampler(self.prompts, cfg.batch_size // self.k * world, seed=cfg.seed)
 
         torch.manual_seed(cfg.seed)
         if model is None:
@@ -249,6 +250,7 @@ class Trainer:
         batch = self.sampler.batch(step - 1)
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         prompts = batch[rank::world] if world > 1 else batch
+        prompts = [p for p in prompts for _ in range(self.k)]  # k samples of a prompt stay adjacent (a group)
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
         texts, enc, new = models.generate(
@@ -300,6 +302,9 @@ class Trainer:
         cfg = self.cfg
         kl = (old_logp - ref_logp) * mask                                   # (B, T)
         beta = self.kl_ctl.value
+        if self.k > 1:  # per-prompt baseline: centre each objective's reward within each prompt's k samples
+            groups = scores.view(scores.shape[0], -1, self.k)
+            scores = (groups - groups.mean(-1, keepdim=True)).view_as(scores)
         if cfg.method == "morlhf":
             pref = torch.as_tensor(self.preference, dtype=scores.dtype, device=scores.device)
             scores = alg.linear_scalarise(scores, pref).unsqueeze(0)         # (1, B)

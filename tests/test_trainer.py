@@ -194,3 +194,18 @@ def test_library_train_with_an_unknown_model_leaves_no_run(store):
     with pytest.raises(ModelNotFoundError):
         trainer.train(_cfg(model="/tmp/pama-no-such-model-folder"), store, progress=False)
     assert store.list_runs() == []
+
+
+def test_samples_per_prompt_groups_prompts_and_centres_rewards_per_prompt(store):
+    t = trainer.Trainer(_cfg(steps=1, batch_size=4, samples_per_prompt=2).validate(), store, progress=False)
+    ro = t.rollout(1)
+    assert ro.prompts[0] == ro.prompts[1] and ro.prompts[2] == ro.prompts[3] and ro.prompts[0] != ro.prompts[2]
+    scores = torch.tensor([[1.0, 3.0, 5.0, 5.0], [0.0, 2.0, 1.0, 1.0]])
+    mask = torch.ones(4, 3)
+    zeros = torch.zeros(4, 3)
+    t.cfg.whiten_advantages, t.cfg.noon, t.kl_ctl.value = False, False, 0.0
+    adv, _, _ = t._advantages(scores, zeros, zeros, torch.zeros(2, 4, 3), mask)
+    # the last token's advantage is the centred reward: each prompt's pair sums to zero
+    assert adv[:, :, -1].tolist() == [[-1.0, 1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, 0.0]]
+    with pytest.raises(ConfigError, match="multiple of samples_per_prompt"):
+        _cfg(batch_size=4, samples_per_prompt=3).validate()
