@@ -33,8 +33,22 @@ def store(pama_home):
     s.close()
 
 
-def _pg_url():
-    return os.environ.get("PAMA_TEST_PG_URL")
+@pytest.fixture
+def pg_url():
+    """A scratch database on the PostgreSQL server that .ci/run starts (PAMA_TEST_PG_URL), dropped afterwards."""
+    base = os.environ.get("PAMA_TEST_PG_URL")
+    if not base:
+        pytest.skip("PAMA_TEST_PG_URL not set (.ci/run starts a PostgreSQL server and sets it)")
+    import sqlalchemy as sa
+
+    name = f"pama_test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as c:
+        c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -42,27 +56,9 @@ def any_store(request, pama_home):
     """The same store tests on SQLite and, where CI started one (PAMA_TEST_PG_URL), on a real PostgreSQL server."""
     from pama.store import Store
 
-    if request.param == "sqlite":
-        s = Store()
-        yield s
-        s.close()
-        return
-    base = _pg_url()
-    if not base:
-        pytest.skip("PAMA_TEST_PG_URL not set (.ci/run starts a PostgreSQL server and sets it)")
-    import sqlalchemy as sa
-
-    schema_db = f"pama_test_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f"CREATE DATABASE {schema_db}")
-    url = base.rsplit("/", 1)[0] + "/" + schema_db
-    s = Store(url)
+    s = Store() if request.param == "sqlite" else Store(request.getfixturevalue("pg_url"))
     yield s
     s.close()
-    with admin.connect() as c:
-        c.exec_driver_sql(f"DROP DATABASE {schema_db} WITH (FORCE)")
-    admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -443,23 +442,6 @@ def test_heartbeat_settings_from_the_environment(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------- PostgreSQL
-
-@pytest.fixture
-def pg_url():
-    base = os.environ.get("PAMA_TEST_PG_URL")
-    if not base:
-        pytest.skip("PAMA_TEST_PG_URL not set (.ci/run starts a PostgreSQL server and sets it)")
-    import sqlalchemy as sa
-
-    name = f"pama_rel_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as c:
-        c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
-
 
 def test_training_resume_and_the_app_paths_on_postgresql(pama_home, pg_url, monkeypatch, capsys):
     """The trainer, resume, stale-run reaping, progress and the CLI listing work with PAMA_DB_URL on PostgreSQL."""
