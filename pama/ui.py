@@ -125,9 +125,10 @@ def point_label(point: Mapping, *, sweeps: Mapping[str, Mapping] | None = None) 
     return " · ".join(bits) + f"  [{point.get('id')}]"
 
 
-def objectives_of(points: Sequence[Mapping]) -> list[str]:
-    """Objectives in first-seen order over the points' values."""
-    out: list[str] = []
+def objectives_of(points: Sequence[Mapping], order: Sequence[str] = ()) -> list[str]:
+    """Objectives in the sweeps' own order (the first is the x axis), then any others in first-seen order."""
+    seen = {name for p in points for name in (p.get("values") or {})}
+    out: list[str] = [name for name in order if name in seen]
     for p in points:
         for name in p.get("values") or {}:
             if name not in out:

@@ -181,3 +181,11 @@ def test_filters_labels_objectives():
                                  [dict(objectives=[dict(name="nope", lower=-2, upper=2)])])
     assert bounds["nope"] == dict(lower=-2.0, upper=2.0, direction="maximize")
     assert "sentiment" in bounds and "hf:some/model" not in bounds
+
+
+def test_objectives_follow_the_sweeps_order_then_first_seen():
+    from pama.ui import objectives_of
+
+    pts = [{"values": {"readability": {}, "relevance": {}}}, {"values": {"safety": {}}}]
+    assert objectives_of(pts) == ["readability", "relevance", "safety"]
+    assert objectives_of(pts, ["relevance", "readability", "missing"]) == ["relevance", "readability", "safety"]

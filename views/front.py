@@ -30,7 +30,8 @@ in_sweeps = [p for p in points_all
              if (p["sweep_id"] in chosen_sweeps) or (p["sweep_id"] is None and NO_SWEEP in chosen_sweeps)]
 methods = ui.methods_of(in_sweeps)
 chosen_methods = c2.multiselect("Methods", methods, default=methods, key="front_methods")
-objectives = ui.objectives_of(in_sweeps)
+objectives = ui.objectives_of(in_sweeps, [o for s in chosen_sweeps if s in sweep_by_id
+                                           for o in sweep_by_id[s]["objectives"]])
 chosen_objs = c3.multiselect("Objectives (2 or 3)", objectives, default=objectives[:2], max_selections=3,
                              key="front_objectives")
 o1, o2, o3, o4 = st.columns(4)
