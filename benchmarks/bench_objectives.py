@@ -92,11 +92,9 @@ def main() -> None:
             "first_call_s": round(load, 3),
         })
 
-    cmd = "HF_HUB_OFFLINE=1 .venv/bin/python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])
-    print(f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-          f"Python {platform.python_version()}")
-    print(f"Command: `{cmd}`")
+    from common import header
+
+    print(header("Objective scoring speed"))
     print(f"Batch: {args.n} responses, mean {sum(tokens) / len(tokens):.1f} WordPiece tokens, "
           f"{args.repeats} repeats after a warm-up\n")
     print("| objective | median s / 64 | min s | ms / response | first call (load) s |")

@@ -15,7 +15,6 @@ import argparse
 import csv
 import itertools
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -135,10 +134,10 @@ def main() -> None:
     spear = np.array([[spearmanr(scores[i], scores[j])[0] for j in range(len(names))] for i in range(len(names))])
     pear = np.array([[pearsonr(scores[i], scores[j])[0] for j in range(len(names))] for i in range(len(names))])
 
-    cmd = "HF_HUB_OFFLINE=1 .venv/bin/python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])
-    print(f"Command: `{cmd}`")
-    print(f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; model via {how} (load {t_load:.0f} s), "
+    from common import header
+
+    print(header("Objective conflict on base-model samples"))
+    print(f"Model via {how} (load {t_load:.0f} s), "
           f"{len(responses)} responses generated in {t_gen:.0f} s "
           f"({len(PROMPTS)} prompts x {args.samples}, {args.max_new_tokens} new tokens, T={args.temperature})\n")
     words = np.array([O.word_count(r) for r in responses])
