@@ -18,7 +18,7 @@ from sqlalchemy import (
     delete, event, func, inspect, select, update,
 )
 from sqlalchemy.exc import (
-    ArgumentError, DatabaseError, DataError, NoSuchModuleError, OperationalError, ProgrammingError, SQLAlchemyError,
+    ArgumentError, DatabaseError, DataError, NoSuchModuleError, OperationalError, SQLAlchemyError,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 

@@ -17,14 +17,12 @@ base model alone next to that of the sweep (``hypervolume_base`` / ``hypervolume
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from typing import Iterable
 
 import numpy as np
 
-from . import paths
 from .config import ConfigError, SweepConfig, TrainConfig, from_dict
 from .store import Store, StoreError
 

@@ -7,9 +7,9 @@ disabled. Everything is logged to the store every step; checkpoints are atomic a
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -268,7 +268,6 @@ class Trainer:
         return torch.as_tensor(scores, dtype=torch.float32, device=self.device)  # (n, B)
 
     def train_step(self, step: int) -> dict[str, float]:
-        cfg = self.cfg
         t0 = time.perf_counter()
         ro = self.rollout(step)
         t1 = time.perf_counter()
@@ -523,7 +522,9 @@ def resume(run_id: str, store: Store | None = None, *, steps: int | None = None,
 
     store = store or Store()
     run = store.require_run(run_id)
-    if run["status"] == "running" and run["pid"] and _pid_alive(run["pid"]) and run["pid"] != os.getpid():
+    from .jobs import pid_alive
+
+    if run["status"] == "running" and pid_alive(run["pid"]) and run["pid"] != os.getpid():
         raise ConfigError(f"run {run_id} is still running (pid {run['pid']}); cancel it first")
     cfg = from_dict(TrainConfig, run["config"], source=f"run {run_id}")
     if steps is not None:
@@ -536,14 +537,6 @@ def resume(run_id: str, store: Store | None = None, *, steps: int | None = None,
     return trainer.train()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # CLI
 
@@ -553,15 +546,9 @@ def register_cli(sub, add) -> None:
     p = add("train", _cmd_train, "Train one LoRA adapter (PAMA, MORLHF or MGDA); prints the run id first.")
     p.add_argument("--config", default=None, help="YAML file of TrainConfig fields (flags override it)")
     p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped run from its checkpoint")
-    p.add_argument("--run-id", default=None, help=argparse_suppress())
+    p.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dataclass_arguments(p, TrainConfig)
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def _cmd_train(args) -> int:

@@ -84,7 +84,7 @@ def test_kill9_run_is_marked_failed_with_metrics_kept_and_resumes_from_its_check
                                                                                      capsys):
     """A SIGKILLed run: still 'running' in the store, failed after the heartbeat grace (CLI and app), rows intact;
     `train --resume` continues from the last checkpoint (steps before it untouched) to the requested count."""
-    from pama import cli, jobs, trainer
+    from pama import cli, trainer
 
     monkeypatch.setenv("PAMA_HEARTBEAT_GRACE_S", str(GRACE_S))
     proc = _start_train(pama_home, *TINY_FLAGS, "--steps", "200", "--save-every", "3")
