@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/bench_step.py [--model smollm2-135m|tiny-random] [--rounds 5] [--warmup 1]
                                              [--methods pama,morlhf,mgda,trl-grpo] [--threads 2]
+                                             [--dtype float32|bfloat16] [--omp-wait default|passive]
 
-Equal settings for every method: the same model (fp32), prompts (builtin:train, chat template), objectives
+Equal settings for every method: the same model and precision (``--dtype`` of the frozen base weights; LoRA
+stays fp32), the same OpenMP wait policy (``--omp-wait``: ``default`` is what ``python -m pama train`` uses), prompts (builtin:train, chat template), objectives
 (relevance and readability, weights 0.5/0.5), 8 completions per step, 48 new tokens (temperature 1, top_k 0,
 top_p 1), LoRA r=8 alpha=16 dropout 0 on q_proj/v_proj, learning rate 1e-4, KL coefficient 0.2 against the
 adapter-disabled reference, one optimisation pass per batch, no gradient checkpointing, torch threads fixed.
@@ -67,7 +69,7 @@ def worker_ours(args) -> None:
                       anchor=0.5, steps=10_000, batch_size=args.batch, max_new_tokens=args.tokens, temperature=1.0,
                       top_p=1.0, learning_rate=LR, lora_r=8, lora_alpha=16, lora_dropout=0.0,
                       target_modules=["q_proj", "v_proj"], kl_coef=BETA, threads=args.threads, seed=0,
-                      device="cpu").validate()
+                      device="cpu", dtype=args.dtype).validate()
     os.environ["PAMA_HOME"] = home
     trainer = Trainer(cfg, store, progress=False)
     _send({"ready": True, "rss_mb": _peak_rss_mb()})
@@ -107,7 +109,7 @@ def worker_trl(args) -> None:
         reward.__name__ = obj.name
         return reward
 
-    model, tok = models.load(args.model, seed=0)
+    model, tok = models.load(args.model, seed=0, dtype=getattr(torch, args.dtype))
     prompts = load_prompts("builtin:train")
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in prompts])
     out = tempfile.mkdtemp(prefix="bench-trl-")
@@ -169,11 +171,14 @@ class Worker:
     def __init__(self, method: str, args):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--model", args.model,
                "--threads", str(args.threads), "--batch", str(args.batch), "--tokens", str(args.tokens),
-               "--trl-generations", str(args.trl_generations)]
+               "--trl-generations", str(args.trl_generations), "--dtype", args.dtype]
+        env = dict(os.environ, PAMA_OMP_WAIT=args.omp_wait)
+        for key in ("OMP_WAIT_POLICY", "PAMA_OMP_WAIT_SET"):  # every worker decides from --omp-wait alone
+            env.pop(key, None)
         self.method = method
         self.log = open(tempfile.mktemp(prefix=f"bench-step-{method}-", suffix=".log"), "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                     bufsize=1, cwd=ROOT)
+                                     bufsize=1, cwd=ROOT, env=env)
 
     def read(self) -> dict:
         for line in self.proc.stdout:
@@ -204,6 +209,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8, help="completions per step")
     ap.add_argument("--tokens", type=int, default=48, help="max new tokens per completion")
     ap.add_argument("--trl-generations", type=int, default=2, help="TRL num_generations (completions per prompt)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="precision of the frozen base weights, for every method")
+    ap.add_argument("--omp-wait", default="default", choices=["default", "passive"],
+                    help="OpenMP wait policy of every worker (PAMA_OMP_WAIT); training processes use 'default'")
     ap.add_argument("--tag", default="", help="suffix of the result files (e.g. 'before')")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -215,7 +224,8 @@ def main() -> None:
     print(header("Seconds per step: pama / morlhf / mgda (ours) vs TRL GRPOTrainer",
                  {"model": args.model, "per step": f"{args.batch} completions × ≤{args.tokens} new tokens",
                   "objectives": f"{OBJECTIVES} weights {PREFERENCE}", "LoRA": "r=8 alpha=16 q_proj,v_proj",
-                  "threads per worker": args.threads,
+                  "threads per worker": args.threads, "base weights": args.dtype,
+                  "OpenMP wait policy": args.omp_wait,
                   "schedule": f"{args.warmup} warm-up + {args.rounds} timed steps per method, round-robin"}),
           flush=True)
     workers = {}
@@ -253,11 +263,14 @@ def main() -> None:
         extra = f"\npama / morlhf seconds per step: {med['pama'] / med['morlhf']:.3f}\n"
     print()
     print(table + extra)
-    suffix = ("" if args.model == "smollm2-135m" else f"-{args.model}") + (f"-{args.tag}" if args.tag else "")
+    suffix = (("" if args.model == "smollm2-135m" else f"-{args.model}") + ("" if args.dtype == "float32" else
+              f"-{args.dtype}") + (f"-{args.tag}" if args.tag else ""))
     write_csv(f"step{suffix}.csv", steps, ["model", "method", "round", "timed", "step_s", "generate", "score",
                                             "update", "samples"])
     write_csv(f"step{suffix}-summary.csv", rows, cols)
-    write_text(f"step{suffix}.md", header("Seconds per step", {"model": args.model}) + "\n" + table + extra)
+    write_text(f"step{suffix}.md", header("Seconds per step", {"model": args.model, "base weights": args.dtype,
+                                                               "OpenMP wait policy": args.omp_wait})
+               + "\n" + table + extra)
 
 
 if __name__ == "__main__":

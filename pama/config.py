@@ -77,6 +77,8 @@ class TrainConfig:
     save_every: int = _help("Save a checkpoint every K steps (and at the end).", default=10)
     threads: int = _help("torch CPU threads (0 = torch's default).", default=0)
     device: str = _help("auto, cpu or cuda.", default="auto")
+    dtype: str = _help("[ours] precision of the frozen base weights: float32, or bfloat16 (about half the memory "
+                       "traffic; the LoRA adapter, value heads and optimiser stay float32).", default="float32")
 
     def normalised_preference(self) -> list[float]:
         n = len(self.objectives)
@@ -130,6 +132,8 @@ class TrainConfig:
         for name in ("kl_coef", "target_kl", "vf_coef", "max_grad_norm", "cliprange_value", "threads"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
+        if self.dtype not in ("float32", "bfloat16"):
+            errors.append(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             errors.append(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.preference:

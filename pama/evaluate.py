@@ -80,14 +80,6 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(seen) / total if total else 0.0
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
-    ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-    e = getattr(model.generation_config, "eos_token_id", None)
-    if e is not None:
-        ids |= set(e if isinstance(e, list) else [e])
-    return ids
-
-
 @torch.no_grad()
 def _response_logprobs(model, enc, new, rmask) -> torch.Tensor:
     from .trainer import seq_logprobs_and_hidden
@@ -119,7 +111,7 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
     if batch_size <= 0 or max_new_tokens <= 0:
         raise ValueError("batch_size and max_new_tokens must be positive")
     t0 = time.perf_counter()
-    eos = _eos_ids(model, tokenizer)
+    eos = models.eos_ids(model, tokenizer)
     has_adapter = bool(adp.adapter_names(model)) and adp._is_enabled(model)
     texts: list[str] = []
     kls: list[float] = []

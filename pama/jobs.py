@@ -97,7 +97,6 @@ def _launch(kind: str, cfg, pattern: re.Pattern, *, db_url: str | None = None, t
     cmd = [sys.executable, "-m", "pama", kind, "--config", str(cfg_file), *extra_args]
     child_env = dict(os.environ)
     child_env.update(env or {})
-    child_env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     child_env["PYTHONUNBUFFERED"] = "1"
     if db_url:  # through the environment, not argv: a password in argv is visible to every user in `ps`
         child_env["PAMA_DB_URL"] = db_url

@@ -204,24 +204,26 @@ def encode(tokenizer, prompts: list[str], device=None, max_length: int = 256):
     return {k: v.to(device) for k, v in enc.items()} if device is not None else dict(enc)
 
 
+def eos_ids(model, tokenizer) -> set[int]:
+    """Every id that ends a response: the tokenizer's EOS and pad, and the model's generation-config EOS ids."""
+    ids = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    e = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(e if isinstance(e, (list, tuple)) else [e])
+    return {int(i) for i in ids if i is not None}
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 48, temperature: float = 0.7,
              top_p: float = 1.0, seed: int | None = None, return_ids: bool = False):
     """Sample one response per prompt; temperature 0 means greedy. Seeded runs are reproducible on one device."""
+    from .sampling import sample
+
     device = next(model.parameters()).device
     enc = encode(tokenizer, prompts, device)
-    kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-    if temperature and temperature > 0:
-        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-    else:
-        kwargs.update(do_sample=False)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        if seed is not None:
-            torch.manual_seed(seed)
-        out = model.generate(**enc, **kwargs)
-    new = out[:, enc["input_ids"].shape[1]:]
-    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-    texts = [t.strip() for t in texts]
+    new = sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=max_new_tokens,
+                 eos_ids=eos_ids(model, tokenizer), pad_id=tokenizer.pad_token_id, temperature=temperature,
+                 top_p=top_p, seed=seed)
+    texts = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return (texts, enc, new) if return_ids else texts
 
 

@@ -165,12 +165,9 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         if model is None:
-            model, tokenizer = models.load(cfg.model, seed=cfg.seed)
+            model, tokenizer = models.load(cfg.model, seed=cfg.seed, dtype=getattr(torch, cfg.dtype))
         self.tokenizer = tokenizer
-        self.eos_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-        if getattr(model.generation_config, "eos_token_id", None) is not None:
-            e = model.generation_config.eos_token_id
-            self.eos_ids |= set(e if isinstance(e, list) else [e])
+        self.eos_ids = models.eos_ids(model, tokenizer)
         self.model = self._with_adapter(model)
 
         # the run record, created only once model and adapter loaded (a bad model leaves no run behind): the main

@@ -1,0 +1,150 @@
+"""Our decode loop: the same tokens as transformers' generate where that is deterministic, the right distribution
+where it samples, and LoRA weights merged only for the loop and restored bit for bit."""
+from __future__ import annotations
+
+import copy
+import sys
+
+import pytest
+import torch
+
+import pama
+from pama import adapters as adp
+from pama import models, sampling
+
+PROMPTS = ["Tell me a story.", "x " * 30, "What is the capital of France? Answer briefly please."]
+
+
+def _lora(base, *, seed: int, adapter_name: str = "default"):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                           lora_dropout=0.0, task_type="CAUSAL_LM"),
+                           adapter_name=adapter_name)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return model.eval()
+
+
+def test_greedy_matches_transformers_generate_with_left_padding_and_lora(tiny):
+    base, tok = tiny
+    model = _lora(base, seed=1)
+    enc = models.encode(tok, PROMPTS)
+    hf = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+    ours = sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=12,
+                           eos_ids=models.eos_ids(model, tok), pad_id=tok.pad_token_id, temperature=0)
+    assert torch.equal(ours, hf[:, enc["input_ids"].shape[1]:])
+
+
+def test_rows_stop_at_their_first_eos_and_are_padded_after(tiny):
+    base, tok = tiny
+    enc = models.encode(tok, PROMPTS)
+    free = sampling.sample(base, enc["input_ids"], enc["attention_mask"], max_new_tokens=10, eos_ids=set(),
+                           pad_id=tok.pad_token_id, temperature=0)
+    stop = int(free[0, 3])  # pretend row 0's 4th token ends a response
+    new = sampling.sample(base, enc["input_ids"], enc["attention_mask"], max_new_tokens=10, eos_ids={stop},
+                          pad_id=tok.pad_token_id, temperature=0)
+    first = int((free[0] == stop).nonzero()[0])
+    assert torch.equal(new[0, :first + 1], free[0, :first + 1])
+    assert (new[0, first + 1:] == tok.pad_token_id).all()
+    for row in range(1, len(PROMPTS)):  # rows that never produce it run on unchanged
+        if stop not in free[row].tolist():
+            assert torch.equal(new[row, :new.shape[1]], free[row, :new.shape[1]])
+
+
+def test_draw_follows_the_softmax_at_the_temperature():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -30.0]]).repeat(20_000, 1)
+    g = torch.Generator().manual_seed(0)
+    for temperature in (1.0, 0.5):
+        tokens = sampling.draw(logits, temperature=temperature, generator=g)
+        freq = torch.bincount(tokens, minlength=5).float() / len(tokens)
+        expected = torch.softmax(logits[0] / temperature, -1)
+        # 20,000 draws: the standard error of each frequency is below 0.0036; 5 of them is a loose bound
+        assert (freq - expected).abs().max() < 0.018, (freq, expected)
+        assert freq[4] == 0
+
+
+def test_zero_probability_and_out_of_nucleus_tokens_are_never_drawn():
+    probs = torch.tensor([0.0, 0.5, 0.3, 0.15, 0.05, 0.0])
+    logits = probs.log().unsqueeze(0).repeat(5_000, 1)
+    g = torch.Generator().manual_seed(1)
+    tokens = sampling.draw(logits, temperature=1.0, top_p=0.75, generator=g)
+    assert set(tokens.tolist()) == {1, 2}  # 0.5 < 0.75 needs the second most likely token; 0.8 ≥ 0.75 stops
+    share = (tokens == 1).float().mean()
+    assert abs(share - 0.5 / 0.8) < 0.03
+    filtered = sampling.filter_top_p(torch.softmax(logits[:1], -1), 0.01)
+    assert filtered.nonzero()[:, 1].tolist() == [1]  # the most likely token always survives
+    assert torch.equal(sampling.draw(logits[:3], temperature=0), torch.tensor([1, 1, 1]))
+
+
+def test_seeded_sampling_is_reproducible_and_seeds_differ(tiny):
+    base, tok = tiny
+    a = models.generate(base, tok, PROMPTS, max_new_tokens=8, temperature=1.0, seed=5)
+    b = models.generate(base, tok, PROMPTS, max_new_tokens=8, temperature=1.0, seed=5)
+    c = models.generate(base, tok, PROMPTS, max_new_tokens=8, temperature=1.0, seed=6)
+    assert a == b and a != c
+
+
+def test_merged_lora_computes_the_same_and_restores_the_weights_exactly(tiny):
+    base, tok = tiny
+    model = _lora(base, seed=2)
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        unmerged = model(**ids).logits
+        with sampling.merged_lora(model):
+            merged = model(**ids).logits
+            changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+        after = model(**ids).logits
+    assert changed and all("base_layer" in n for n in changed)  # the base weights really held the update
+    torch.testing.assert_close(merged, unmerged, atol=2e-5, rtol=1e-4)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert torch.equal(after, unmerged)
+    with torch.no_grad(), sampling.merged_lora(base):  # a model without LoRA passes through
+        torch.testing.assert_close(base(**ids).logits, base(**ids).logits)
+
+
+def test_merged_lora_respects_mixtures_and_the_disabled_reference(tiny, pama_home):
+    base, tok = tiny
+    folders = {}
+    for name, seed in (("a", 3), ("b", 4)):
+        folders[name] = pama_home / name
+        _lora(base, seed=seed).save_pretrained(folders[name])
+    model = adp.load_adapters(copy.deepcopy(base), folders)
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    adp.mix(model, {"a": 0.3, "b": 0.7})
+    with torch.no_grad():
+        mixed = model(**ids).logits
+        with sampling.merged_lora(model):
+            torch.testing.assert_close(model(**ids).logits, mixed, atol=2e-5, rtol=1e-4)
+        with adp.reference(model):
+            ref = model(**ids).logits
+            with sampling.merged_lora(model):
+                assert torch.equal(model(**ids).logits, ref)
+        assert torch.equal(model(**ids).logits, mixed)
+
+
+@pytest.mark.parametrize("argv, env, expected", [
+    (["-m", "train", "--steps", "3"], {}, None),
+    (["-m", "sweep"], {}, None),
+    (["-m", "front"], {}, "PASSIVE"),
+    (["app.py"], {}, "PASSIVE"),
+    (["-m", "train"], {"PAMA_OMP_WAIT": "passive"}, "PASSIVE"),
+    (["app.py"], {"PAMA_OMP_WAIT": "default"}, None),
+    (["app.py"], {"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),
+    # a child of a pama process that chose PASSIVE for itself decides afresh
+    (["-m", "train"], {"OMP_WAIT_POLICY": "PASSIVE", "PAMA_OMP_WAIT_SET": "1"}, None),
+])
+def test_openmp_wait_policy_by_process_role(monkeypatch, argv, env, expected):
+    for key in ("OMP_WAIT_POLICY", "PAMA_OMP_WAIT", "PAMA_OMP_WAIT_SET"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sys, "argv", argv)
+    pama._set_omp_wait_policy()
+    import os
+
+    assert os.environ.get("OMP_WAIT_POLICY") == expected
