@@ -24,6 +24,8 @@ import os
 import tempfile
 import time
 
+os.environ.setdefault("PAMA_OMP_WAIT", "default")  # it trains in-process: the wait policy of `pama train`
+
 from common import header, markdown_table, write_csv, write_text
 
 OBJECTIVES = ["relevance", "readability"]
@@ -60,6 +62,8 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=1e-3)
     ap.add_argument("--eval-samples", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--samples-per-prompt", type=int, default=1,
+                    help="k completions per prompt with a per-prompt reward baseline (the demo front uses 4)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-blind-copies", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the result files")
@@ -82,7 +86,8 @@ def main() -> None:
     configs = parse_configs(args.configs)
     print(header("Methods at equal budget: PAMA / MORLHF / MGDA sweeps, relevance vs readability",
                  {"model": args.model, "budget per run": f"{args.steps} steps × batch {args.batch} × {args.tokens} "
-                  f"tokens, lr {args.learning_rate:g}, seed {args.seed}",
+                  f"tokens, lr {args.learning_rate:g}, seed {args.seed}, {args.samples_per_prompt} sample(s) per "
+                  "prompt",
                   "preferences": preference_grid(2, args.points), "configs": [label(*c) for c in configs],
                   "evaluation": f"{args.eval_samples} builtin:heldout prompts, {args.tokens} tokens, T=0.7, "
                                 "eval seed 1234, 2000 bootstrap resamples",
@@ -119,7 +124,9 @@ def main() -> None:
         write_csv(f"methods{suffix}.csv", rows, pcols)
         write_csv(f"methods{suffix}-hv.csv", hv_rows, hcols)
         write_text(f"methods{suffix}.md", header("Methods at equal budget", {
-            "model": args.model, "budget per run": f"{args.steps} steps × batch {args.batch} × {args.tokens} tokens",
+            "model": args.model, "budget per run": f"{args.steps} steps × batch {args.batch} × {args.tokens} tokens"
+                                                     f", lr {args.learning_rate:g}, {args.samples_per_prompt} "
+                                                     "sample(s) per prompt",
             "evaluation": f"{args.eval_samples} held-out prompts"}) + "\n" + t1 + note + "\n" + t2 + verdict)
 
 
@@ -129,7 +136,7 @@ def main() -> None:
                           anchor=lam if lam is not None else 0.5, steps=args.steps, batch_size=args.batch,
                           max_new_tokens=args.tokens, temperature=1.0, learning_rate=args.learning_rate, lora_r=8,
                           lora_alpha=16, target_modules=["q_proj", "v_proj"], kl_coef=0.2, target_kl=3.0,
-                          save_every=args.steps, seed=args.seed, threads=args.threads, device="cpu",
+                          samples_per_prompt=args.samples_per_prompt, save_every=args.steps, seed=args.seed, threads=args.threads, device="cpu",
                           points=1 if is_blind else args.points, eval_prompts="builtin:heldout",
                           eval_samples=args.eval_samples, eval_max_new_tokens=args.tokens, eval_seed=1234)
         t = time.perf_counter()
