@@ -148,3 +148,18 @@ def test_openmp_wait_policy_by_process_role(monkeypatch, argv, env, expected):
     import os
 
     assert os.environ.get("OMP_WAIT_POLICY") == expected
+
+
+def test_packed_lm_head_gives_the_same_logits_and_is_removed_after(tiny):
+    base, tok = tiny
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    head = base.get_output_embeddings()
+    with torch.no_grad():
+        plain = base(**ids).logits
+        with sampling.packed_lm_head(base, min_params=0):
+            assert "forward" in vars(head)  # the packed path is really in use
+            packed = base(**ids).logits
+        assert "forward" not in vars(head)
+        torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-5)
+        with sampling.packed_lm_head(base):  # below the size where packing pays: untouched
+            assert "forward" not in vars(head)
