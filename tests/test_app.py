@@ -260,7 +260,8 @@ def test_train_form_starts_a_run_that_finishes(empty_store):
     store = empty_store
     at = app("views/train.py")
     t = time.time()
-    _submit(at, tf_model="tiny-random", tf_steps=2, tf_batch=2, tf_tokens=4, tf_preference="0.7, 0.3")
+    _submit(at, tf_model="tiny-random", tf_steps=2, tf_batch=2, tf_tokens=4, tf_preference="0.7, 0.3",
+            tf_dtype="bfloat16")
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
     runs = store.list_runs()
@@ -274,6 +275,7 @@ def test_train_form_starts_a_run_that_finishes(empty_store):
     run = store.get_run(run_id)
     assert run["status"] == "finished", run["error"]
     assert run["config"]["preference"] == pytest.approx([0.7, 0.3])
+    assert run["config"]["dtype"] == "bfloat16"
     assert store.count_metrics(run_id) > 0
     print(f"train form → finished run in {time.time() - t:.1f} s")
     # the progress panel (read from the store, so it survives reloads) shows the finished run

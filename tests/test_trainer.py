@@ -127,6 +127,7 @@ def test_response_mask_includes_first_eos_only():
     (dict(batch_size=-2), "batch_size must be a positive integer"),
     (dict(granularity="sequence"), "granularity"),
     (dict(learning_rate=0.0), "learning_rate"),
+    (dict(dtype="float16"), "dtype must be float32 or bfloat16"),
 ])
 def test_invalid_config_is_refused_and_nothing_is_stored(change, fragment, store):
     with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
@@ -209,3 +210,18 @@ def test_samples_per_prompt_groups_prompts_and_centres_rewards_per_prompt(store)
     assert adv[:, :, -1].tolist() == [[-1.0, 1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, 0.0]]
     with pytest.raises(ConfigError, match="multiple of samples_per_prompt"):
         _cfg(batch_size=4, samples_per_prompt=3).validate()
+
+
+def test_bfloat16_base_trains_a_float32_adapter_and_leaves_the_base_untouched(store):
+    t = trainer.Trainer(_cfg(dtype="bfloat16", steps=2).validate(), store, progress=False)
+    base = t.model.get_base_model()
+    frozen = {k: v.clone() for k, v in base.state_dict().items() if "lora_" not in k}
+    lora = {n: p.detach().clone() for n, p in t.model.named_parameters() if p.requires_grad}
+    assert {p.dtype for p in lora.values()} == {torch.float32}
+    assert next(base.get_input_embeddings().parameters()).dtype == torch.bfloat16
+    run_id = t.train()
+    assert store.get_run(run_id)["status"] == "finished"
+    losses = [m["value"] for m in store.metrics(run_id, keys=["loss/total"])]
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    assert all(not torch.equal(p.detach(), lora[n]) for n, p in t.model.named_parameters() if p.requires_grad)
+    assert all(torch.equal(v, frozen[k]) for k, v in base.state_dict().items() if "lora_" not in k)

@@ -41,7 +41,7 @@ with st.form("train_form"):
                              help="PAMA anchor in [0, 1]: 1 = the paper's PAMA (ignores the preference), 0 = linear "
                                   "scalarisation with the preference.")
     st.markdown("**Budget**")
-    c1, c2, c3, c4, c5 = st.columns(5)
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
     steps = c1.number_input("Steps", value=10, step=1, key="tf_steps", help="PPO steps; ~10-15 s each on CPU "
                                                                            "with smollm2-135m.")
     batch = c2.number_input("Batch size", value=int(DEFAULTS.batch_size), step=1, key="tf_batch")
@@ -49,6 +49,10 @@ with st.form("train_form"):
     rank = c4.number_input("LoRA rank", value=int(DEFAULTS.lora_r), step=1, key="tf_rank")
     lr = c5.number_input("Learning rate", value=float(DEFAULTS.learning_rate), step=1e-5, format="%.1e",
                          key="tf_lr")
+    dtype = c6.selectbox("Base weights", ["float32", "bfloat16"], key="tf_dtype",
+                         help="bfloat16 halves the memory traffic of the frozen base model: ~1.3× faster steps "
+                              "on CPUs with bf16 instructions (AVX512-BF16, AMX) and on GPUs. The adapter stays "
+                              "float32.")
     name = st.text_input("Run name (optional)", key="tf_name")
     submitted = st.form_submit_button("Start training", type="primary")
 
@@ -57,7 +61,7 @@ if submitted:
     form = dict(name=name, model=model.strip(), objectives=ui.split_objectives(chosen, extra), method=method,
                 preference=preference, anchor=float(anchor), steps=int(steps), batch_size=int(batch),
                 max_new_tokens=int(new_tokens), lora_r=int(rank), lora_alpha=2 * int(rank),
-                learning_rate=float(lr))
+                learning_rate=float(lr), dtype=dtype)
     if sweep:
         form.update(points=int(points), eval_samples=int(eval_samples))
     try:
