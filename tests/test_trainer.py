@@ -225,3 +225,38 @@ def test_bfloat16_base_trains_a_float32_adapter_and_leaves_the_base_untouched(st
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
     assert all(not torch.equal(p.detach(), lora[n]) for n, p in t.model.named_parameters() if p.requires_grad)
     assert all(torch.equal(v, frozen[k]) for k, v in base.state_dict().items() if "lora_" not in k)
+
+
+def test_shared_prefix_forward_gives_the_same_log_probs_values_and_gradients(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    base, tok = tiny
+    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                           lora_dropout=0.0, task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    prompts = ["Tell me a story.", "x " * 30, "What is the capital of France?", "Hi"]
+    _, enc, new = models.generate(model, tok, prompts, max_new_tokens=10, temperature=1.0, seed=1, return_ids=True)
+    rmask = trainer.response_mask(new, models.eos_ids(model, tok))
+    ids = torch.cat([enc["input_ids"], new], 1)
+    attn = torch.cat([enc["attention_mask"], rmask.long()], 1)
+    q = enc["input_ids"].shape[1]
+    # the chat template's system part is common to every row; the shortest prompt bounds it
+    assert trainer.shared_prefix_length(ids, attn, q) >= trainer.MIN_SHARED_PREFIX
+    assert trainer.shared_prefix_length(ids[:1], attn[:1], q) == 0
+    model.train()
+    results = []
+    for share in (False, True):
+        model.zero_grad()
+        logp, h = trainer.seq_logprobs_and_hidden(model, ids, attn, q, share_prefix=share)
+        ((logp * rmask).sum() + 1e-3 * h.sum()).backward()
+        results.append((logp.detach(), h.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+    (lp0, h0, g0), (lp1, h1, g1) = results
+    assert lp0.shape == lp1.shape and h0.shape == h1.shape
+    torch.testing.assert_close(lp1, lp0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h1, h0, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
