@@ -52,12 +52,23 @@ def _lora_layers(model) -> list:
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
+def _mergeable(layer) -> bool:
+    """Plain LoRA on a floating-point weight: ΔW = scaling · B A is all the adapter adds."""
+    weight = getattr(layer.get_base_layer(), "weight", None)
+    if not isinstance(weight, torch.Tensor) or not weight.dtype.is_floating_point or weight.dtype.itemsize < 2:
+        return False
+    return not any(getattr(layer, "use_dora", {}).get(a, False) for a in layer.active_adapters)
+
+
 @contextlib.contextmanager
 def merged_lora(model) -> Iterator[None]:
     """Inside: the active LoRA updates added into the base weights and the adapter path switched off (one matmul
     per layer instead of three). On exit the original weights are copied back, so nothing drifts across steps.
     Models without LoRA layers, or with merged ones already, pass through untouched."""
     layers = [m for m in _lora_layers(model) if not getattr(m, "merged", False) and not m.disable_adapters]
+    if not all(_mergeable(layer) for layer in layers):  # DoRA, quantised or exotic layers: compute as they are
+        yield
+        return
     saved: list[tuple[torch.Tensor, torch.Tensor]] = []
     try:
         with torch.no_grad():

@@ -163,3 +163,20 @@ def test_packed_lm_head_gives_the_same_logits_and_is_removed_after(tiny):
         torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-5)
         with sampling.packed_lm_head(base):  # below the size where packing pays: untouched
             assert "forward" not in vars(head)
+
+
+def test_dora_adapters_are_not_merged_but_still_sample_correctly(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    base, tok = tiny
+    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                           lora_dropout=0.0, use_dora=True, task_type="CAUSAL_LM"))
+    model.eval()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with sampling.merged_lora(model):  # ΔW alone would miss DoRA's magnitude: left unmerged
+        assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    enc = models.encode(tok, PROMPTS[:2])
+    hf = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+    ours = sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=6,
+                           eos_ids=models.eos_ids(model, tok), pad_id=tok.pad_token_id, temperature=0)
+    assert torch.equal(ours, hf[:, enc["input_ids"].shape[1]:])
