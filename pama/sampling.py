@@ -136,10 +136,64 @@ def _cache_argument(model) -> str:
         return "past_key_values"
 
 
+MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a second model call
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as generate() numbers them (else log-probs drift)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> int:
+    """How many tokens every row starts with right after its left padding (the chat template's system part).
+
+    At most each prompt's length − 1, so every row keeps the last prompt token that predicts its first response
+    token."""
+    B = input_ids.shape[0]
+    starts = attention_mask[:, :query_len].long().argmax(1)  # first real token of each left-padded row
+    longest = int((query_len - starts).min()) - 1
+    if B < 2 or longest < MIN_SHARED_PREFIX:
+        return 0
+    idx = starts.unsqueeze(1) + torch.arange(longest, device=input_ids.device)
+    window = input_ids.gather(1, idx)
+    same = (window == window[:1]).all(0).long().cumprod(0)
+    return int(same.sum())
+
+
+def forward_sharing_prefix(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int, *,
+                           share: bool = True, **kwargs):
+    """One forward over left-padded rows. With ``share``, the tokens every row starts with run once at batch 1 and
+    their KV cache is repeated for the batch (exact: the same attention inputs; gradients sum over the rows through
+    the repeat). The rows become [prefix | left padding | rest], so positions and the last columns are unchanged.
+
+    Returns (outputs, L columns moved into the cache, the attention mask of the rearranged rows, prefix included:
+    what a decode loop extends)."""
+    L = shared_prefix_length(input_ids, attention_mask, query_len) if share else 0
+    if L == 0:
+        return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                     use_cache=kwargs.pop("use_cache", False), **kwargs), 0, attention_mask
+    B, S = input_ids.shape
+    starts = attention_mask[:, :query_len].long().argmax(1)
+    prefix = input_ids[:1, int(starts[0]):int(starts[0]) + L]
+    cols = torch.arange(S - L, device=input_ids.device).unsqueeze(0)
+    src = cols + L * (cols >= starts.unsqueeze(1))  # the padding stays in front, the rest moves left by L
+    rest_ids, rest_mask = input_ids.gather(1, src), attention_mask.gather(1, src)
+    full_mask = torch.cat([attention_mask.new_ones(B, L), rest_mask], dim=1)
+    cache_arg = _cache_argument(model)
+    kwargs.pop("use_cache", None)
+    head = model(input_ids=prefix, position_ids=torch.arange(L, device=input_ids.device).unsqueeze(0),
+                 use_cache=True, logits_to_keep=1)
+    cache = getattr(head, cache_arg)
+    cache.batch_repeat_interleave(B)
+    out = model(input_ids=rest_ids, attention_mask=full_mask, position_ids=position_ids(full_mask)[:, L:],
+                use_cache=True, **{cache_arg: cache}, **kwargs)
+    return out, L, full_mask
+
+
 @torch.no_grad()
 def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
            eos_ids: Iterable[int], pad_id: int, temperature: float = 1.0, top_p: float = 1.0,
-           seed: int | None = None, merge_lora: bool = True) -> torch.Tensor:
+           seed: int | None = None, merge_lora: bool = True, share_prefix: bool = True) -> torch.Tensor:
     """New token ids (B, ≤ max_new_tokens) after left-padded prompts; positions after a row's EOS hold ``pad_id``."""
     device = input_ids.device
     B, Q = input_ids.shape
@@ -148,17 +202,15 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
         generator = torch.Generator(device=device)
         generator.manual_seed(int(seed))
     eos = torch.tensor(sorted(set(eos_ids)), device=device, dtype=input_ids.dtype)
-    attn = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    next_pos = positions[:, -1:] + 1
+    next_pos = position_ids(attention_mask)[:, -1:] + 1
     kwargs = dict(use_cache=True, logits_to_keep=1)
     cache_arg = _cache_argument(model)
     out_tokens = []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     merge = merged_lora(model) if merge_lora else contextlib.nullcontext()
     with merge, packed_lm_head(model):
-        out = model(input_ids=input_ids, attention_mask=attn[:, :Q], position_ids=positions,
-                    **kwargs)
+        out, L, mask = forward_sharing_prefix(model, input_ids, attention_mask, Q, share=share_prefix, **kwargs)
+        attn = torch.cat([mask, mask.new_ones(B, max_new_tokens)], dim=1)  # the cache's column layout
         for t in range(max_new_tokens):
             token = draw(out.logits[:, -1], temperature=temperature, top_p=top_p, generator=generator)
             token = torch.where(done, torch.full_like(token, pad_id), token)

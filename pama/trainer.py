@@ -27,6 +27,7 @@ from torch import nn
 from . import algorithm as alg
 from . import models, paths
 from .config import ConfigError, TrainConfig
+from .sampling import MIN_SHARED_PREFIX, forward_sharing_prefix, shared_prefix_length  # noqa: F401 (tests use them)
 from .store import Store
 
 CHECKPOINT_POINTER = "LATEST"
@@ -46,11 +47,6 @@ class Rollout:
     responses: list[str]
 
 
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that skip left padding, matching what generate() used (else log-probs drift)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
 def response_mask(response_ids: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
     """1 up to and including the first EOS: stopping is an action the policy must be credited for."""
     is_eos = torch.zeros_like(response_ids, dtype=torch.bool)
@@ -60,59 +56,12 @@ def response_mask(response_ids: torch.Tensor, eos_ids: set[int]) -> torch.Tensor
     return (~after).float()
 
 
-MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a second model call
-
-
-def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> int:
-    """How many tokens every row starts with right after its left padding (the chat template's system part).
-
-    At most each prompt's length − 1, so every row keeps the last prompt token that predicts its first response
-    token."""
-    B = input_ids.shape[0]
-    starts = attention_mask[:, :query_len].long().argmax(1)  # first real token of each left-padded row
-    longest = int((query_len - starts).min()) - 1
-    if B < 2 or longest < MIN_SHARED_PREFIX:
-        return 0
-    idx = starts.unsqueeze(1) + torch.arange(longest, device=input_ids.device)
-    window = input_ids.gather(1, idx)
-    same = (window == window[:1]).all(0).long().cumprod(0)
-    return int(same.sum())
-
-
-def _model_call(model, *, share_prefix: bool, input_ids, attention_mask, query_len: int, **kwargs):
-    """One forward over prompts + responses. With ``share_prefix``, the tokens every row starts with are run once
-    at batch 1 and their KV cache repeated for the batch (exact: the same attention inputs, gradients summed over
-    rows through the repeat). Rows are rearranged as [prefix | left padding | rest of the prompt | response], so
-    positions, masks and the last T + 1 columns are unchanged; returns (outputs, columns dropped from the front)."""
-    L = shared_prefix_length(input_ids, attention_mask, query_len) if share_prefix else 0
-    if L == 0:
-        return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                     use_cache=False, **kwargs), 0
-    from .sampling import _cache_argument
-
-    B, S = input_ids.shape
-    starts = attention_mask[:, :query_len].long().argmax(1)
-    prefix = input_ids[:1, int(starts[0]):int(starts[0]) + L]
-    cols = torch.arange(S - L, device=input_ids.device).unsqueeze(0)
-    src = cols + L * (cols >= starts.unsqueeze(1))  # the padding stays in front, the rest moves left by L
-    rest_ids, rest_mask = input_ids.gather(1, src), attention_mask.gather(1, src)
-    full_mask = torch.cat([attention_mask.new_ones(B, L), rest_mask], dim=1)
-    cache_arg = _cache_argument(model)
-    head = model(input_ids=prefix, position_ids=torch.arange(L, device=input_ids.device).unsqueeze(0),
-                 use_cache=True)
-    cache = getattr(head, cache_arg)
-    cache.batch_repeat_interleave(B)
-    out = model(input_ids=rest_ids, attention_mask=full_mask, position_ids=position_ids(full_mask)[:, L:],
-                use_cache=True, **{cache_arg: cache}, **kwargs)
-    return out, L
-
-
 def seq_logprobs_and_hidden(model, input_ids, attention_mask, query_len: int, *, hidden: bool = True,
                             share_prefix: bool = True):
     """Log-probs of the response tokens and the last hidden state before each; logits only for the response."""
     T = input_ids.shape[1] - query_len
-    out, L = _model_call(model, share_prefix=share_prefix, input_ids=input_ids, attention_mask=attention_mask,
-                         query_len=query_len, logits_to_keep=T + 1, output_hidden_states=hidden)
+    out, L, _ = forward_sharing_prefix(model, input_ids, attention_mask, query_len, share=share_prefix,
+                                       logits_to_keep=T + 1, output_hidden_states=hidden)
     logits = out.logits[:, :-1].float()
     targets = input_ids[:, query_len:]
     logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)

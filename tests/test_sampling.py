@@ -180,3 +180,15 @@ def test_dora_adapters_are_not_merged_but_still_sample_correctly(tiny):
     ours = sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=6,
                            eos_ids=models.eos_ids(model, tok), pad_id=tok.pad_token_id, temperature=0)
     assert torch.equal(ours, hf[:, enc["input_ids"].shape[1]:])
+
+
+def test_sharing_the_prompt_prefix_does_not_change_what_is_sampled(tiny):
+    base, tok = tiny
+    model = _lora(base, seed=5)
+    enc = models.encode(tok, PROMPTS)
+    assert sampling.shared_prefix_length(enc["input_ids"], enc["attention_mask"], enc["input_ids"].shape[1]) > 0
+    runs = [sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=12,
+                            eos_ids=models.eos_ids(model, tok), pad_id=tok.pad_token_id, temperature=t, seed=3,
+                            share_prefix=share)
+            for t in (0, 1.0) for share in (False, True)]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[2], runs[3])
