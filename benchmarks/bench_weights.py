@@ -21,11 +21,14 @@ benchmarks/results/weights[-<model>].csv and .md.
 from __future__ import annotations
 
 import argparse
+import os
 import time
+
+os.environ.setdefault("PAMA_OMP_WAIT", "default")  # the weight step is part of training: time it as `pama train` runs
 
 from common import header, iqr, markdown_table, median, write_csv, write_text
 
-import torch  # noqa: E402  (after common: OMP_WAIT_POLICY is set)
+import torch  # noqa: E402  (after common: the OpenMP wait policy is decided there)
 
 
 def build(model_spec: str, threads: int, batch: int, tokens: int, seed: int = 0):
