@@ -26,7 +26,7 @@ import time
 
 os.environ.setdefault("PAMA_OMP_WAIT", "default")  # it trains in-process: the wait policy of `pama train`
 
-from common import header, markdown_table, write_csv, write_text
+from common import header, markdown_table, write_csv, write_text  # noqa: E402
 
 OBJECTIVES = ["relevance", "readability"]
 

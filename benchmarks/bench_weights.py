@@ -26,7 +26,7 @@ import time
 
 os.environ.setdefault("PAMA_OMP_WAIT", "default")  # the weight step is part of training: time it as `pama train` runs
 
-from common import header, iqr, markdown_table, median, write_csv, write_text
+from common import header, iqr, markdown_table, median, write_csv, write_text  # noqa: E402
 
 import torch  # noqa: E402  (after common: the OpenMP wait policy is decided there)
 
