@@ -27,7 +27,7 @@ from torch import nn
 from . import algorithm as alg
 from . import models, paths
 from .config import ConfigError, TrainConfig
-from .sampling import MIN_SHARED_PREFIX, forward_sharing_prefix, shared_prefix_length  # noqa: F401 (tests use them)
+from .sampling import forward_sharing_prefix
 from .store import Store
 
 CHECKPOINT_POINTER = "LATEST"

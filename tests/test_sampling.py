@@ -29,14 +29,17 @@ def _lora(base, *, seed: int, adapter_name: str = "default"):
     return model.eval()
 
 
-def test_greedy_matches_transformers_generate_with_left_padding_and_lora(tiny):
-    base, tok = tiny
-    model = _lora(base, seed=1)
-    enc = models.encode(tok, PROMPTS)
-    hf = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
-    ours = sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=12,
+def _assert_greedy_matches_generate(model, tok, prompts, max_new_tokens: int) -> None:
+    enc = models.encode(tok, prompts)
+    hf = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+    ours = sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=max_new_tokens,
                            eos_ids=models.eos_ids(model, tok), pad_id=tok.pad_token_id, temperature=0)
     assert torch.equal(ours, hf[:, enc["input_ids"].shape[1]:])
+
+
+def test_greedy_matches_transformers_generate_with_left_padding_and_lora(tiny):
+    base, tok = tiny
+    _assert_greedy_matches_generate(_lora(base, seed=1), tok, PROMPTS, 12)
 
 
 def test_rows_stop_at_their_first_eos_and_are_padded_after(tiny):
@@ -175,11 +178,7 @@ def test_dora_adapters_are_not_merged_but_still_sample_correctly(tiny):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with sampling.merged_lora(model):  # ΔW alone would miss DoRA's magnitude: left unmerged
         assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
-    enc = models.encode(tok, PROMPTS[:2])
-    hf = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
-    ours = sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=6,
-                           eos_ids=models.eos_ids(model, tok), pad_id=tok.pad_token_id, temperature=0)
-    assert torch.equal(ours, hf[:, enc["input_ids"].shape[1]:])
+    _assert_greedy_matches_generate(model, tok, PROMPTS[:2], 6)
 
 
 def test_sharing_the_prompt_prefix_does_not_change_what_is_sampled(tiny):

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from pama import models, trainer
+from pama import models, sampling, trainer
 from pama.config import ConfigError, TrainConfig
 
 TINY = dict(model="tiny-random", objectives=["sentiment", "conciseness"], preference=[0.7, 0.3], steps=3,
@@ -245,8 +245,8 @@ def test_shared_prefix_forward_gives_the_same_log_probs_values_and_gradients(tin
     attn = torch.cat([enc["attention_mask"], rmask.long()], 1)
     q = enc["input_ids"].shape[1]
     # the chat template's system part is common to every row; the shortest prompt bounds it
-    assert trainer.shared_prefix_length(ids, attn, q) >= trainer.MIN_SHARED_PREFIX
-    assert trainer.shared_prefix_length(ids[:1], attn[:1], q) == 0
+    assert sampling.shared_prefix_length(ids, attn, q) >= sampling.MIN_SHARED_PREFIX
+    assert sampling.shared_prefix_length(ids[:1], attn[:1], q) == 0
     model.train()
     results = []
     for share in (False, True):
