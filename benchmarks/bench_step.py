@@ -5,10 +5,11 @@
                                              [--dtype float32|bfloat16] [--omp-wait default|passive]
 
 Equal settings for every method: the same model and precision (``--dtype`` of the frozen base weights; LoRA
-stays fp32), the same OpenMP wait policy (``--omp-wait``: ``default`` is what ``python -m pama train`` uses), prompts (builtin:train, chat template), objectives
-(relevance and readability, weights 0.5/0.5), 8 completions per step, 48 new tokens (temperature 1, top_k 0,
-top_p 1), LoRA r=8 alpha=16 dropout 0 on q_proj/v_proj, learning rate 1e-4, KL coefficient 0.2 against the
-adapter-disabled reference, one optimisation pass per batch, no gradient checkpointing, torch threads fixed.
+stays fp32), the same OpenMP wait policy (``--omp-wait``: ``default`` is what ``python -m pama train`` uses),
+prompts (builtin:train, chat template), objectives (relevance and readability, weights 0.5/0.5), 8 completions
+per step, 48 new tokens (temperature 1, top_k 0, top_p 1), LoRA r=8 alpha=16 dropout 0 on q_proj/v_proj,
+learning rate 1e-4, KL coefficient 0.2 against the adapter-disabled reference, one optimisation pass per batch, no
+gradient checkpointing, torch threads fixed.
 TRL: ``GRPOConfig(num_generations=2, per_device_train_batch_size=8, ...)`` → 4 prompts × 2 completions per step
 (GRPO needs ≥ 2 completions per prompt for its group baseline), ``reward_weights=[0.5, 0.5]``, ``beta=0.2``,
 ``use_cpu=True``, ``bf16=False``, ``gradient_checkpointing=False``, no vLLM, no logging or saving.

@@ -144,20 +144,27 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> int:
-    """How many tokens every row starts with right after its left padding (the chat template's system part).
+def _row_starts(attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
+    """Column of each left-padded row's first real token."""
+    return attention_mask[:, :query_len].long().argmax(1)
 
-    At most each prompt's length − 1, so every row keeps the last prompt token that predicts its first response
-    token."""
-    B = input_ids.shape[0]
-    starts = attention_mask[:, :query_len].long().argmax(1)  # first real token of each left-padded row
+
+def _prefix_length(input_ids: torch.Tensor, starts: torch.Tensor, query_len: int) -> int:
     longest = int((query_len - starts).min()) - 1
-    if B < 2 or longest < MIN_SHARED_PREFIX:
+    if input_ids.shape[0] < 2 or longest < MIN_SHARED_PREFIX:
         return 0
     idx = starts.unsqueeze(1) + torch.arange(longest, device=input_ids.device)
     window = input_ids.gather(1, idx)
     same = (window == window[:1]).all(0).long().cumprod(0)
     return int(same.sum())
+
+
+def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int) -> int:
+    """How many tokens every row starts with right after its left padding (the chat template's system part).
+
+    At most each prompt's length − 1, so every row keeps the last prompt token that predicts its first response
+    token."""
+    return _prefix_length(input_ids, _row_starts(attention_mask, query_len), query_len)
 
 
 def forward_sharing_prefix(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, query_len: int, *,
@@ -168,12 +175,12 @@ def forward_sharing_prefix(model, input_ids: torch.Tensor, attention_mask: torch
 
     Returns (outputs, L columns moved into the cache, the attention mask of the rearranged rows, prefix included:
     what a decode loop extends)."""
-    L = shared_prefix_length(input_ids, attention_mask, query_len) if share else 0
+    starts = _row_starts(attention_mask, query_len)
+    L = _prefix_length(input_ids, starts, query_len) if share else 0
     if L == 0:
         return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
                      use_cache=kwargs.pop("use_cache", False), **kwargs), 0, attention_mask
     B, S = input_ids.shape
-    starts = attention_mask[:, :query_len].long().argmax(1)
     prefix = input_ids[:1, int(starts[0]):int(starts[0]) + L]
     cols = torch.arange(S - L, device=input_ids.device).unsqueeze(0)
     src = cols + L * (cols >= starts.unsqueeze(1))  # the padding stays in front, the rest moves left by L
