@@ -66,3 +66,24 @@ def tiny():
     from pama import models
 
     return models.load(models.TINY_MODEL, seed=0)
+
+
+@pytest.fixture
+def random_lora(tiny):
+    """A factory: the tiny model under a LoRA adapter (r=4 on q/v) with random non-zero A and B, in eval mode."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    def make(*, seed: int, use_dora: bool = False):
+        model = get_peft_model(copy.deepcopy(tiny[0]), LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, use_dora=use_dora,
+            task_type="CAUSAL_LM"))
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_A" in n or "lora_B" in n:  # (DoRA's magnitudes keep their initial values)
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        return model.eval()
+
+    return make

@@ -15,20 +15,6 @@ from pama import models, sampling
 PROMPTS = ["Tell me a story.", "x " * 30, "What is the capital of France? Answer briefly please."]
 
 
-def _lora(base, *, seed: int, adapter_name: str = "default"):
-    from peft import LoraConfig, get_peft_model
-
-    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                           lora_dropout=0.0, task_type="CAUSAL_LM"),
-                           adapter_name=adapter_name)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_" in n:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return model.eval()
-
-
 def _assert_greedy_matches_generate(model, tok, prompts, max_new_tokens: int) -> None:
     enc = models.encode(tok, prompts)
     hf = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
@@ -37,9 +23,8 @@ def _assert_greedy_matches_generate(model, tok, prompts, max_new_tokens: int) ->
     assert torch.equal(ours, hf[:, enc["input_ids"].shape[1]:])
 
 
-def test_greedy_matches_transformers_generate_with_left_padding_and_lora(tiny):
-    base, tok = tiny
-    _assert_greedy_matches_generate(_lora(base, seed=1), tok, PROMPTS, 12)
+def test_greedy_matches_transformers_generate_with_left_padding_and_lora(tiny, random_lora):
+    _assert_greedy_matches_generate(random_lora(seed=1), tiny[1], PROMPTS, 12)
 
 
 def test_rows_stop_at_their_first_eos_and_are_padded_after(tiny):
@@ -91,9 +76,9 @@ def test_seeded_sampling_is_reproducible_and_seeds_differ(tiny):
     assert a == b and a != c
 
 
-def test_merged_lora_computes_the_same_and_restores_the_weights_exactly(tiny):
+def test_merged_lora_computes_the_same_and_restores_the_weights_exactly(tiny, random_lora):
     base, tok = tiny
-    model = _lora(base, seed=2)
+    model = random_lora(seed=2)
     ids = tok(PROMPTS, return_tensors="pt", padding=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with torch.no_grad():
@@ -110,12 +95,12 @@ def test_merged_lora_computes_the_same_and_restores_the_weights_exactly(tiny):
         torch.testing.assert_close(base(**ids).logits, base(**ids).logits)
 
 
-def test_merged_lora_respects_mixtures_and_the_disabled_reference(tiny, pama_home):
+def test_merged_lora_respects_mixtures_and_the_disabled_reference(tiny, random_lora, pama_home):
     base, tok = tiny
     folders = {}
     for name, seed in (("a", 3), ("b", 4)):
         folders[name] = pama_home / name
-        _lora(base, seed=seed).save_pretrained(folders[name])
+        random_lora(seed=seed).save_pretrained(folders[name])
     model = adp.load_adapters(copy.deepcopy(base), folders)
     ids = tok(PROMPTS, return_tensors="pt", padding=True)
     adp.mix(model, {"a": 0.3, "b": 0.7})
@@ -168,22 +153,18 @@ def test_packed_lm_head_gives_the_same_logits_and_is_removed_after(tiny):
             assert "forward" not in vars(head)
 
 
-def test_dora_adapters_are_not_merged_but_still_sample_correctly(tiny):
-    from peft import LoraConfig, get_peft_model
-
-    base, tok = tiny
-    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                           lora_dropout=0.0, use_dora=True, task_type="CAUSAL_LM"))
-    model.eval()
+def test_dora_adapters_are_not_merged_but_still_sample_correctly(tiny, random_lora):
+    tok = tiny[1]
+    model = random_lora(seed=6, use_dora=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with sampling.merged_lora(model):  # ΔW alone would miss DoRA's magnitude: left unmerged
         assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     _assert_greedy_matches_generate(model, tok, PROMPTS[:2], 6)
 
 
-def test_sharing_the_prompt_prefix_does_not_change_what_is_sampled(tiny):
-    base, tok = tiny
-    model = _lora(base, seed=5)
+def test_sharing_the_prompt_prefix_does_not_change_what_is_sampled(tiny, random_lora):
+    tok = tiny[1]
+    model = random_lora(seed=5)
     enc = models.encode(tok, PROMPTS)
     assert sampling.shared_prefix_length(enc["input_ids"], enc["attention_mask"], enc["input_ids"].shape[1]) > 0
     runs = [sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=12,

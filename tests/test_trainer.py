@@ -227,17 +227,9 @@ def test_bfloat16_base_trains_a_float32_adapter_and_leaves_the_base_untouched(st
     assert all(torch.equal(v, frozen[k]) for k, v in base.state_dict().items() if "lora_" not in k)
 
 
-def test_shared_prefix_forward_gives_the_same_log_probs_values_and_gradients(tiny):
-    from peft import LoraConfig, get_peft_model
-
-    base, tok = tiny
-    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                           lora_dropout=0.0, task_type="CAUSAL_LM"))
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_" in n:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+def test_shared_prefix_forward_gives_the_same_log_probs_values_and_gradients(tiny, random_lora):
+    tok = tiny[1]
+    model = random_lora(seed=0)
     prompts = ["Tell me a story.", "x " * 30, "What is the capital of France?", "Hi"]
     _, enc, new = models.generate(model, tok, prompts, max_new_tokens=10, temperature=1.0, seed=1, return_ids=True)
     rmask = trainer.response_mask(new, models.eos_ids(model, tok))
