@@ -4,8 +4,8 @@
 
 Variants, run interleaved (round-robin) in one process on the same LoRA-wrapped model (r=8, α=16, q/v) and
 the same 8 builtin:train prompts per round: ``hf-generate`` (``model.generate(do_sample=True, top_k=0)``), ``ours``
-(``pama.sampling.sample``: inverse-CDF draw, LoRA merged for the loop, packed float32 head, the prompts' common
-prefix prefilled once), and ``ours`` without one of them: ``ours-no-pack``, ``ours-unmerged``,
+(``pama.sampling.sample``: inverse-CDF draw, LoRA merged for the loop, large float32 matmuls through oneDNN, the
+prompts' common prefix prefilled once), and ``ours`` without one of them: ``ours-no-onednn``, ``ours-unmerged``,
 ``ours-no-shared-prefix``. Every variant is forced to 48 tokens
 (``min_new_tokens`` / no EOS) so all do the same work. Medians of wall and CPU seconds; ratio = hf / variant.
 Writes benchmarks/results/rollout[-<model>][-<dtype>].csv and .md.
@@ -50,24 +50,24 @@ def main() -> None:
         start = (r * B) % max(1, len(prompts) - B)
         return models.encode(tok, prompts[start:start + B])
 
-    def ours(r: int, *, pack: bool = True, merge: bool = True, share: bool = True):
+    def ours(r: int, *, onednn: bool = True, merge: bool = True, share: bool = True):
         enc = batch(r)
-        saved = sampling.packed_lm_head
-        if not pack:
-            sampling.packed_lm_head = lambda m, **kw: contextlib.nullcontext()
+        saved = sampling.onednn_linears
+        if not onednn:
+            sampling.onednn_linears = lambda m, **kw: contextlib.nullcontext()
         try:
             return sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=T, eos_ids=set(),
                                    pad_id=tok.pad_token_id, temperature=1.0, seed=r, merge_lora=merge,
                                    share_prefix=share)
         finally:
-            sampling.packed_lm_head = saved
+            sampling.onednn_linears = saved
 
     def hf(r: int):
         with torch.no_grad():
             return model.generate(**batch(r), max_new_tokens=T, min_new_tokens=T, do_sample=True, top_k=0,
                                   temperature=1.0, pad_token_id=tok.pad_token_id)
 
-    variants = {"hf-generate": hf, "ours": ours, "ours-no-pack": lambda r: ours(r, pack=False),
+    variants = {"hf-generate": hf, "ours": ours, "ours-no-onednn": lambda r: ours(r, onednn=False),
                 "ours-unmerged": lambda r: ours(r, merge=False), "ours-no-shared-prefix": lambda r: ours(r, share=False)}
     print(header("Rollout: transformers generate vs pama.sampling", {
         "model": args.model, "base weights": args.dtype, "rollout": f"{B} prompts × {T} tokens (forced)",

@@ -2,11 +2,12 @@
 
 Why not ``generate``: on a CPU, profiling a rollout of 8 × 48 tokens with SmolLM2-135M showed ~7% of the time in
 ``torch.multinomial`` (it draws one exponential per vocabulary entry: 49,152 per row per token), ~7% in the
-unmerged LoRA matmuls, and a float32 vocabulary projection running at half the speed oneDNN gives it. Here the
-next token is drawn by inverting the CDF (one uniform per row: the same distribution), a LoRA adapter is merged
-into the base weights for the duration of the loop and then restored bit for bit, and a large float32 head runs
-through oneDNN with its weight prepacked. (A preallocated static KV cache measured no faster than the dynamic one.)
-See docs/performance.md for the measurements.
+unmerged LoRA matmuls, and float32 matmuls of a few rows running through MKL at a third of the memory bandwidth
+(MKL's sgemm; oneDNN's matmul does better). Here the next token is drawn by inverting the CDF (one uniform per row:
+the same distribution), a LoRA adapter is merged into the base weights for the duration of the loop and then
+restored bit for bit, and the large float32 layers run through oneDNN (``onednn_linears``, which the trainer's
+forwards use too). (A preallocated static KV cache measured no faster than the dynamic one.) See
+docs/performance.md for the measurements.
 
 Semantics match ``generate`` with ``do_sample=True, top_k=0``: temperature, then nucleus (top-p) filtering,
 then a draw; temperature 0 is greedy. A row stops at its first EOS (later positions are padding); the loop stops
@@ -15,6 +16,7 @@ when every row has. Seeded calls are reproducible on one device.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from typing import Iterable, Iterator
 
@@ -88,30 +90,70 @@ def merged_lora(model) -> Iterator[None]:
                 weight.copy_(original)
 
 
+@functools.lru_cache(maxsize=1)
+def _onednn_linear():
+    """oneDNN's matmul as inductor calls it. A private op: it is tried once against ``F.linear``, and a torch that
+    lacks it or changed it leaves every layer on ``F.linear``."""
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        with torch.no_grad():
+            x, w, b = torch.randn(3, 2, 8), torch.randn(5, 8), torch.randn(5)
+            ok = torch.allclose(op(x, w, b, "none", [], ""), torch.nn.functional.linear(x, w, b), atol=1e-5)
+    except (RuntimeError, TypeError):
+        return None
+    return op if ok else None
+
+
+class _FrozenLinear(torch.autograd.Function):
+    """y = x Wᵀ + b for a frozen W (a LoRA base layer): only x gets a gradient, x's gradient is g W, both through
+    oneDNN."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(weight)
+        return _onednn_linear()(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        return _onednn_linear()(grad, weight.t(), None, "none", [], ""), None, None
+
+
+ONEDNN_DTYPES = (torch.float32,)  # bfloat16 measured no faster through oneDNN (docs/performance.md)
+
+
 @contextlib.contextmanager
-def packed_lm_head(model, *, min_params: int = 8_000_000) -> Iterator[None]:
-    """Inside: a large float32 CPU vocabulary projection runs through oneDNN with its weight prepacked once.
+def onednn_linears(model, *, min_numel: int = 300_000) -> Iterator[None]:
+    """Inside: the model's large CPU float32 ``nn.Linear`` layers run through oneDNN's matmul instead of MKL's.
 
-    At 8 rows × 576 → 49,152 (SmolLM2's head, one decode step) MKL's GEMM took 20.7 ms and oneDNN 9.2 ms on the
-    2-core machine (docs/performance.md): a tenth of a rollout. Other heads, devices and dtypes pass through."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    weight = getattr(head, "weight", None)
-    if not (type(head) is torch.nn.Linear and weight.device.type == "cpu" and weight.dtype == torch.float32
-            and weight.numel() >= min_params and torch.backends.mkldnn.is_available()):
-        yield
-        return
-    packed = weight.detach().to_mkldnn()
-    bias = head.bias.detach().to_mkldnn() if head.bias is not None else None
+    Why: at the few rows of a decode step MKL's sgemm streams the weights at ~10 GB/s on the 2-core machine and
+    oneDNN at ~15: SmolLM2-135M's 210 body matmuls per step took 44 ms against 33, its vocabulary projection 16.7 ms
+    against 7.1 (docs/performance.md). A frozen layer (LoRA's base) on the gradient path goes through oneDNN both
+    ways (``_FrozenLinear``); a layer with trainable weights stays on ``F.linear``. Below ``min_numel`` weights oneDNN's fixed cost per call (~16 µs) eats the
+    gain, so small layers are left alone. Results differ from MKL's by float32 rounding only."""
+    op = _onednn_linear()
+    layers = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"
+              and m.weight.dtype in ONEDNN_DTYPES and m.weight.numel() >= min_numel] if op is not None else []
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1]).contiguous().to_mkldnn()
-        return torch._C._nn.mkldnn_linear(flat, packed, bias).to_dense().view(*x.shape[:-1], -1)
+    def make_forward(layer):
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            weight, bias = layer.weight, layer.bias
+            if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+                if weight.requires_grad or (bias is not None and bias.requires_grad):
+                    return torch.nn.functional.linear(x, weight, bias)
+                return _FrozenLinear.apply(x, weight, bias)
+            return op(x, weight, bias, "none", [], "")
+        return forward
 
-    head.forward = forward  # an instance attribute shadows Linear.forward for the duration only
+    for layer in layers:
+        layer.forward = make_forward(layer)  # an instance attribute shadows Linear.forward for the duration only
     try:
         yield
     finally:
-        del head.forward
+        for layer in layers:
+            del layer.forward
 
 
 @contextlib.contextmanager
@@ -197,11 +239,22 @@ def forward_sharing_prefix(model, input_ids: torch.Tensor, attention_mask: torch
     return out, L, full_mask
 
 
-@torch.no_grad()
 def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
            eos_ids: Iterable[int], pad_id: int, temperature: float = 1.0, top_p: float = 1.0,
            seed: int | None = None, merge_lora: bool = True, share_prefix: bool = True) -> torch.Tensor:
-    """New token ids (B, ≤ max_new_tokens) after left-padded prompts; positions after a row's EOS hold ``pad_id``."""
+    """New token ids (B, ≤ max_new_tokens) after left-padded prompts; positions after a row's EOS hold ``pad_id``.
+
+    The loop runs in inference mode (no version counters or view tracking: 3% of a rollout); the ids are cloned out
+    of it, so callers may feed them to a forward that needs gradients."""
+    with torch.inference_mode():
+        new = _sample(model, input_ids, attention_mask, max_new_tokens=max_new_tokens, eos_ids=eos_ids,
+                      pad_id=pad_id, temperature=temperature, top_p=top_p, seed=seed, merge_lora=merge_lora,
+                      share_prefix=share_prefix)
+    return new.clone()
+
+
+def _sample(model, input_ids, attention_mask, *, max_new_tokens, eos_ids, pad_id, temperature, top_p, seed,
+            merge_lora, share_prefix):
     device = input_ids.device
     B, Q = input_ids.shape
     generator = None
@@ -215,7 +268,7 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     out_tokens = []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     merge = merged_lora(model) if merge_lora else contextlib.nullcontext()
-    with merge, packed_lm_head(model):
+    with merge, onednn_linears(model):
         out, L, mask = forward_sharing_prefix(model, input_ids, attention_mask, Q, share=share_prefix, **kwargs)
         attn = torch.cat([mask, mask.new_ones(B, max_new_tokens)], dim=1)  # the cache's column layout
         for t in range(max_new_tokens):

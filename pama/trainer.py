@@ -27,7 +27,7 @@ from torch import nn
 from . import algorithm as alg
 from . import models, paths
 from .config import ConfigError, TrainConfig
-from .sampling import forward_sharing_prefix
+from .sampling import forward_sharing_prefix, onednn_linears
 from .store import Store
 
 CHECKPOINT_POINTER = "LATEST"
@@ -280,12 +280,12 @@ class Trainer:
         return metrics
 
     def _forward(self, ro: Rollout, *, adapter: bool = True, grad: bool = True):
-        ctx = contextlib.nullcontext() if grad else torch.no_grad()
-        with ctx:
+        model = self.accelerator.unwrap_model(self.model)
+        with contextlib.nullcontext() if grad else torch.no_grad(), onednn_linears(model):
             if adapter:
                 logp, h = seq_logprobs_and_hidden(self.model, ro.input_ids, ro.attention_mask, ro.query_len)
                 return logp, self.value_heads(h)
-            with self.accelerator.unwrap_model(self.model).disable_adapter():
+            with model.disable_adapter():
                 logp, _ = seq_logprobs_and_hidden(self.model, ro.input_ids, ro.attention_mask, ro.query_len,
                                                   hidden=False)
             return logp, None

@@ -41,6 +41,9 @@ def test_rows_stop_at_their_first_eos_and_are_padded_after(tiny):
     for row in range(1, len(PROMPTS)):  # rows that never produce it run on unchanged
         if stop not in free[row].tolist():
             assert torch.equal(new[row, :new.shape[1]], free[row, :new.shape[1]])
+    assert not new.is_inference()  # the loop runs in inference mode; its ids must still feed a training forward
+    emb = torch.nn.Embedding(tok.vocab_size + 8, 4)
+    emb(new).sum().backward()  # an inference tensor could not be saved for backward
 
 
 def test_draw_follows_the_softmax_at_the_temperature():
@@ -138,19 +141,46 @@ def test_openmp_wait_policy_by_process_role(monkeypatch, argv, env, expected):
     assert os.environ.get("OMP_WAIT_POLICY") == expected
 
 
-def test_packed_lm_head_gives_the_same_logits_and_is_removed_after(tiny):
+def test_onednn_linears_give_the_same_logits_and_are_removed_after(tiny):
     base, tok = tiny
     ids = tok(PROMPTS, return_tensors="pt", padding=True)
     head = base.get_output_embeddings()
+    assert sampling._onednn_linear() is not None  # the op exists in the pinned torch: the fast path is really tested
     with torch.no_grad():
         plain = base(**ids).logits
-        with sampling.packed_lm_head(base, min_params=0):
-            assert "forward" in vars(head)  # the packed path is really in use
-            packed = base(**ids).logits
-        assert "forward" not in vars(head)
-        torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-5)
-        with sampling.packed_lm_head(base):  # below the size where packing pays: untouched
-            assert "forward" not in vars(head)
+        with sampling.onednn_linears(base, min_numel=0):
+            assert "forward" in vars(head)  # every Linear is rerouted
+            fast = base(**ids).logits
+        assert not any("forward" in vars(m) for m in base.modules())
+        torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+        with sampling.onednn_linears(base):  # layers below the size where oneDNN pays are left alone
+            patched = {type(m) is torch.nn.Linear and m.weight.numel() >= 300_000
+                       for m in base.modules() if "forward" in vars(m)}
+            assert patched == {True}  # the tiny model's 49,152-word head only
+
+
+def test_onednn_linears_keep_lora_gradients_exact(random_lora, tiny, monkeypatch):
+    """Frozen base layers on the gradient path go through _FrozenLinear; the adapter's gradients must not change."""
+    tok = tiny[1]
+    model = random_lora(seed=3)
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+
+    def lora_grads():
+        model.zero_grad(set_to_none=True)
+        logits = model(**ids).logits
+        (logits.log_softmax(-1)[..., :5].sum() + logits.pow(2).mean()).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    plain = lora_grads()
+    calls = []
+    apply = sampling._FrozenLinear.apply
+    monkeypatch.setattr(sampling._FrozenLinear, "apply", lambda *a: calls.append(1) or apply(*a))
+    with sampling.onednn_linears(model, min_numel=0):
+        fast = lora_grads()
+    assert calls  # the base layers above the first adapter really took the oneDNN path with a gradient
+    assert plain.keys() == fast.keys() and len(plain) > 0
+    for name in plain:
+        torch.testing.assert_close(fast[name], plain[name], atol=1e-5, rtol=1e-4)
 
 
 def test_dora_adapters_are_not_merged_but_still_sample_correctly(tiny, random_lora):
