@@ -121,18 +121,19 @@ class _FrozenLinear(torch.autograd.Function):
         return _onednn_linear()(grad, weight.t(), None, "none", [], ""), None, None
 
 
-ONEDNN_DTYPES = (torch.float32,)  # bfloat16 measured no faster through oneDNN (docs/performance.md)
+ONEDNN_DTYPES = (torch.float32, torch.bfloat16)  # both measured faster through oneDNN (docs/performance.md)
 
 
 @contextlib.contextmanager
 def onednn_linears(model, *, min_numel: int = 300_000) -> Iterator[None]:
-    """Inside: the model's large CPU float32 ``nn.Linear`` layers run through oneDNN's matmul instead of MKL's.
+    """Inside: the model's large CPU float32 / bfloat16 ``nn.Linear`` layers run through oneDNN's matmul.
 
     Why: at the few rows of a decode step MKL's sgemm streams the weights at ~10 GB/s on the 2-core machine and
-    oneDNN at ~15: SmolLM2-135M's 210 body matmuls per step took 44 ms against 33, its vocabulary projection 16.7 ms
-    against 7.1 (docs/performance.md). A frozen layer (LoRA's base) on the gradient path goes through oneDNN both
-    ways (``_FrozenLinear``); a layer with trainable weights stays on ``F.linear``. Below ``min_numel`` weights oneDNN's fixed cost per call (~16 µs) eats the
-    gain, so small layers are left alone. Results differ from MKL's by float32 rounding only."""
+    oneDNN at ~15: SmolLM2-135M's 210 body matmuls per step took 44 ms against 33, its vocabulary projection
+    16.7 ms against 7.1. With bfloat16 weights the reference forward took 0.68 s against 1.17 (docs/performance.md).
+    A frozen layer (LoRA's base) on the gradient path goes through oneDNN both ways (``_FrozenLinear``); a layer
+    with trainable weights stays on ``F.linear``. Below ``min_numel`` weights oneDNN's fixed cost per call (~16 µs)
+    eats the gain, so small layers are left alone. Results differ from MKL's by rounding only."""
     op = _onednn_linear()
     layers = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"
               and m.weight.dtype in ONEDNN_DTYPES and m.weight.numel() >= min_numel] if op is not None else []

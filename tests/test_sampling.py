@@ -141,9 +141,12 @@ def test_openmp_wait_policy_by_process_role(monkeypatch, argv, env, expected):
     assert os.environ.get("OMP_WAIT_POLICY") == expected
 
 
-def test_onednn_linears_give_the_same_logits_and_are_removed_after(tiny):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_onednn_linears_give_the_same_logits_and_are_removed_after(tiny, dtype):
     base, tok = tiny
+    base = base if dtype == torch.float32 else copy.deepcopy(base).to(dtype)
     ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
     head = base.get_output_embeddings()
     assert sampling._onednn_linear() is not None  # the op exists in the pinned torch: the fast path is really tested
     with torch.no_grad():
@@ -152,7 +155,7 @@ def test_onednn_linears_give_the_same_logits_and_are_removed_after(tiny):
             assert "forward" in vars(head)  # every Linear is rerouted
             fast = base(**ids).logits
         assert not any("forward" in vars(m) for m in base.modules())
-        torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fast, plain, atol=tol, rtol=tol)
         with sampling.onednn_linears(base):  # layers below the size where oneDNN pays are left alone
             patched = {type(m) is torch.nn.Linear and m.weight.numel() >= 300_000
                        for m in base.modules() if "forward" in vars(m)}
