@@ -200,6 +200,22 @@ class Worker:
         return res
 
 
+def per_round_ratios(steps: list[dict], ref: str) -> str:
+    """The speed ratio to ``ref`` within each round (the steps taken back to back): its median and range say how
+    much the headline ratio of medians owes to machine noise."""
+    rounds: dict = {}
+    for s in steps:
+        if s["timed"] in (True, "True"):
+            rounds.setdefault(s["round"], {})[s["method"]] = float(s["step_s"])
+    lines = []
+    for m in sorted({m for r in rounds.values() for m in r} - {ref}):
+        ratios = [r[ref] / r[m] for r in rounds.values() if m in r and ref in r]
+        if ratios:
+            lines.append(f"- {m}: median {median(ratios):.2f}, range {min(ratios):.2f}–{max(ratios):.2f} over "
+                         f"{len(ratios)} rounds")
+    return f"\nspeed vs {ref} within each round:\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -226,7 +242,7 @@ def main() -> None:
                  {"model": args.model, "per step": f"{args.batch} completions × ≤{args.tokens} new tokens",
                   "objectives": f"{OBJECTIVES} weights {PREFERENCE}", "LoRA": "r=8 alpha=16 q_proj,v_proj",
                   "threads per worker": args.threads, "base weights": args.dtype,
-                  "OpenMP wait policy": args.omp_wait,
+                  "OpenMP wait policy of the workers (PAMA_OMP_WAIT)": args.omp_wait,
                   "schedule": f"{args.warmup} warm-up + {args.rounds} timed steps per method, round-robin"}),
           flush=True)
     workers = {}
@@ -259,9 +275,9 @@ def main() -> None:
         })
     cols = list(rows[0])
     table = markdown_table(rows, cols)
-    extra = ""
+    extra = per_round_ratios(steps, ref)
     if "pama" in med and "morlhf" in med:
-        extra = f"\npama / morlhf seconds per step: {med['pama'] / med['morlhf']:.3f}\n"
+        extra += f"\npama / morlhf seconds per step: {med['pama'] / med['morlhf']:.3f}\n"
     print()
     print(table + extra)
     suffix = (("" if args.model == "smollm2-135m" else f"-{args.model}") + ("" if args.dtype == "float32" else
@@ -270,7 +286,8 @@ def main() -> None:
                                             "update", "samples"])
     write_csv(f"step{suffix}-summary.csv", rows, cols)
     write_text(f"step{suffix}.md", header("Seconds per step", {"model": args.model, "base weights": args.dtype,
-                                                               "OpenMP wait policy": args.omp_wait})
+                                                               "OpenMP wait policy of the workers (PAMA_OMP_WAIT)":
+                                                                   args.omp_wait})
                + "\n" + table + extra)
 
 

@@ -97,6 +97,7 @@ def main() -> None:
     ns = [int(x) for x in args.objectives.split(",")]
 
     from pama import algorithm as alg
+    from pama.sampling import onednn_linears
     from pama.trainer import mgda_loss_weights, seq_logprobs_and_hidden
 
     model, tok, ids, attn, mask, qlen = build(args.model, args.threads, args.batch, args.tokens)
@@ -108,10 +109,11 @@ def main() -> None:
                            f"prompt length {qlen}",
                   "repeats": f"MGDA {args.repeats} per n, PAMA {args.pama_repeats} per n (medians)"}))
     model.train()
-    with torch.no_grad(), model.disable_adapter():
+    with torch.no_grad(), model.disable_adapter(), onednn_linears(model):
         ref_logp, _ = seq_logprobs_and_hidden(model, ids, attn, qlen, hidden=False)
     t = time.perf_counter()
-    logp, _ = seq_logprobs_and_hidden(model, ids, attn, qlen, hidden=False)  # the shared forward (not timed)
+    with onednn_linears(model):  # as the trainer runs it: MGDA's n backward passes then go through oneDNN too
+        logp, _ = seq_logprobs_and_hidden(model, ids, attn, qlen, hidden=False)  # the shared forward (not timed)
     forward_s = time.perf_counter() - t
     old_logp = logp.detach() + 0.01 * torch.randn_like(logp)  # a rollout policy slightly off the current one
 

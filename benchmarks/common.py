@@ -55,7 +55,8 @@ def machine_info() -> dict:
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        # this process's; a script whose timed work runs in worker processes says theirs separately
+        "OMP_WAIT_POLICY (this process)": os.environ.get("OMP_WAIT_POLICY") or "unset (libgomp's default spin-then-sleep)",
     }
 
 

@@ -50,7 +50,7 @@ with st.form("train_form"):
     lr = c5.number_input("Learning rate", value=float(DEFAULTS.learning_rate), step=1e-5, format="%.1e",
                          key="tf_lr")
     dtype = c6.selectbox("Base weights", ["float32", "bfloat16"], key="tf_dtype",
-                         help="bfloat16 halves the memory traffic of the frozen base model: ~1.3× faster steps "
+                         help="bfloat16 halves the memory traffic of the frozen base model: ~1.25× faster steps "
                               "on CPUs with bf16 instructions (AVX512-BF16, AMX) and on GPUs. The adapter stays "
                               "float32.")
     name = st.text_input("Run name (optional)", key="tf_name")
