@@ -141,6 +141,8 @@ def onednn_linears(model, *, min_numel: int = 300_000) -> Iterator[None]:
     def make_forward(layer):
         def forward(x: torch.Tensor) -> torch.Tensor:
             weight, bias = layer.weight, layer.bias
+            if x.dtype != weight.dtype or torch.is_autocast_enabled("cpu"):  # autocast's casts are F.linear's job
+                return torch.nn.functional.linear(x, weight, bias)
             if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
                 if weight.requires_grad or (bias is not None and bias.requires_grad):
                     return torch.nn.functional.linear(x, weight, bias)

@@ -162,6 +162,17 @@ def test_onednn_linears_give_the_same_logits_and_are_removed_after(tiny, dtype):
             assert patched == {True}  # the tiny model's 49,152-word head only
 
 
+def test_onednn_linears_leave_autocast_and_mixed_dtypes_to_f_linear(tiny):
+    base, tok = tiny
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    head = base.get_output_embeddings()
+    with torch.no_grad(), sampling.onednn_linears(base, min_numel=0):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert base(**ids).logits.dtype == torch.bfloat16  # autocast still casts (oneDNN would fail here)
+        with pytest.raises(RuntimeError):  # a bf16 input to a float32 layer errors exactly as F.linear does
+            head(torch.randn(2, head.in_features, dtype=torch.bfloat16))
+
+
 def test_onednn_linears_keep_lora_gradients_exact(random_lora, tiny, monkeypatch):
     """Frozen base layers on the gradient path go through _FrozenLinear; the adapter's gradients must not change."""
     tok = tiny[1]
