@@ -136,7 +136,8 @@ def main() -> None:
                           anchor=lam if lam is not None else 0.5, steps=args.steps, batch_size=args.batch,
                           max_new_tokens=args.tokens, temperature=1.0, learning_rate=args.learning_rate, lora_r=8,
                           lora_alpha=16, target_modules=["q_proj", "v_proj"], kl_coef=0.2, target_kl=3.0,
-                          samples_per_prompt=args.samples_per_prompt, save_every=args.steps, seed=args.seed, threads=args.threads, device="cpu",
+                          samples_per_prompt=args.samples_per_prompt, save_every=args.steps, seed=args.seed,
+                          threads=args.threads, device="cpu",
                           points=1 if is_blind else args.points, eval_prompts="builtin:heldout",
                           eval_samples=args.eval_samples, eval_max_new_tokens=args.tokens, eval_seed=1234)
         t = time.perf_counter()
