@@ -1,0 +1,55 @@
+"""The benchmark scripts run end to end on the tiny model and write what their docs say (tables, CSV rows).
+
+Speed is never asserted here (that is what the benchmarks are for); this keeps the scripts from rotting."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(tmp_path: Path, script: str, *args: str) -> str:
+    env = dict(os.environ, PAMA_BENCH_RESULTS=str(tmp_path), PAMA_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--model", "tiny-random", *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_bench_weights_times_pama_and_mgda_for_each_n(tmp_path):
+    out = _run(tmp_path, "bench_weights.py", "--objectives", "2,3", "--repeats", "1", "--pama-repeats", "5",
+               "--tokens", "8")
+    rows = _rows(tmp_path / "weights-tiny-random.csv")
+    assert [int(r["n"]) for r in rows] == [2, 3]
+    for r in rows:  # MGDA's n backward passes cannot be cheaper than PAMA's elementwise combination
+        assert float(r["mgda_ms"]) > float(r["pama_ms"]) > 0
+    assert "| n |" in out and "command:" in out
+
+
+def test_bench_rollout_compares_every_variant(tmp_path):
+    _run(tmp_path, "bench_rollout.py", "--rounds", "1", "--tokens", "4", "--batch", "3")
+    variants = {r["variant"] for r in _rows(tmp_path / "rollout-tiny-random.csv")}
+    assert variants == {"hf-generate", "ours", "ours-no-onednn", "ours-unmerged", "ours-no-shared-prefix"}
+    assert "speed vs hf-generate" in (tmp_path / "rollout-tiny-random.md").read_text()
+
+
+def test_bench_step_runs_our_trainer_and_trl_round_robin(tmp_path):
+    _run(tmp_path, "bench_step.py", "--methods", "pama,morlhf,trl-grpo", "--rounds", "2", "--tokens", "4",
+         "--tag", "smoke")
+    steps = _rows(tmp_path / "step-tiny-random-smoke.csv")
+    timed = [r for r in steps if r["timed"] == "True"]
+    assert sorted(r["method"] for r in timed) == ["morlhf", "morlhf", "pama", "pama", "trl-grpo", "trl-grpo"]
+    assert [r["method"] for r in steps[:3]] == ["pama", "morlhf", "trl-grpo"]  # alternating, in the given order
+    md = (tmp_path / "step-tiny-random-smoke.md").read_text()
+    assert "speed vs trl-grpo within each round" in md and "- pama: median" in md
+    assert "pama / morlhf seconds per step" in md
