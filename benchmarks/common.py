@@ -57,7 +57,8 @@ def machine_info() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         # this process's; a script whose timed work runs in worker processes says theirs separately
-        "OMP_WAIT_POLICY (this process)": os.environ.get("OMP_WAIT_POLICY") or "unset (libgomp's default spin-then-sleep)",
+        "OMP_WAIT_POLICY (this process)": (os.environ.get("OMP_WAIT_POLICY")
+                                           or "unset (libgomp's default spin-then-sleep)"),
     }
 
 

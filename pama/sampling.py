@@ -3,10 +3,10 @@
 Why not ``generate``: on a CPU, profiling a rollout of 8 × 48 tokens with SmolLM2-135M showed ~7% of the time in
 ``torch.multinomial`` (it draws one exponential per vocabulary entry: 49,152 per row per token), ~7% in the
 unmerged LoRA matmuls, and float32 matmuls of a few rows running through MKL at a third of the memory bandwidth
-(MKL's sgemm; oneDNN's matmul does better). Here the next token is drawn by inverting the CDF (one uniform per row:
-the same distribution), a LoRA adapter is merged into the base weights for the duration of the loop and then
-restored bit for bit, and the large float32 layers run through oneDNN (``onednn_linears``, which the trainer's
-forwards use too). (A preallocated static KV cache measured no faster than the dynamic one.) See
+(MKL's sgemm; oneDNN's matmul does better). Here the next token is drawn by inverting the CDF (one uniform per
+row: the same distribution), a LoRA adapter is merged into the base weights for the duration of the loop and then
+restored bit for bit, and the large float32 / bfloat16 layers run through oneDNN (``onednn_linears``, which the
+trainer's forwards use too). (A preallocated static KV cache measured no faster than the dynamic one.) See
 docs/performance.md for the measurements.
 
 Semantics match ``generate`` with ``do_sample=True, top_k=0``: temperature, then nucleus (top-p) filtering,
@@ -141,13 +141,12 @@ def onednn_linears(model, *, min_numel: int = 300_000) -> Iterator[None]:
     def make_forward(layer):
         def forward(x: torch.Tensor) -> torch.Tensor:
             weight, bias = layer.weight, layer.bias
-            if x.dtype != weight.dtype or torch.is_autocast_enabled("cpu"):  # autocast's casts are F.linear's job
+            needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+            trainable = weight.requires_grad or (bias is not None and bias.requires_grad)
+            # autocast's casts, mixed dtypes and trainable weights are F.linear's job
+            if x.dtype != weight.dtype or torch.is_autocast_enabled("cpu") or (needs_grad and trainable):
                 return torch.nn.functional.linear(x, weight, bias)
-            if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-                if weight.requires_grad or (bias is not None and bias.requires_grad):
-                    return torch.nn.functional.linear(x, weight, bias)
-                return _FrozenLinear.apply(x, weight, bias)
-            return op(x, weight, bias, "none", [], "")
+            return _FrozenLinear.apply(x, weight, bias) if needs_grad else op(x, weight, bias, "none", [], "")
         return forward
 
     for layer in layers:
