@@ -27,7 +27,7 @@ from . import paths
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL = ("finished", "failed", "cancelled")
 POINT_KINDS = ("base", "adapter", "mixture")
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 UPGRADE_HINT = "python -m pama db upgrade"
 
 
@@ -162,6 +162,7 @@ class Point(Base):
     mean_length: Mapped[float | None] = mapped_column(Float)
     distinct_1: Mapped[float | None] = mapped_column(Float)
     distinct_2: Mapped[float | None] = mapped_column(Float)
+    eos_fraction: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     __table_args__ = (CheckConstraint(f"kind IN ({_in(POINT_KINDS)})", name="ck_points_kind"),)
 
@@ -494,7 +495,7 @@ class Store:
                   preference: list[float] | None = None, mixture: dict[str, float] | None = None,
                   eval_config: dict | None = None, kl: float | None = None, mean_length: float | None = None,
                   distinct_1: float | None = None, distinct_2: float | None = None,
-                  generations: list[dict] | None = None, point_id: str | None = None) -> str:
+                  eos_fraction: float | None = None, generations: list[dict] | None = None, point_id: str | None = None) -> str:
         """Store one evaluated point with its per-objective (mean, ci_low, ci_high) and generations, atomically."""
         if kind not in POINT_KINDS:
             raise ValueError(f"unknown point kind {kind!r}; expected one of {POINT_KINDS}")
@@ -502,7 +503,8 @@ class Store:
         with self.session() as s:
             s.add(Point(id=point_id, kind=kind, label=label, model=model, sweep_id=sweep_id, run_id=run_id,
                         method=method, preference=preference, mixture=mixture, eval_config=eval_config or {},
-                        kl=kl, mean_length=mean_length, distinct_1=distinct_1, distinct_2=distinct_2))
+                        kl=kl, mean_length=mean_length, distinct_1=distinct_1, distinct_2=distinct_2,
+                        eos_fraction=eos_fraction))
             s.flush()
             for name, (mean, lo, hi) in values.items():
                 s.add(PointValue(point_id=point_id, objective=name, mean=_finite(mean), ci_low=_finite(lo),

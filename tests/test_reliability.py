@@ -412,7 +412,7 @@ def test_concurrent_first_use_of_an_empty_store(tmp_path):
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
-        assert out.strip() == "0002"
+        assert out.strip() == "0003"
     assert len(Store(url).list_runs()) == 4
 
 
