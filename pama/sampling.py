@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 from typing import Iterable, Iterator
 
 import torch
@@ -92,18 +93,53 @@ def merged_lora(model) -> Iterator[None]:
 
 @functools.lru_cache(maxsize=1)
 def _onednn_linear():
-    """oneDNN's matmul as inductor calls it. A private op: it is tried once against ``F.linear``, and a torch that
-    lacks it or changed it leaves every layer on ``F.linear``."""
+    """oneDNN's matmul as inductor calls it. A private op: a torch that lacks it leaves every layer on ``F.linear``;
+    whether it works is probed per dtype (``onednn_dtypes``)."""
     op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
     if op is None or not torch.backends.mkldnn.is_available():
         return None
+    return op
+
+
+@functools.lru_cache(maxsize=8)
+def _op_works(op, dtype: torch.dtype) -> bool:
+    """Try ``op`` once in ``dtype`` against ``F.linear``: on a CPU without oneDNN kernels for the dtype (bfloat16 on an
+    AVX2-only x86) it raises "could not create a primitive descriptor", so such layers must stay on ``F.linear``."""
+    if dtype == torch.bfloat16 and not getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)():
+        return False
     try:
         with torch.no_grad():
-            x, w, b = torch.randn(3, 2, 8), torch.randn(5, 8), torch.randn(5)
-            ok = torch.allclose(op(x, w, b, "none", [], ""), torch.nn.functional.linear(x, w, b), atol=1e-5)
+            g = torch.Generator().manual_seed(0)  # not the global RNG: seeded runs must not depend on probe order
+            x, w, b = (torch.randn(shape, generator=g).to(dtype) for shape in ((3, 2, 8), (5, 8), (5,)))
+            tol = 1e-5 if dtype == torch.float32 else 2e-2
+            return torch.allclose(op(x, w, b, "none", [], "").float(), torch.nn.functional.linear(x, w, b).float(),
+                                  atol=tol, rtol=tol)
     except (RuntimeError, TypeError):
-        return None
-    return op if ok else None
+        return False
+
+
+def bf16_forced_off() -> bool:
+    """``PAMA_ONEDNN_BF16=0`` makes this process behave as on a CPU without bfloat16 support (AVX2-only x86), so the
+    fall-back and the Train form's warning can be tested on any machine."""
+    return os.environ.get("PAMA_ONEDNN_BF16", "").strip().lower() in ("0", "false", "no", "off")
+
+
+def onednn_dtypes() -> tuple[torch.dtype, ...]:
+    """The dtypes whose layers ``onednn_linears`` reroutes: each one whose oneDNN kernel exists and computes what
+    ``F.linear`` does on this CPU."""
+    op = _onednn_linear()
+    if op is None:
+        return ()
+    return tuple(d for d in ONEDNN_DTYPES if _op_works(op, d) and not (d == torch.bfloat16 and bf16_forced_off()))
+
+
+def bf16_native() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AVX512-BF16 or AMX). Without it bfloat16 base weights are converted
+    on every matmul and a training step is slower than in float32 (the Train form says so)."""
+    if bf16_forced_off():
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks) and torch.bfloat16 in onednn_dtypes()
 
 
 class _FrozenLinear(torch.autograd.Function):
@@ -133,10 +169,11 @@ def onednn_linears(model, *, min_numel: int = 300_000) -> Iterator[None]:
     16.7 ms against 7.1. With bfloat16 weights the reference forward took 0.68 s against 1.17 (docs/performance.md).
     A frozen layer (LoRA's base) on the gradient path goes through oneDNN both ways (``_FrozenLinear``); a layer
     with trainable weights stays on ``F.linear``. Below ``min_numel`` weights oneDNN's fixed cost per call (~16 µs)
-    eats the gain, so small layers are left alone. Results differ from MKL's by rounding only."""
-    op = _onednn_linear()
+    eats the gain, so small layers are left alone. A dtype oneDNN cannot run on this CPU (bfloat16 without AVX512)
+    stays on ``F.linear`` (``onednn_dtypes``). Results differ from MKL's by rounding only."""
+    op, dtypes = _onednn_linear(), onednn_dtypes()
     layers = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"
-              and m.weight.dtype in ONEDNN_DTYPES and m.weight.numel() >= min_numel] if op is not None else []
+              and m.weight.dtype in dtypes and m.weight.numel() >= min_numel]
 
     def make_forward(layer):
         def forward(x: torch.Tensor) -> torch.Tensor:

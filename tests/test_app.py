@@ -287,6 +287,16 @@ def test_train_form_starts_a_run_that_finishes(empty_store):
     assert any("status **finished**" in c for c in texts(at3, "caption"))
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_train_form_says_when_bfloat16_is_slow_on_this_cpu(empty_store, monkeypatch, native):
+    from pama import sampling
+
+    monkeypatch.setattr(sampling, "bf16_native", lambda: native)
+    at = app("views/train.py")
+    slow = [c for c in texts(at, "caption") if "no bfloat16 instructions" in c]
+    assert bool(slow) == (not native), texts(at, "caption")
+
+
 def test_train_form_starts_a_sweep_that_finishes(empty_store):
     store = empty_store
     at = app("views/train.py")

@@ -149,17 +149,65 @@ def test_onednn_linears_give_the_same_logits_and_are_removed_after(tiny, dtype):
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     head = base.get_output_embeddings()
     assert sampling._onednn_linear() is not None  # the op exists in the pinned torch: the fast path is really tested
+    routed = dtype in sampling.onednn_dtypes()  # bfloat16 is not on a CPU without AVX512 (or PAMA_ONEDNN_BF16=0)
+    assert torch.float32 in sampling.onednn_dtypes()
     with torch.no_grad():
         plain = base(**ids).logits
         with sampling.onednn_linears(base, min_numel=0):
-            assert "forward" in vars(head)  # every Linear is rerouted
+            assert ("forward" in vars(head)) == routed  # every Linear is rerouted, or none where the dtype can't be
             fast = base(**ids).logits
         assert not any("forward" in vars(m) for m in base.modules())
         torch.testing.assert_close(fast, plain, atol=tol, rtol=tol)
         with sampling.onednn_linears(base):  # layers below the size where oneDNN pays are left alone
             patched = {type(m) is torch.nn.Linear and m.weight.numel() >= 300_000
                        for m in base.modules() if "forward" in vars(m)}
-            assert patched == {True}  # the tiny model's 49,152-word head only
+            assert patched == ({True} if routed else set())  # the tiny model's 49,152-word head only
+
+
+def _avx2_only_op(monkeypatch):
+    """oneDNN's op as it behaves on an AVX2-only x86: float32 works, bfloat16 raises."""
+    real = sampling._onednn_linear()
+
+    def op(x, weight, *rest):
+        if weight.dtype == torch.bfloat16:
+            raise RuntimeError("could not create a primitive descriptor for the inner product forward propagation")
+        return real(x, weight, *rest)
+
+    monkeypatch.setattr(sampling, "_onednn_linear", lambda: op)
+
+
+def test_bf16_layers_stay_on_f_linear_where_onednn_has_no_bf16_kernel(tiny, monkeypatch):
+    base, tok = tiny
+    _avx2_only_op(monkeypatch)
+    model = copy.deepcopy(base).to(torch.bfloat16)
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    assert sampling.onednn_dtypes() == (torch.float32,)  # the per-dtype probe caught the failing kernel
+    assert not sampling.bf16_native()
+    with torch.no_grad():
+        plain = model(**ids).logits
+        with sampling.onednn_linears(model, min_numel=0):
+            assert not any("forward" in vars(m) for m in model.modules())
+            fallback = model(**ids).logits
+        with sampling.onednn_linears(base, min_numel=0):  # float32 keeps its fast path
+            assert "forward" in vars(base.get_output_embeddings())
+    assert torch.equal(fallback, plain)
+
+
+def test_pama_onednn_bf16_0_behaves_as_a_cpu_without_bf16(tiny, monkeypatch):
+    base, tok = tiny
+    model = copy.deepcopy(base).to(torch.bfloat16)
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    monkeypatch.setenv("PAMA_ONEDNN_BF16", "0")
+    assert torch.bfloat16 not in sampling.onednn_dtypes() and not sampling.bf16_native()
+    with torch.no_grad():
+        plain = model(**ids).logits
+        with sampling.onednn_linears(model, min_numel=0):
+            assert not any("forward" in vars(m) for m in model.modules())
+            assert torch.equal(model(**ids).logits, plain)
+    enc = models.encode(tok, PROMPTS)  # the decode loop runs on F.linear (it raised here on an AVX2-only CPU)
+    out = sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=4,
+                          eos_ids=models.eos_ids(model, tok), pad_id=tok.pad_token_id, temperature=0)
+    assert out.shape[0] == len(PROMPTS)
 
 
 def test_onednn_linears_leave_autocast_and_mixed_dtypes_to_f_linear(tiny):

@@ -3,8 +3,11 @@ import streamlit as st
 
 from pama import jobs, objectives, plots, ui
 from pama.config import DEFAULT_OBJECTIVES, METHODS, ConfigError, TrainConfig
+from pama.sampling import bf16_native
 from pama.store import StoreError
 
+BF16_SLOW = ("This CPU has no bfloat16 instructions (AVX512-BF16 or AMX): bfloat16 base weights run on a slow "
+             "fall-back here, slower than float32.")
 store = ui.st_store()
 st.title("Train")
 DEFAULTS = TrainConfig()
@@ -53,6 +56,9 @@ with st.form("train_form"):
                          help="bfloat16 halves the memory traffic of the frozen base model: ~1.25× faster steps "
                               "on CPUs with bf16 instructions (AVX512-BF16, AMX) and on GPUs. The adapter stays "
                               "float32.")
+    bf16_slow = not bf16_native()
+    if bf16_slow:
+        st.caption(BF16_SLOW)
     name = st.text_input("Run name (optional)", key="tf_name")
     submitted = st.form_submit_button("Start training", type="primary")
 
@@ -83,6 +89,8 @@ if submitted:
                 ui.clear_reads()
                 st.success(f"Started {'sweep' if sweep else 'run'} `{job.id}` in the background (pid {job.pid}, log "
                            f"`{job.log}`). It keeps running if you close this tab; progress is below and on Runs.")
+                if dtype == "bfloat16" and bf16_slow:
+                    st.warning(BF16_SLOW)
 
 
 def draw_run(run: dict) -> None:
