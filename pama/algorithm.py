@@ -147,6 +147,13 @@ def noon(advantages: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- PAMA
 
 
+def _tie_share(a: torch.Tensor, extreme: torch.Tensor) -> torch.Tensor:
+    """Weights (n, ...) uniform over the objectives whose advantage equals ``extreme`` (the expectation of a
+    one-hot choice among tied objectives), 0 elsewhere."""
+    hit = (a == extreme.unsqueeze(0)).to(a.dtype)
+    return hit / hit.sum(dim=0, keepdim=True).clamp_min(1.0)
+
+
 def pama_combine(
     advantages: torch.Tensor,
     preference=None,
@@ -157,8 +164,10 @@ def pama_combine(
     Solves  min_c (Σ_i c_i a_i)²  over the anchored simplex c = (1−λ)·p + λ·q, q in the simplex, for every entry
     of ``advantages`` (shape (n, ...)). Over that set s = Σ c_i a_i covers [lo, hi] with
     lo = (1−λ)·p·a + λ·min a,  hi = (1−λ)·p·a + λ·max a, so s* = clamp(0, lo, hi) (the point closest to zero).
-    q is one-hot on argmin (s* = lo), one-hot on argmax (s* = hi), or, when 0 lies inside (lo, hi), the mix
-    t·e_argmin + (1−t)·e_argmax with t = hi / (hi − lo), which makes s* exactly 0.
+    q is uniform over the objectives attaining min a (s* = lo), over those attaining max a (s* = hi), or, when 0
+    lies inside (lo, hi), the mix t·(min set) + (1−t)·(max set) with t = hi / (hi − lo), which makes s* exactly 0.
+    Ties (all advantages 0 after Noon is common) are split evenly, not given to the lowest index: any split gives the
+    same s*, and the logged weights must not favour objective 0.
 
     ``anchor`` λ=1 is the paper's PAMA; λ=0 is linear scalarisation with ``preference`` p (default uniform).
     Returns ``(combined, weights)``: combined (...) = s*, weights (n, ...) on the simplex with
@@ -174,8 +183,8 @@ def pama_combine(
     pb = _per_objective(p, nd)
 
     base = (1.0 - lam) * (pb * a).sum(dim=0)
-    amin, imin = a.min(dim=0)
-    amax, imax = a.max(dim=0)
+    amin = a.min(dim=0).values
+    amax = a.max(dim=0).values
     lo = base + lam * amin
     hi = base + lam * amax
     combined = torch.maximum(lo, torch.minimum(torch.zeros_like(hi), hi))  # clamp(0, lo, hi)
@@ -188,9 +197,7 @@ def pama_combine(
     t = torch.where(at_lo, torch.ones_like(hi), torch.where(at_hi, torch.zeros_like(hi), t_mid))
     combined = torch.where(mid, torch.zeros_like(combined), combined)
 
-    q = torch.zeros_like(a)
-    q = q.scatter_add(0, imin.unsqueeze(0), t.unsqueeze(0))
-    q = q.scatter_add(0, imax.unsqueeze(0), (1.0 - t).unsqueeze(0))
+    q = t * _tie_share(a, amin) + (1.0 - t) * _tie_share(a, amax)
     weights = (1.0 - lam) * pb.expand_as(a) + lam * q
     return combined, weights
 

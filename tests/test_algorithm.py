@@ -145,7 +145,22 @@ def test_pama_plain_on_noon_advantages_is_the_minimum():
     a = noon(torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0)))
     combined, w = pama_combine(a)
     assert torch.equal(combined, a.min(0).values)
-    assert torch.equal(w, torch.nn.functional.one_hot(a.argmin(0), 3).permute(2, 0, 1).to(a.dtype))
+    at_min = (a == a.min(0).values).to(a.dtype)
+    assert (at_min.sum(0) > 1).any()  # Noon's zeros tie: the weight is shared among them, not given to index 0
+    torch.testing.assert_close(w, at_min / at_min.sum(0))
+
+
+@pytest.mark.parametrize("anchor", [1.0, 0.5])
+def test_pama_ties_are_split_evenly(anchor):
+    """Symmetric objectives (identical advantages, often all zero after Noon) get equal weights."""
+    a = noon(torch.randn(1, 4, 6, generator=torch.Generator().manual_seed(2))).repeat(2, 1, 1)
+    combined, w = pama_combine(a, [0.5, 0.5], anchor=anchor)
+    torch.testing.assert_close(combined, a[0])
+    torch.testing.assert_close(w, torch.full_like(w, 0.5))
+    c, w = pama_combine(torch.tensor([[0.0], [1.0], [0.0]]))  # two of three tie at the minimum
+    assert c.tolist() == [0.0] and w[:, 0].tolist() == [0.5, 0.0, 0.5]
+    c, w = pama_combine(torch.tensor([[-2.0], [-1.0], [-1.0]]))  # and at the maximum (all negative)
+    assert c.tolist() == [-1.0] and w[:, 0].tolist() == [0.0, 0.5, 0.5]
 
 
 def test_pama_hand_cases():
@@ -158,9 +173,10 @@ def test_pama_hand_cases():
     # all negative: the max (closest to zero)
     c, w = pama_combine(torch.tensor([[-1.0], [-3.0]]))
     assert c.tolist() == [-1.0] and w[:, 0].tolist() == [1.0, 0.0]
-    # equal advantages: any weights, combined is that value
+    # equal advantages: combined is that value, the weights split evenly
     c, w = pama_combine(torch.tensor([[2.0], [2.0], [2.0]]))
-    assert c.tolist() == [2.0] and float(w.sum()) == 1.0
+    assert c.tolist() == [2.0]
+    torch.testing.assert_close(w[:, 0], torch.full((3,), 1 / 3))
 
 
 def test_anchor_zero_is_linear_scalarisation():
