@@ -20,6 +20,10 @@ METHODS = ("pama", "morlhf", "mgda")
 DEFAULT_OBJECTIVES = ["relevance", "readability"]  # measured to conflict on the embedded model: docs/objectives.md
 
 
+_NOON_WORDS = {"true": "true", "1": "true", "yes": "true", "on": "true",
+               "false": "false", "0": "false", "no": "false", "off": "false"}
+
+
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the field and what is accepted."""
 
@@ -52,7 +56,8 @@ class TrainConfig:
     learning_rate: float = _help("Adam learning rate for the LoRA adapter and value heads.", default=1e-4)
     lora_r: int = _help("LoRA rank.", default=8)
     lora_alpha: int = _help("LoRA alpha.", default=16)
-    lora_dropout: float = _help("LoRA dropout.", default=0.0)
+    lora_dropout: float = _help("LoRA dropout, saved in the adapter's config. The RL forwards run with dropout off "
+                                "(as TRL's), so it does not act during this training.", default=0.0)
     target_modules: list[str] = _help("Modules that get LoRA adapters.",
                                       default_factory=lambda: ["q_proj", "v_proj"])
     kl_coef: float = _help("Initial KL penalty β (0 disables the KL shaping).", default=0.2)
@@ -62,10 +67,12 @@ class TrainConfig:
     lam: float = _help("GAE λ.", default=0.95)
     cliprange: float = _help("PPO ratio clip ε.", default=0.2)
     cliprange_value: float = _help("Value clip.", default=0.2)
-    vf_coef: float = _help("Value loss coefficient.", default=0.1)
+    vf_coef: float = _help("Value loss coefficient, per value head (the loss is vf_coef × the sum of the heads' "
+                           "clipped losses).", default=0.1)
     whiten_advantages: bool = _help("Whiten each objective's advantages over the batch's response tokens.",
                                     default=True)
-    noon: bool = _help("Drop negative advantages (Noon PPO).", default=True)
+    noon: str = _help("Drop negative advantages (Noon PPO): auto = the paper's choice per method (on for pama, off "
+                      "for its plain-PPO baselines morlhf and mgda), true or false.", default="auto")
     samples_per_prompt: int = _help("Responses sampled per prompt in a batch (k). With k > 1 each objective's "
                                     "sequence reward is centred on its prompt's mean before GAE (a per-prompt "
                                     "baseline, as in RLOO/GRPO), so prompt difficulty is not mistaken for response "
@@ -79,6 +86,15 @@ class TrainConfig:
     device: str = _help("auto, cpu or cuda.", default="auto")
     dtype: str = _help("[ours] precision of the frozen base weights: float32, or bfloat16 (about half the memory "
                        "traffic; the LoRA adapter, value heads and optimiser stay float32).", default="float32")
+
+    def __post_init__(self) -> None:
+        # configs stored before noon became per method hold true/false (YAML and from_dict give bools or their text)
+        if isinstance(self.noon, bool) or str(self.noon).lower() in _NOON_WORDS:
+            self.noon = _NOON_WORDS.get(str(self.noon).lower(), self.noon)
+
+    def uses_noon(self) -> bool:
+        """Whether negative advantages are dropped: the paper's PAMA uses Noon PPO, its MORLHF and MGDA plain PPO."""
+        return self.method == "pama" if self.noon == "auto" else self.noon == "true"
 
     def normalised_preference(self) -> list[float]:
         n = len(self.objectives)
@@ -110,6 +126,8 @@ class TrainConfig:
             errors.append("at least one objective is needed (e.g. --objectives sentiment,conciseness)")
         if len(set(self.objectives)) != len(self.objectives):
             errors.append(f"objectives are repeated: {self.objectives}")
+        if self.noon not in ("auto", "true", "false"):
+            errors.append(f"noon must be auto, true or false, not {self.noon!r}")
         if self.granularity not in ("token", "batch"):
             errors.append(f"granularity must be 'token' or 'batch', not {self.granularity!r}")
         if not (0.0 <= self.anchor <= 1.0) or math.isnan(self.anchor):

@@ -18,7 +18,7 @@ from sqlalchemy import (
     delete, event, func, inspect, select, update,
 )
 from sqlalchemy.exc import (
-    ArgumentError, DatabaseError, DataError, NoSuchModuleError, OperationalError, SQLAlchemyError,
+    ArgumentError, DatabaseError, DataError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -27,7 +27,8 @@ from . import paths
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL = ("finished", "failed", "cancelled")
 POINT_KINDS = ("base", "adapter", "mixture")
-SCHEMA_HEAD = "0003"
+VOTE_CHOICES = ("a", "b", "tie", "both_bad")
+SCHEMA_HEAD = "0004"
 UPGRADE_HINT = "python -m pama db upgrade"
 
 
@@ -69,6 +70,10 @@ class StoreError(RuntimeError):
 
 class SchemaOutOfDateError(StoreError):
     pass
+
+
+class VoteRefused(StoreError):
+    """A blind vote that cannot be recorded (a point was deleted, a bad choice); nothing was stored."""
 
 
 def utcnow() -> dt.datetime:
@@ -184,6 +189,33 @@ class Generation(Base):
     prompt: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     scores: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Vote(Base):
+    """One blind pairwise judgement between two points on one prompt (see docs/votes.md).
+
+    point_a / point_b are plain ids, not foreign keys: a vote outlives the points it judged, so deleting a run keeps
+    the record of what people said (new votes on a deleted point are refused by ``Store.add_vote``). ``token`` is the
+    ballot's client nonce: a double submit of the same ballot is stored once."""
+    __tablename__ = "votes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token: Mapped[str] = mapped_column(String(64))
+    voter: Mapped[str | None] = mapped_column(String(200))
+    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    prompt_index: Mapped[int | None] = mapped_column(Integer)
+    prompt: Mapped[str] = mapped_column(Text)
+    point_a: Mapped[str] = mapped_column(String(32), index=True)
+    point_b: Mapped[str] = mapped_column(String(32), index=True)
+    text_a: Mapped[str] = mapped_column(Text)
+    text_b: Mapped[str] = mapped_column(Text)
+    vote: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("token", name="uq_votes_token"),
+        CheckConstraint(f"vote IN ({_in(VOTE_CHOICES)})", name="ck_votes_vote"),
+        CheckConstraint("point_a <> point_b", name="ck_votes_two_points"),
+    )
 
 
 def _row(obj) -> dict:
@@ -552,6 +584,60 @@ class Store:
             q = q.limit(limit)
         with self.session() as s:
             return [_row(g) for g in s.scalars(q)]
+
+    # -- blind votes --------------------------------------------------------------------------------------------
+    def add_vote(self, *, token: str, point_a: str, point_b: str, prompt: str, text_a: str, text_b: str, vote: str,
+                 voter: str | None = None, sweep_id: str | None = None, prompt_index: int | None = None,
+                 source: str | None = None) -> dict:
+        """Record one ballot; returns {id, duplicate}. The same ``token`` twice is counted once (the first wins).
+
+        Refused (``VoteRefused``, nothing stored) when a point no longer exists or the choice is unknown. The row is
+        inserted before the points are checked, so on SQLite the check runs under the write lock."""
+        if vote not in VOTE_CHOICES:
+            raise VoteRefused(f"unknown vote {vote!r}; expected one of {', '.join(VOTE_CHOICES)}")
+        token = (token or "").strip()
+        if not token or len(token) > 64:
+            raise VoteRefused("a vote needs a ballot token of 1-64 characters (it makes double submits count once)")
+        if point_a == point_b:
+            raise VoteRefused("a vote compares two different points")
+        voter = (voter or "").strip()[:200] or None
+        existing = self.get_vote(token)
+        if existing is not None:
+            return dict(id=existing["id"], duplicate=True)
+        try:
+            with self.session() as s:
+                row = Vote(token=token, voter=voter, sweep_id=sweep_id, prompt_index=prompt_index, prompt=prompt,
+                           point_a=point_a, point_b=point_b, text_a=text_a, text_b=text_b, vote=vote, source=source)
+                s.add(row)
+                s.flush()
+                found = set(s.scalars(select(Point.id).where(Point.id.in_([point_a, point_b]))))
+                missing = [p for p in (point_a, point_b) if p not in found]
+                if missing:
+                    raise VoteRefused(f"point {', '.join(missing)} was deleted after this pair was drawn, so the vote "
+                                      "was not recorded. Draw a new pair.")
+                vote_id = row.id
+        except IntegrityError:
+            existing = self.get_vote(token)   # a concurrent submit of the same ballot got there first
+            if existing is None:
+                raise
+            return dict(id=existing["id"], duplicate=True)
+        return dict(id=vote_id, duplicate=False)
+
+    def get_vote(self, token: str) -> dict | None:
+        with self.session() as s:
+            v = s.scalar(select(Vote).where(Vote.token == token))
+            return _row(v) if v else None
+
+    def votes(self, *, sweep_id: str | None = None, point_ids: Iterable[str] | None = None) -> list[dict]:
+        """Votes in order of arrival: of one sweep, and/or between two of ``point_ids`` (both must be in it)."""
+        q = select(Vote).order_by(Vote.id)
+        if sweep_id:
+            q = q.where(Vote.sweep_id == sweep_id)
+        if point_ids is not None:
+            ids = list(point_ids)
+            q = q.where(Vote.point_a.in_(ids), Vote.point_b.in_(ids))
+        with self.session() as s:
+            return [_row(v) for v in s.scalars(q)]
 
     def counts(self) -> dict[str, int]:
         with self.session() as s:

@@ -57,12 +57,17 @@ def response_mask(response_ids: torch.Tensor, eos_ids: set[int]) -> torch.Tensor
 
 
 def seq_logprobs_and_hidden(model, input_ids, attention_mask, query_len: int, *, hidden: bool = True,
-                            share_prefix: bool = True):
-    """Log-probs of the response tokens and the last hidden state before each; logits only for the response."""
+                            share_prefix: bool = True, temperature: float = 1.0):
+    """Log-probs of the response tokens and the last hidden state before each; logits only for the response.
+
+    ``temperature``: the logits are divided by the sampling temperature first (as TRL does), so that π_old is the
+    distribution the rollout sampled from and the ratio and KL compare like with like."""
     T = input_ids.shape[1] - query_len
     out, L, _ = forward_sharing_prefix(model, input_ids, attention_mask, query_len, share=share_prefix,
                                        logits_to_keep=T + 1, output_hidden_states=hidden)
     logits = out.logits[:, :-1].float()
+    if temperature != 1.0:
+        logits = logits / temperature
     targets = input_ids[:, query_len:]
     logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     h = out.hidden_states[-1][:, query_len - 1 - L:-1] if hidden else None
@@ -103,6 +108,31 @@ CHECKPOINT_FILES = ("state.pt", "adapter/adapter_config.json", "adapter/adapter_
 
 class CheckpointError(ConfigError):
     """A run's checkpoints exist but none can be loaded (truncated, corrupt); the message says what to do."""
+
+
+def rng_state() -> dict:
+    """The RNG states a step draws from (torch, CUDA, numpy, random), saved with each checkpoint so that a resumed
+    run continues as an uninterrupted one would (mini-batch order, anything else drawing from the global RNGs)."""
+    import random
+
+    import numpy as np
+
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _complete(ckpt: Path) -> bool:
@@ -236,6 +266,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
         self.step = int(state["step"])
+        if "rng" in state:  # checkpoints written before the RNG states were saved resume without them
+            set_rng_state(state["rng"])
 
     # -- one PPO step ---------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -282,12 +314,14 @@ class Trainer:
     def _forward(self, ro: Rollout, *, adapter: bool = True, grad: bool = True):
         model = self.accelerator.unwrap_model(self.model)
         with contextlib.nullcontext() if grad else torch.no_grad(), onednn_linears(model):
+            temperature = self.cfg.temperature
             if adapter:
-                logp, h = seq_logprobs_and_hidden(self.model, ro.input_ids, ro.attention_mask, ro.query_len)
+                logp, h = seq_logprobs_and_hidden(self.model, ro.input_ids, ro.attention_mask, ro.query_len,
+                                                  temperature=temperature)
                 return logp, self.value_heads(h)
             with model.disable_adapter():
                 logp, _ = seq_logprobs_and_hidden(self.model, ro.input_ids, ro.attention_mask, ro.query_len,
-                                                  hidden=False)
+                                                  hidden=False, temperature=temperature)
             return logp, None
 
     def _advantages(self, scores, old_logp, ref_logp, old_values, mask):
@@ -309,7 +343,7 @@ class Trainer:
         adv, returns = alg.gae(rewards, old_values, mask.unsqueeze(0).expand(n_streams, B, T), cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
             adv = alg.whiten(adv, mask.unsqueeze(0).expand_as(adv))
-        if cfg.noon:
+        if cfg.uses_noon():
             adv = alg.noon(adv)
         return adv * mask, returns, kl
 
@@ -328,7 +362,9 @@ class Trainer:
     def _update(self, ro: Rollout, scores: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
         mask = ro.response_mask
-        self.model.train()
+        # dropout off in every RL forward (TRL's disable_dropout): π_ref, π_old and π_θ must be the same network, or
+        # independent dropout masks make the KL and the ratio noisy (GPT-2 has dropout 0.1; LoRA's dropout too)
+        self.model.eval()
         ref_logp, _ = self._forward(ro, adapter=False, grad=False)
         fused = cfg.ppo_epochs == 1 and cfg.mini_batches == 1
         if fused:
@@ -372,7 +408,8 @@ class Trainer:
 
     def _loss_and_step(self, logp, values, old_logp, old_values, returns, adv, combined, mask):
         cfg = self.cfg
-        vf_loss = alg.clipped_value_loss(values, old_values, returns, mask, cfg.cliprange_value)
+        # the spec's coefficient is per head: the mean over heads times their number is the sum of per-head losses
+        vf_loss = alg.clipped_value_loss(values, old_values, returns, mask, cfg.cliprange_value) * values.shape[0]
         stats: dict[str, float] = {}
         if cfg.method == "mgda":
             losses = [alg.clipped_surrogate(logp, old_logp, adv[i], mask, cfg.cliprange)[0] for i in range(self.n)]
@@ -406,7 +443,7 @@ class Trainer:
         model.save_pretrained(tmp / "adapter")
         torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),
                     "value_heads": self.accelerator.unwrap_model(self.value_heads).state_dict(),
-                    "objectives": [o.name for o in self.objectives]}, tmp / "state.pt")
+                    "objectives": [o.name for o in self.objectives], "rng": rng_state()}, tmp / "state.pt")
         (tmp / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
         if final.exists():
             shutil.rmtree(final)

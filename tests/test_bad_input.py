@@ -74,7 +74,8 @@ YAML_CASES = [
     ("int_as_text", "steps: abc\n", "steps"),
     ("int_as_float", "steps: 1.5\n", "expected an integer"),
     ("int_as_null", "steps: null\n", "steps"),
-    ("bool_as_text", "noon: maybe\n", "expected true or false"),
+    ("bool_as_text", "whiten_advantages: maybe\n", "expected true or false"),
+    ("noon_as_text", "model: tiny-random\nnoon: maybe\n", "noon must be auto, true or false"),
     ("list_as_mapping", "objectives: {a: 1}\n", "expected a list"),
     ("float_in_list_bad", "preference: [0.5, abc]\n", "preference"),
     ("text_as_list", "name: [1, 2]\n", "expected text"),
@@ -125,7 +126,8 @@ FLAG_CASES = [
     ("negative_seed", ["--seed", "-3"], "seed must lie in"),
     ("no_target_modules", ["--target-modules", ""], "target_modules must name"),
     ("long_name", ["--name", "x" * 300], "longer than 200"),
-    ("bool_flag", ["--noon", "perhaps"], "expected true or false"),
+    ("bool_flag", ["--whiten-advantages", "perhaps"], "expected true or false"),
+    ("noon_flag", ["--noon", "perhaps"], "noon must be auto, true or false"),
     ("missing_prompt_file", ["--prompts", "/nonexistent/prompts.jsonl"], "prompt file not found"),
     ("unknown_model", ["--model", "/nonexistent/model/folder"], "Cannot load model"),
     ("unknown_flag", ["--bogus", "1"], "unrecognized arguments"),
@@ -186,9 +188,10 @@ def test_bad_form_values_are_refused_before_anything_starts(name, change, fragme
 @pytest.mark.parametrize("fields, fragment", [
     (dict(steps="5"), "steps must be of type int"),
     (dict(objectives="sentiment"), "objectives must be of type"),
-    (dict(noon="yes"), "noon must be of type bool"),
+    (dict(whiten_advantages="yes"), "whiten_advantages must be of type bool"),
+    (dict(noon="sometimes"), "noon must be auto, true or false"),
     (dict(kl_coef=float("nan")), "kl_coef must be a finite number"),
-], ids=["steps_str", "objectives_str", "noon_str", "kl_nan"])
+], ids=["steps_str", "objectives_str", "bool_str", "noon_str", "kl_nan"])
 def test_config_built_in_python_with_wrong_types(fields, fragment):
     from pama.config import TrainConfig
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pama import paths
-from pama.store import Store
+from pama.store import SCHEMA_HEAD, Store
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_FLAGS = ["--model", "tiny-random", "--objectives", "sentiment,conciseness", "--batch-size", "2",
@@ -412,7 +412,7 @@ def test_concurrent_first_use_of_an_empty_store(tmp_path):
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
-        assert out.strip() == "0003"
+        assert out.strip() == SCHEMA_HEAD
     assert len(Store(url).list_runs()) == 4
 
 
