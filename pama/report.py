@@ -1,5 +1,8 @@
 """Export a sweep's front: CSV (one row per point), JSON (sweep, summary, points, runs) or a self-contained HTML
-report (the plotly front figure of :func:`pama.plots.front_figure` with plotly.js inlined, plus the table)."""
+report (the plotly front figure of :func:`pama.plots.front_figure` with plotly.js inlined, plus the table).
+
+The blind votes of the sweep travel with it: CSV and JSON rows carry each point's votes, win rate and Bradley–Terry
+score with its interval, the JSON holds the votes themselves; ``votes_csv`` / ``votes_json`` export the votes alone."""
 from __future__ import annotations
 
 import csv
@@ -10,6 +13,11 @@ import json
 from pathlib import Path
 
 FORMATS = ("csv", "json", "html")
+VOTE_COLUMNS = ("votes", "wins", "losses", "ties", "both_bad", "win_rate", "bt_score", "bt_low", "bt_high")
+VOTE_FIELDS = ("id", "created_at", "voter", "sweep_id", "point_a", "point_b", "vote", "prompt_index", "prompt",
+               "text_a", "text_b", "source", "token")
+VOTE_METHOD = ("Bradley-Terry (choix ILSR; a tie = half a win each, both_bad left out), 95% percentile bootstrap "
+               "intervals over votes; see docs/votes.md")
 
 
 def _jsonable(x):
@@ -30,12 +38,63 @@ def _load(store, sweep_id, rows, summary):
     return rows, summary
 
 
+def votes_rows(store, sweep_id: str) -> list[dict]:
+    """The sweep's votes (kept when a point is deleted later), oldest first."""
+    return store.votes(sweep_id=sweep_id)
+
+
+def vote_scores(votes: list[dict], *, seed: int = 0) -> dict[str, dict]:
+    """Per point id: tally, win rate and Bradley–Terry score with its bootstrap interval (pama.votes.scores)."""
+    from . import votes as V
+
+    return V.scores(votes, seed=seed)
+
+
+def add_vote_columns(rows: list[dict], scores: dict[str, dict]) -> list[dict]:
+    """The front rows with each point's vote columns (0 votes / None where nobody voted)."""
+    from . import votes as V
+
+    by_id = {r["point_id"]: r for r in V.score_rows([dict(id=r["point_id"]) for r in rows], scores)}
+    return [dict(r, **{k: by_id[r["point_id"]][k] for k in VOTE_COLUMNS}) for r in rows]
+
+
+def votes_csv(votes: list[dict]) -> str:
+    """One row per vote, texts included (CSV-quoted)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(VOTE_FIELDS), extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for v in votes:
+        w.writerow({k: (v[k].isoformat() if isinstance(v.get(k), dt.datetime) else v.get(k)) for k in VOTE_FIELDS})
+    return buf.getvalue()
+
+
+def vote_score_rows(store, sweep_id: str, votes: list[dict] | None = None) -> list[dict]:
+    """One row per point of the sweep, and per deleted point that still has votes: tally, win rate, BT score."""
+    from . import votes as V
+
+    votes = votes_rows(store, sweep_id) if votes is None else votes
+    scores = vote_scores(votes)
+    points = {p["id"]: p for p in store.points(sweep_id=sweep_id)}
+    ids = list(dict.fromkeys([*points, *scores]))
+    return V.score_rows([points.get(i) or dict(id=i, label="(deleted point)") for i in ids], scores)
+
+
+def votes_json(store, sweep_id: str) -> str:
+    """The sweep's votes and the per-point scores they give."""
+    votes = votes_rows(store, sweep_id)
+    return json.dumps(dict(sweep_id=sweep_id, n_votes=len(votes), method=VOTE_METHOD,
+                           scores=vote_score_rows(store, sweep_id, votes), votes=votes), indent=2, default=_jsonable)
+
+
+
 def to_csv(rows: list[dict], summary: dict) -> str:
     objectives = summary["objectives"]
     cols = ["point_id", "kind", "label", "run_id", "preference", "mixture", "on_front"]
     for o in objectives:
         cols += [f"{o}/mean", f"{o}/ci_low", f"{o}/ci_high", f"{o}/normalised"]
     cols += ["kl", "mean_length", "distinct_1", "distinct_2", "config"]
+    if rows and "bt_score" in rows[0]:
+        cols += list(VOTE_COLUMNS)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
@@ -53,6 +112,8 @@ def to_json(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
     data = dict(sweep=sweep, summary=summary, points=rows,
                 runs=[{k: r[k] for k in ("id", "name", "method", "model", "status", "step", "total_steps",
                                          "config", "adapter_path")} for r in runs])
+    votes = votes_rows(store, sweep_id)
+    data.update(votes=votes, vote_method=VOTE_METHOD, vote_scores=vote_score_rows(store, sweep_id, votes))
     return json.dumps(data, indent=2, default=_jsonable)
 
 
@@ -124,6 +185,7 @@ def export(store, sweep_id: str, fmt: str, out: str | Path, *, rows=None, summar
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     rows, summary = _load(store, sweep_id, rows, summary)
+    rows = add_vote_columns(rows, vote_scores(votes_rows(store, sweep_id)))
     text = {"csv": lambda: to_csv(rows, summary), "json": lambda: to_json(store, sweep_id, rows, summary),
             "html": lambda: to_html(store, sweep_id, rows, summary)}[fmt]()
     out = Path(out).expanduser()

@@ -85,7 +85,13 @@ def test_resume_restores_adapter_optimizer_and_kl_controller(store):
     for (n, a), (_, b) in zip(t.model.named_parameters(), t2.model.named_parameters()):
         if a.requires_grad:
             assert torch.equal(a.detach(), b.detach()), n
-    assert t2.optimizer.state_dict()["state"].keys() == t.optimizer.state_dict()["state"].keys()
+    saved, restored = t.optimizer.state_dict(), t2.optimizer.state_dict()
+    assert saved["state"].keys() == restored["state"].keys() and saved["state"]
+    for key, moments in saved["state"].items():
+        assert moments.keys() == restored["state"][key].keys()
+        for name, value in moments.items():  # Adam's step count and both moments, value for value
+            assert torch.equal(torch.as_tensor(restored["state"][key][name]), torch.as_tensor(value)), (key, name)
+    assert restored["param_groups"] == saved["param_groups"]
 
 
 def test_cancel_request_stops_the_run(store):
