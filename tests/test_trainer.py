@@ -258,3 +258,108 @@ def test_shared_prefix_forward_gives_the_same_log_probs_values_and_gradients(tin
     torch.testing.assert_close(h1, h0, atol=1e-5, rtol=1e-5)
     for a, b in zip(g0, g1):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+def test_symmetric_objectives_log_equal_pama_weights(store):
+    """Tied advantages (identical objectives; all zero after Noon) must not give objective 0 the weight."""
+    t = trainer.Trainer(_cfg(steps=1, preference=[0.5, 0.5]).validate(), store, progress=False)
+    ro = t.rollout(1)
+    row = torch.linspace(-1.0, 1.0, len(ro.prompts))
+    stats = t._update(ro, torch.stack([row, row]))
+    assert stats["pama/weight/sentiment"] == pytest.approx(0.5)
+    assert stats["pama/weight/conciseness"] == pytest.approx(0.5)
+
+
+def _with_dropout(p: float = 0.5):
+    model, tok = models.load("tiny-random", seed=0)
+    for m in model.modules():
+        if hasattr(m, "attention_dropout"):
+            m.attention_dropout = p  # Llama applies it in training mode only
+    return model, tok
+
+
+def test_rl_forwards_run_without_dropout(store, monkeypatch):
+    """π_ref, π_old and π_θ see the same network: with dropout on they would each draw their own masks."""
+    model, tok = _with_dropout()
+    t = trainer.Trainer(_cfg(steps=1, lora_dropout=0.5, ppo_epochs=2).validate(), store, model=model,
+                        tokenizer=tok, progress=False)
+    calls = []
+    forward = t._forward
+
+    def recording(ro, **kw):
+        out = forward(ro, **kw)
+        calls.append(out[0].detach().clone())
+        return out
+
+    monkeypatch.setattr(t, "_forward", recording)
+    ro = t.rollout(1)
+    t._update(ro, t.score(ro))
+    ref, old, first = calls[:3]  # reference, π_old, then π_θ's first forward, before any optimiser step
+    mask = ro.response_mask.bool()
+    torch.testing.assert_close(first[mask], old[mask], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ref[mask], old[mask], atol=1e-5, rtol=1e-5)  # LoRA's B starts at 0: π_θ = π_ref
+
+
+def test_log_probs_come_from_the_tempered_logits_the_sampler_used(store):
+    t = trainer.Trainer(_cfg(steps=1, temperature=0.5).validate(), store, progress=False)
+    ro = t.rollout(1)
+    logp, _ = t._forward(ro, grad=False)
+    with torch.no_grad():
+        logits = t.model(input_ids=ro.input_ids, attention_mask=ro.attention_mask).logits[:, ro.query_len - 1:-1]
+    targets = ro.input_ids[:, ro.query_len:].unsqueeze(-1)
+    sampled = torch.log_softmax(logits.float() / 0.5, -1).gather(-1, targets).squeeze(-1)
+    untempered = torch.log_softmax(logits.float(), -1).gather(-1, targets).squeeze(-1)
+    mask = ro.response_mask.bool()
+    torch.testing.assert_close(logp[mask], sampled[mask], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(logp[mask], untempered[mask], atol=1e-2)
+
+
+@pytest.mark.parametrize("method, noon, expected", [
+    ("pama", "auto", True), ("morlhf", "auto", False), ("mgda", "auto", False),
+    ("morlhf", "true", True), ("pama", "false", False),
+    ("morlhf", True, True), ("pama", False, False),  # configs stored as booleans before noon became per method
+])
+def test_noon_defaults_to_the_papers_choice_per_method(method, noon, expected, store):
+    from pama.config import from_dict
+
+    cfg = from_dict(TrainConfig, {**TINY, "method": method, "noon": noon}).validate()
+    assert cfg.uses_noon() is expected
+    assert from_dict(TrainConfig, cfg.to_dict()).uses_noon() is expected  # a resumed run keeps it
+    t = trainer.Trainer(cfg, store, progress=False)
+    scores = torch.tensor([[1.0, 3.0, 5.0, 0.0], [0.0, 2.0, 1.0, 4.0]])
+    mask = torch.ones(4, 3)
+    zeros = torch.zeros(4, 3)
+    adv, _, _ = t._advantages(scores, zeros, zeros, torch.zeros(1 if method == "morlhf" else 2, 4, 3), mask)
+    assert bool((adv < 0).any()) is not expected
+
+
+def test_value_loss_coefficient_is_per_head(store):
+    """Each head's clipped loss is weighted by vf_coef (the spec's 0.1 per head), not vf_coef / n."""
+    t = trainer.Trainer(_cfg(steps=1).validate(), store, progress=False)
+    ro = t.rollout(1)
+    logp, values = t._forward(ro)
+    returns = values.detach().clone()
+    returns[0] += 1.0  # head 0 is off by 1 on every token (clipped loss 0.5 per token), head 1 exact
+    mask = ro.response_mask
+    s = t._loss_and_step(logp, values, logp.detach(), values.detach(), returns, torch.zeros_like(values),
+                         torch.zeros_like(logp), mask)
+    assert s["loss/value"] == pytest.approx(0.5, rel=1e-4)  # 0.5 + 0 summed over heads (the mean would be 0.25)
+    assert s["loss/total"] == pytest.approx(t.cfg.vf_coef * 0.5, rel=1e-4)
+
+
+def test_resume_is_reproducible(store):
+    """4 steps in one go equal 2 steps + a resumed 2: the RNG states are saved with the checkpoint and restored
+    (mini-batch order draws from the global torch RNG)."""
+    cfg = _cfg(steps=4, save_every=1, ppo_epochs=2, mini_batches=2, samples_per_prompt=1)
+    whole = trainer.Trainer(copy.deepcopy(cfg).validate(), store, progress=False)
+    whole.train()
+    half = trainer.Trainer(_cfg(steps=2, save_every=1, ppo_epochs=2, mini_batches=2, samples_per_prompt=1).validate(),
+                           store, progress=False)
+    half.train()
+    torch.manual_seed(12345)  # whatever ran in between must not matter
+    resumed = trainer.Trainer(copy.deepcopy(cfg).validate(), store, run_id=half.run_id, progress=False)
+    assert resumed.step == 2
+    resumed.train()
+    for (n, a), (_, b) in zip(whole.model.named_parameters(), resumed.model.named_parameters()):
+        if a.requires_grad:
+            torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6, msg=n)
