@@ -1,7 +1,12 @@
 """PAMA vs MORLHF vs MGDA at equal budget: per-objective means with 95% bootstrap CIs, and sweep hypervolumes.
 
     .venv/bin/python benchmarks/bench_methods.py [--model smollm2-135m|tiny-random] [--steps 12] [--points 3]
-        [--configs pama:0.5,morlhf,mgda,pama:1.0,pama:0.25] [--eval-samples 32] [--tokens 32]
+        [--configs pama:0.5,morlhf,mgda,morlhf+noon,mgda+noon,pama:1.0] [--eval-samples 32] [--tokens 32]
+        [--ppo-epochs 1] [--mini-batches 1]
+
+MORLHF and MGDA are plain PPO, as in the paper (``noon: auto``); ``+noon`` runs them with Noon PPO (an ablation),
+``-noon`` runs PAMA without it. With ``--ppo-epochs 1 --mini-batches 1`` (the defaults) the ratio is 1 at the only
+gradient step, so the clip never acts: run at least once with ``--ppo-epochs 2`` or more.
 
 Each config is one ``pama.sweep.run_sweep`` (SweepConfig: same model, objectives relevance vs readability, steps,
 batch 8, tokens, learning rate, KL settings and seed) into a temporary store (PAMA_HOME in a temp folder), which
@@ -31,19 +36,25 @@ from common import header, markdown_table, write_csv, write_text  # noqa: E402
 OBJECTIVES = ["relevance", "readability"]
 
 
-def parse_configs(text: str) -> list[tuple[str, float | None]]:
+def parse_configs(text: str) -> list[tuple[str, float | None, str]]:
+    """method[:anchor][+noon|-noon] items → (method, anchor, noon)."""
     out = []
     for item in text.split(","):
         item = item.strip()
         if not item:
             continue
+        noon = "auto"
+        for suffix, value in (("+noon", "true"), ("-noon", "false")):
+            if item.endswith(suffix):
+                item, noon = item[:-len(suffix)], value
         method, _, lam = item.partition(":")
-        out.append((method, float(lam) if lam else (0.5 if method == "pama" else None)))
+        out.append((method, float(lam) if lam else (0.5 if method == "pama" else None), noon))
     return out
 
 
-def label(method: str, lam: float | None) -> str:
-    return f"pama λ={lam:g}" if method == "pama" else method
+def label(method: str, lam: float | None, noon: str = "auto") -> str:
+    name = f"pama λ={lam:g}" if method == "pama" else method
+    return name + {"auto": "", "true": " +Noon", "false": " −Noon"}[noon]
 
 
 def blind(method: str, lam: float | None) -> bool:
@@ -53,8 +64,10 @@ def blind(method: str, lam: float | None) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--configs", default="pama:0.5,morlhf,mgda,pama:1.0,pama:0.25",
-                    help="method[:anchor] list, run in this order")
+    ap.add_argument("--configs", default="pama:0.5,morlhf,mgda,morlhf+noon,mgda+noon,pama:1.0",
+                    help="method[:anchor][+noon|-noon] list, run in this order")
+    ap.add_argument("--ppo-epochs", type=int, default=1)
+    ap.add_argument("--mini-batches", type=int, default=1)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--points", type=int, default=3, help="preferences per sweep (2 objectives: K points)")
     ap.add_argument("--batch", type=int, default=8)
@@ -87,7 +100,7 @@ def main() -> None:
     print(header("Methods at equal budget: PAMA / MORLHF / MGDA sweeps, relevance vs readability",
                  {"model": args.model, "budget per run": f"{args.steps} steps × batch {args.batch} × {args.tokens} "
                   f"tokens, lr {args.learning_rate:g}, seed {args.seed}, {args.samples_per_prompt} sample(s) per "
-                  "prompt",
+                  f"prompt, {args.ppo_epochs} PPO epoch(s) × {args.mini_batches} mini-batch(es)",
                   "preferences": preference_grid(2, args.points), "configs": [label(*c) for c in configs],
                   "evaluation": f"{args.eval_samples} builtin:heldout prompts, {args.tokens} tokens, T=0.7, "
                                 "eval seed 1234, 2000 bootstrap resamples",
@@ -130,9 +143,10 @@ def main() -> None:
             "evaluation": f"{args.eval_samples} held-out prompts"}) + "\n" + t1 + note + "\n" + t2 + verdict)
 
 
-    for method, lam in configs:
+    for method, lam, noon in configs:
         is_blind = blind(method, lam) and not args.train_blind_copies
-        cfg = SweepConfig(model=args.model, objectives=list(OBJECTIVES), method=method,
+        cfg = SweepConfig(model=args.model, objectives=list(OBJECTIVES), method=method, noon=noon,
+                          ppo_epochs=args.ppo_epochs, mini_batches=args.mini_batches,
                           anchor=lam if lam is not None else 0.5, steps=args.steps, batch_size=args.batch,
                           max_new_tokens=args.tokens, temperature=1.0, learning_rate=args.learning_rate, lora_r=8,
                           lora_alpha=16, target_modules=["q_proj", "v_proj"], kl_coef=0.2, target_kl=3.0,
@@ -141,7 +155,7 @@ def main() -> None:
                           points=1 if is_blind else args.points, eval_prompts="builtin:heldout",
                           eval_samples=args.eval_samples, eval_max_new_tokens=args.tokens, eval_seed=1234)
         t = time.perf_counter()
-        sweep_id = run_sweep(cfg, store, progress=False, name=label(method, lam))
+        sweep_id = run_sweep(cfg, store, progress=False, name=label(method, lam, noon))
         wall = time.perf_counter() - t
         sweep = store.get_sweep(sweep_id)
         summary = sweep["summary"]
@@ -155,7 +169,7 @@ def main() -> None:
         norm = pareto.normalise(np.array([[p["values"][o]["mean"] for o in OBJECTIVES] for p in adapters]), lo, hi)
         bnorm = pareto.normalise(base_vals, lo, hi)
         hv_rows.append({
-            "config": label(method, lam), "runs trained": len(runs),
+            "config": label(method, lam, noon), "runs trained": len(runs),
             "HV (ref 0)": summary["hypervolume_adapters"],
             "HV adapters+base (ref 0)": summary["hypervolume_adapters_and_base"],
             "HV above base": pareto.hypervolume(norm, bnorm),
@@ -169,7 +183,7 @@ def main() -> None:
                 p = adapters[0]
             else:
                 p = next(a for a in adapters if a["preference"] and np.allclose(a["preference"], pref, atol=1e-6))
-            row = {"config": label(method, lam), "preference": "(" + ", ".join(f"{x:.2f}" for x in pref) + ")"
+            row = {"config": label(method, lam, noon), "preference": "(" + ", ".join(f"{x:.2f}" for x in pref) + ")"
                    + (" *" if is_blind else "")}
             for o in OBJECTIVES:
                 v = p["values"][o]
@@ -177,7 +191,8 @@ def main() -> None:
                 row[f"{o} 95% CI"] = f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
             row.update({"KL": p["kl"], "length": p["mean_length"]})
             point_rows.append(row)
-        print(f"{label(method, lam)}: {len(runs)} run(s), {wall / 60:.1f} min, HV {summary['hypervolume_adapters']:.4f}",
+        print(f"{label(method, lam, noon)}: {len(runs)} run(s), {wall / 60:.1f} min, "
+              f"HV {summary['hypervolume_adapters']:.4f}",
               flush=True)
         report(final=False)
     report(final=True)
