@@ -486,6 +486,62 @@ def evaluate_mixture(store, host: ModelHost, a: Mapping, b: Mapping, t: float, *
                           extra_config=dict(source="app", quick=True))
 
 
+# ------------------------------------------------------------------------------------------------ blind votes
+
+VOTE_BUTTONS = (("a", "A is better", "A"), ("b", "B is better", "B"), ("tie", "Tie", "T"),
+                ("both_bad", "Both bad", "X"))     # (choice, button label, keyboard shortcut)
+
+
+def blind_scope(points: Sequence[Mapping], sweep_id: str | None, picked: Iterable[str] | None = None) -> list[dict]:
+    """The points a blind session draws from: the sweep's (or every point when ``sweep_id`` is None), kept to
+    ``picked`` when the person narrowed the set."""
+    pts = [dict(p) for p in points if sweep_id is None or p.get("sweep_id") == sweep_id]
+    if picked is not None:
+        keep = set(picked)
+        pts = [p for p in pts if p["id"] in keep]
+    return pts
+
+
+def fill_ballot(store, ballot: dict, by_id: Mapping[str, Mapping], *, app_model: str | None = None,
+                temperature: float = 0.7, max_new_tokens: int = 48, seed: int = 0) -> dict:
+    """Generate the responses a ballot lacks (no stored response for its prompt), each with its point's model,
+    the same seed for both; returns the ballot with ``text_a`` / ``text_b`` filled."""
+    out = dict(ballot)
+    for side in ("a", "b"):
+        if out.get(f"text_{side}") is None:
+            item = by_id[out[f"point_{side}"]]
+            host = model_host(model_for(item, app_model))
+            res = host.generate(store, item, out["prompt"], seed=seed, temperature=temperature,
+                                max_new_tokens=max_new_tokens)
+            out[f"text_{side}"] = res["text"]
+    return out
+
+
+def submit_vote(store, ballot: Mapping, choice: str, voter: str | None = None) -> dict:
+    """Store a ballot's vote ({id, duplicate}); ``store.VoteRefused`` when a point was deleted meanwhile."""
+    return store.add_vote(token=ballot["token"], point_a=ballot["point_a"], point_b=ballot["point_b"],
+                          prompt=ballot["prompt"], text_a=ballot["text_a"] or "", text_b=ballot["text_b"] or "",
+                          vote=choice, voter=voter, sweep_id=ballot.get("sweep_id"),
+                          prompt_index=ballot.get("prompt_index"), source=ballot.get("source"))
+
+
+def vote_table(points: Sequence[Mapping], score: Mapping[str, Mapping], *,
+               sweeps: Mapping[str, Mapping] | None = None) -> list[dict]:
+    """Rows for the scores table: best score first, points without votes last."""
+    rows = []
+    for p in points:
+        s = score.get(p["id"]) or {}
+        rows.append({
+            "point": point_label(p, sweeps=sweeps), "votes": s.get("votes", 0),
+            "W-L-T": f"{s.get('wins', 0)}-{s.get('losses', 0)}-{s.get('ties', 0)}", "both bad": s.get("both_bad", 0),
+            "win rate": None if s.get("win_rate") is None else round(s["win_rate"], 3),
+            "BT score": None if s.get("score") is None else round(s["score"], 3),
+            "95% interval": "" if s.get("low") is None else f"[{s['low']:+.2f}, {s['high']:+.2f}]",
+        })
+    rows.sort(key=lambda r: (r["BT score"] is None, -(r["BT score"] or 0)))
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------ Streamlit glue
 
 import streamlit as st  # noqa: E402  (the pure helpers above do not need it)
@@ -520,3 +576,11 @@ def _read(name: str, url: str, args: tuple, kwargs: tuple):
 def cached(name: str, *args, **kwargs):
     """A read of the current store through ``st.cache_data(ttl=READ_TTL_S)``: ``cached('points', sweep_id=...)``."""
     return _read(name, paths.default_db_url(), tuple(args), tuple(sorted(kwargs.items())))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def vote_scores(votes: list[dict]) -> dict[str, dict]:
+    """Bradley–Terry scores of a list of votes (``pama.votes.scores``), cached on the votes themselves."""
+    from . import votes as V
+
+    return V.scores(votes)

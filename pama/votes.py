@@ -22,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 CHOICES = ("a", "b", "tie", "both_bad")
+SCORE_NAME = "blind-vote score"   # the pseudo-objective under which the front page plots the score
 ALPHA = 0.1          # choix's LSR regularisation: 3 wins of one point over another → a gap of 1.8, not infinity
 N_BOOT = 200
 LEVEL = 0.95
@@ -265,6 +266,19 @@ def ballot(points: Sequence[Mapping], votes: Sequence[Mapping], generations: Map
         out.update(prompt=row_a["prompt"], text_a=row_a["text"], text_b=row_b["text"])
     else:
         out.update(prompt=heldout[idx], text_a=None, text_b=None)
+    return out
+
+
+def as_objective(points: Sequence[Mapping], score: Mapping[str, Mapping], name: str = SCORE_NAME) -> list[dict]:
+    """Copies of the points whose ``values`` also hold the score as an objective ({mean, ci_low, ci_high}), so that
+    any front figure can put it on an axis with its interval as the error bar. Unscored points get no such value."""
+    out = []
+    for p in points:
+        q = dict(p, values=dict(p.get("values") or {}))
+        s = score.get(p["id"]) or {}
+        if s.get("score") is not None:
+            q["values"][name] = dict(mean=s["score"], ci_low=s["low"], ci_high=s["high"])
+        out.append(q)
     return out
 
 

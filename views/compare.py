@@ -8,6 +8,109 @@ from pama.store import StoreError
 store = ui.st_store()
 st.title("Compare generations")
 
+mode = st.segmented_control("Mode", ["Side by side", "Blind vote"], default="Side by side", required=True,
+                            key="cmp_mode", help="Blind vote: two unnamed responses, you pick the better one, then "
+                                                 "see which points wrote them. Votes become scores on the front.")
+if mode == "Blind vote":
+    from pama import votes as V
+    from pama.prompts import load_prompts as _load_prompts
+    from pama.store import VoteRefused
+
+    all_points = ui.cached("points")
+    sweep_list = ui.cached("list_sweeps")
+    sweep_by = {s["id"]: s for s in sweep_list}
+    ANY = "(points of any sweep)"
+    b1, b2 = st.columns([2, 1])
+    scope = b1.selectbox("Sweep", [s["id"] for s in reversed(sweep_list)] + [ANY], key="blind_sweep",
+                         format_func=lambda i: i if i == ANY else f"{sweep_by[i]['name']} [{i}]")
+    pool = ui.blind_scope(all_points, None if scope == ANY else scope)
+    pool_by = {p["id"]: p for p in pool}
+    picked = b1.multiselect("Points in the draw (empty = all of them)", list(pool_by), key="blind_points",
+                            format_func=lambda i: ui.point_label(pool_by[i], sweeps=sweep_by))
+    voter = b2.text_input("Your name (optional)", key="blind_voter", max_chars=200)
+    seed = b2.number_input("Seed", 0, 2**31 - 1, 0, key="blind_seed",
+                           help="Pairs, prompts and the A/B order are drawn from this seed: the same seed and votes "
+                                "give the same sequence.")
+    scope_pts = ui.blind_scope(pool, None, picked or None)
+    by_id = {p["id"]: p for p in scope_pts}
+    if len(scope_pts) < 2:
+        st.info("Blind votes need at least two evaluated points: choose a sweep with a front (the demo front has "
+                "six), or train one on the **Train** page.")
+        st.stop()
+    votes = ui.cached("votes", point_ids=tuple(sorted(by_id)))
+    score = ui.vote_scores(votes)
+    draws = st.session_state.setdefault("blind_draws", 0)
+    ballot = st.session_state.get("blind_ballot")
+    if ballot is None or {ballot["point_a"], ballot["point_b"]} - set(by_id):
+        order = list(sweep_by[scope]["objectives"]) if scope in sweep_by else []
+        first = (ui.objectives_of(scope_pts, order) or [None])[0]
+        gens = {pid: ui.cached("generations", pid) for pid in by_id}
+        try:
+            heldout = _load_prompts("builtin:heldout")
+        except PromptError:
+            heldout = []
+        ballot = V.ballot(scope_pts, votes, gens, heldout=heldout, objective=first, score=score, seed=int(seed),
+                          draw=draws)
+        st.session_state["blind_ballot"] = ballot
+
+    def next_pair():
+        st.session_state["blind_draws"] = st.session_state.get("blind_draws", 0) + 1
+        st.session_state.pop("blind_ballot", None)
+
+    if ballot["text_a"] is None or ballot["text_b"] is None:
+        try:
+            with st.spinner("No stored responses to this prompt: generating both…"):
+                ballot = ui.fill_ballot(store, ballot, by_id, app_model=st.session_state.get("app_model"),
+                                        seed=int(seed) + draws)
+            st.session_state["blind_ballot"] = ballot
+        except (ui.UIError, ValueError, StoreError, ImportError, OSError) as err:
+            st.error(f"One of the two points cannot generate: {err}")
+            st.button("Draw another pair", key="blind_skip_err", on_click=next_pair)
+            st.stop()
+
+    done = st.session_state.get("blind_done")
+    done = done if done and done.get("token") == ballot["token"] else None
+    st.caption(f"Prompt (held-out #{ballot['prompt_index']}, "
+               f"{'stored responses' if ballot['source'] == 'stored' else 'generated now'}):")
+    st.text(ballot["prompt"])
+    cols = st.columns(2, border=True)
+    for col, side in zip(cols, ("a", "b")):
+        with col:
+            st.subheader(side.upper(), anchor=False)
+            st.code(ballot[f"text_{side}"] or "(empty response)", language=None, wrap_lines=True)
+            if done and "error" not in done:
+                who = ui.point_label(by_id[ballot[f"point_{side}"]], sweeps=sweep_by)
+                st.markdown(f"**{side.upper()} was** `{who}`")
+    vcols = st.columns(len(ui.VOTE_BUTTONS) + 1)
+    for col, (choice, text, key) in zip(vcols, ui.VOTE_BUTTONS):
+        if col.button(text, key=f"blind_vote_{choice}", shortcut=key, disabled=done is not None,
+                      use_container_width=True):
+            try:
+                res = ui.submit_vote(store, ballot, choice, voter)
+                st.session_state["blind_done"] = dict(token=ballot["token"], choice=choice, **res)
+            except VoteRefused as err:
+                st.session_state["blind_done"] = dict(token=ballot["token"], error=str(err))
+            ui.clear_reads()
+            st.rerun()
+    vcols[-1].button("Next pair" if done else "Skip", key="blind_next", shortcut="N", on_click=next_pair,
+                     type="primary" if done else "secondary", use_container_width=True)
+    if done and "error" in done:
+        st.error(done["error"])
+    elif done:
+        said = dict((c, t) for c, t, _ in ui.VOTE_BUTTONS)[done["choice"]]
+        st.success(f"Vote recorded: {said}." + (" (This ballot had already been counted; it counts once.)"
+                                                if done.get("duplicate") else ""))
+    else:
+        st.caption("Which response is better? Keys: A, B, T (tie), X (both bad), N (skip / next). The points are "
+                   "revealed after your vote.")
+    with st.expander(f"Scores so far ({len(votes)} votes on these points)", expanded=done is not None):
+        st.dataframe(ui.vote_table(scope_pts, score, sweeps=sweep_by), hide_index=True)
+        st.caption("Bradley–Terry log-strength (mean 0) with a 95% bootstrap interval; a tie is half a win each, "
+                   "*both bad* is counted but not fitted. The Pareto front page can colour the points by it or plot "
+                   "it as an axis. Pairs are drawn where they say most: neighbours on the front first, then pairs "
+                   "with overlapping intervals and few votes (docs/votes.md).")
+    st.stop()
+
 points = ui.cached("points")
 sweeps = {s["id"]: s for s in ui.cached("list_sweeps")}
 by_id = {p["id"]: p for p in points}
