@@ -160,8 +160,9 @@ def empty_figure(message: str) -> go.Figure:
 
 def _add_2d(fig: go.Figure, data: dict[str, dict], ix: int, iy: int, objectives: Sequence[str], *,
             selected: set[str], row: int | None = None, col: int | None = None, showlegend: bool = True,
-            error_bars: bool = True) -> None:
+            error_bars: bool = True, colour_by: Mapping[str, float] | None = None) -> None:
     colours = _colours(data)
+    span = _span(colour_by)
     where = dict(row=row, col=col) if row is not None else {}
     for name in _series_order(data):
         d = data[name]
@@ -197,7 +198,9 @@ def _add_2d(fig: go.Figure, data: dict[str, dict], ix: int, iy: int, objectives:
                 x=mean[idx, ix].tolist(), y=mean[idx, iy].tolist(), mode="markers",
                 name=_legend_name(name, d) if not dominated else f"{name} (dominated)",
                 legendgroup=name, showlegend=showlegend and not dominated,
-                marker=dict(color=colour, symbol=sym, size=16 if name == "base model" else 11, opacity=alpha,
+                marker=dict(color=colour if colour_by is None else [_scale_colour(colour_by.get(ids[i]), span)
+                                                                    for i in idx],
+                            symbol=sym, size=16 if name == "base model" else 11, opacity=alpha,
                             line=dict(color=["#000000" if ids[i] in selected else "#ffffff" for i in idx],
                                       width=line_w)),
                 selected=dict(marker=dict(opacity=1.0)),
@@ -206,11 +209,45 @@ def _add_2d(fig: go.Figure, data: dict[str, dict], ix: int, iy: int, objectives:
                 hovertemplate="%{hovertext}<extra></extra>", **err), **where)
 
 
+SCORE_SCALE = "Viridis"
+UNSCORED = "#ced4da"
+
+
+def _span(values: Mapping[str, float] | None) -> tuple[float, float]:
+    vals = [v for v in (values or {}).values() if v is not None and finite(v)]
+    if not vals:
+        return 0.0, 1.0
+    lo, hi = min(vals), max(vals)
+    return (lo - 0.5, hi + 0.5) if hi - lo < 1e-9 else (lo, hi)
+
+
+def _scale_colour(value: float | None, span: tuple[float, float]) -> str:
+    """A score's colour on SCORE_SCALE over ``span``; grey for a point nobody voted on."""
+    from plotly.colors import sample_colorscale
+
+    if value is None or not finite(value):
+        return UNSCORED
+    return sample_colorscale(SCORE_SCALE, [(value - span[0]) / (span[1] - span[0])])[0]
+
+
+def _colour_bar(fig: go.Figure, values: Mapping[str, float], title: str) -> None:
+    """An invisible trace that carries the colour bar of ``colour_by`` (the markers hold sampled colours, so that
+    each series keeps its symbol, error bars and front line)."""
+    lo, hi = _span(values)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                             marker=dict(colorscale=SCORE_SCALE, cmin=lo, cmax=hi, color=[lo], showscale=True,
+                                         colorbar=dict(title=dict(text=html.escape(title)), thickness=14, x=1.02))))
+
+
 def front_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: Mapping | None = None,
                  selected: Iterable[str] = (), title: str | None = None,
-                 group: Callable[[Mapping], str] = group_of, error_bars: bool = True) -> go.Figure:
+                 group: Callable[[Mapping], str] = group_of, error_bars: bool = True,
+                 colour_by: Mapping[str, float] | None = None, colour_title: str = "score") -> go.Figure:
     """Two objectives: one scatter per series, dominated points faded, the front joined, CI error bars,
-    hypervolume in the legend, the base model as a star. Three or more objectives: pairwise panels."""
+    hypervolume in the legend, the base model as a star. Three or more objectives: pairwise panels.
+
+    ``colour_by`` = {point id: value} (e.g. the blind-vote score) colours the markers on a scale with a colour bar
+    (grey: no value); the series keep their symbols and lines (two objectives only)."""
     objectives = list(objectives)
     if len(objectives) < 2:
         return empty_figure("Choose at least two objectives.")
@@ -221,7 +258,9 @@ def front_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bounds
     if not data:
         return empty_figure(f"No points have both {objectives[0]} and {objectives[1]}.")
     fig = go.Figure()
-    _add_2d(fig, data, 0, 1, objectives, selected=set(selected), error_bars=error_bars)
+    _add_2d(fig, data, 0, 1, objectives, selected=set(selected), error_bars=error_bars, colour_by=colour_by)
+    if colour_by is not None:
+        _colour_bar(fig, colour_by, colour_title)
     fig.update_layout(
         title=title or _title(data, objectives, bounds), xaxis_title=objectives[0], yaxis_title=objectives[1],
         legend=dict(title="series (hypervolume)", orientation="v"),

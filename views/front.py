@@ -2,6 +2,7 @@
 import streamlit as st
 
 from pama import plots, ui
+from pama import votes as V
 from pama.store import StoreError
 
 store = ui.st_store()
@@ -32,17 +33,26 @@ methods = ui.methods_of(in_sweeps)
 chosen_methods = c2.multiselect("Methods", methods, default=methods, key="front_methods")
 objectives = ui.objectives_of(in_sweeps, [o for s in chosen_sweeps if s in sweep_by_id
                                            for o in sweep_by_id[s]["objectives"]])
+# blind votes between these points (Compare page, blind mode): a Bradley–Terry score per point, usable as an axis
+votes = ui.cached("votes", point_ids=tuple(sorted(p["id"] for p in in_sweeps)))
+score = ui.vote_scores(votes)
+if any(s.get("score") is not None for s in score.values()):
+    objectives = objectives + [V.SCORE_NAME]
 chosen_objs = c3.multiselect("Objectives (2 or 3)", objectives, default=objectives[:2], max_selections=3,
                              key="front_objectives")
-o1, o2, o3, o4 = st.columns(4)
+o1, o2, o3, o4, o5 = st.columns(5)
 show_base = o1.checkbox("Base model", value=True, key="front_base")
 show_mix = o2.checkbox("Mixtures", value=True, key="front_mix")
 error_bars = o3.checkbox("95% CI error bars", value=True, key="front_ci")
 view3d = "pairwise panels"
 if len(chosen_objs) == 3:
     view3d = o4.radio("3 objectives as", ["pairwise panels", "3-D"], horizontal=True, key="front_view")
+colour_votes = o5.checkbox("Colour by blind-vote score", key="front_colour_votes", disabled=not votes,
+                           help="Bradley–Terry score of the blind votes cast on the Compare page (grey: no votes "
+                                "yet). The score can also be chosen as an objective (axis) above.")
 
 shown = ui.filter_points(in_sweeps, methods=chosen_methods, include_base=show_base, include_mixtures=show_mix)
+shown = V.as_objective(shown, score)
 by_id = {p["id"]: p for p in shown}
 if len(chosen_sweeps) > 1:
     def group(p):
@@ -62,7 +72,8 @@ elif len(chosen_objs) == 3 and view3d == "3-D":
     fig = plots.front_figure_3d(shown, chosen_objs, bounds=bounds, selected=selected_now, group=group)
 else:
     fig = plots.front_figure(shown, chosen_objs, bounds=bounds, selected=selected_now, group=group,
-                             error_bars=error_bars)
+                             error_bars=error_bars, colour_title=V.SCORE_NAME,
+                             colour_by={i: s["score"] for i, s in score.items()} if colour_votes else None)
 
 clicked: list[str] = []
 if fig is not None:
@@ -135,5 +146,28 @@ with st.expander(f"Points ({len(shown)})"):
             v = (p.get("values") or {}).get(o)
             row[o] = round(v["mean"], 4) if v else None
         row["KL"] = p.get("kl")
+        s = score.get(p["id"]) or {}
+        row["votes"] = s.get("votes", 0)
+        row["win rate"] = None if s.get("win_rate") is None else round(s["win_rate"], 3)
+        row["BT score [95%]"] = ("" if s.get("score") is None
+                                 else f"{s['score']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}]")
         rows.append(row)
     st.dataframe(rows, hide_index=True)
+    real_sweeps = [s for s in chosen_sweeps if s in sweep_by_id]
+    if len(real_sweeps) == 1:
+        from pama import report
+        from pama.sweep import front_table
+
+        sid = real_sweeps[0]
+        d1, d2, d3 = st.columns(3)
+        try:
+            f_rows, f_summary = front_table(store, sid)
+            f_rows = report.add_vote_columns(f_rows, ui.vote_scores(report.votes_rows(store, sid)))
+            d1.download_button("Front with vote scores (CSV)", report.to_csv(f_rows, f_summary),
+                               file_name=f"front-{sid}.csv", mime="text/csv", key="front_dl_csv")
+        except (StoreError, ValueError) as err:
+            d1.caption(f"Front export unavailable: {err}")
+        d2.download_button("Votes (CSV)", report.votes_csv(report.votes_rows(store, sid)),
+                           file_name=f"votes-{sid}.csv", mime="text/csv", key="front_dl_votes_csv")
+        d3.download_button("Votes and scores (JSON)", report.votes_json(store, sid), file_name=f"votes-{sid}.json",
+                           mime="application/json", key="front_dl_votes_json")
