@@ -9,7 +9,10 @@ from __future__ import annotations
 import moocore
 import numpy as np
 
-__all__ = ["normalise", "non_dominated", "hypervolume", "front_order", "pareto_front"]
+__all__ = ["normalise", "non_dominated", "hypervolume", "front_order", "pareto_front", "eval_key", "comparable"]
+
+# what must match for two points' evaluations to be comparable (batch size and timing do not change the statistics)
+EVAL_KEY_FIELDS = ("n_prompts", "seed", "max_new_tokens", "temperature")
 
 
 def _points(points, name: str = "points") -> np.ndarray:
@@ -101,3 +104,26 @@ def front_order(points) -> np.ndarray:
     # lexsort sorts by the last key first: primary = objective 0 ascending, then objective 1 descending
     keys = [idx] + ([-sub[:, 1]] if sub.shape[1] > 1 else []) + [sub[:, 0]]
     return idx[np.lexsort(keys)].astype(np.int64)
+
+
+def eval_key(point) -> tuple:
+    """A point's evaluation setting (from its ``eval_config``): the first n held-out prompts, the sampling seed,
+    the response length and the temperature."""
+    cfg = point.get("eval_config") or {}
+    return tuple(cfg.get(k) for k in EVAL_KEY_FIELDS)
+
+
+def comparable(points) -> list[bool]:
+    """Per point (store dicts): whether it was evaluated like the rest of its sweep, and so may enter that sweep's
+    front and hypervolume. A sweep's setting is its base-model point's, or without one the most common among its
+    adapters. The app's quick mixtures (8 prompts × 32 tokens) in a sweep evaluated on 64 × 48 are not."""
+    points = list(points)
+    by_sweep: dict = {}
+    for p in points:
+        by_sweep.setdefault(p.get("sweep_id"), []).append(p)
+    reference = {}
+    for sweep, pts in by_sweep.items():
+        base = [eval_key(p) for p in pts if p.get("kind") == "base"]
+        keys = base or [eval_key(p) for p in pts if p.get("kind") == "adapter"] or [eval_key(p) for p in pts]
+        reference[sweep] = max(keys, key=keys.count)  # the first of the most common
+    return [eval_key(p) == reference[p.get("sweep_id")] for p in points]

@@ -234,12 +234,17 @@ def _matrix(points: list[dict], objectives: list[str]) -> np.ndarray:
 
 
 def summarise(store: Store, sweep_id: str) -> dict:
-    """Front ids, hypervolumes (all points / trained adapters / base alone) on bounds-normalised objectives."""
+    """Front ids, hypervolumes (all points / trained adapters / base alone) on bounds-normalised objectives.
+
+    Only points evaluated with the sweep's own setting count (``pareto.comparable``): a quick mixture evaluated on
+    fewer prompts or shorter responses is listed in ``other_eval_point_ids`` and kept out of front and hypervolume."""
     from . import pareto
 
     sweep = store.get_sweep(sweep_id)
     objectives = list(sweep["objectives"])
-    points = [p for p in store.points(sweep_id=sweep_id) if all(o in p["values"] for o in objectives)]
+    evaluated = [p for p in store.points(sweep_id=sweep_id) if all(o in p["values"] for o in objectives)]
+    keep = pareto.comparable(evaluated)
+    points = [p for p, k in zip(evaluated, keep) if k]
     lo, hi = _bounds(objectives)
     ref = np.zeros(len(objectives))
     norm = pareto.normalise(_matrix(points, objectives), lo, hi) if points else np.zeros((0, len(objectives)))
@@ -259,6 +264,7 @@ def summarise(store: Store, sweep_id: str) -> dict:
         hypervolume_base=hv(("base",)),
         front_point_ids=[points[i]["id"] for i in order],
         n_points={k: sum(p["kind"] == k for p in points) for k in ("base", "adapter", "mixture")},
+        other_eval_point_ids=[p["id"] for p, k in zip(evaluated, keep) if not k],
         updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     summary["hypervolume_gain_over_base"] = summary["hypervolume"] - summary["hypervolume_base"]
@@ -278,7 +284,10 @@ def front_table(store: Store, sweep_id: str) -> tuple[list[dict], dict]:
     lo, hi = np.array(summary["lower"]), np.array(summary["upper"])
     mat = _matrix(points, objectives)
     norm = pareto.normalise(mat, lo, hi) if points else mat
-    on_front = pareto.non_dominated(norm) if points else np.zeros(0, bool)
+    comparable = np.array(pareto.comparable(points), bool)
+    on_front = np.zeros(len(points), bool)
+    if comparable.any():  # a point evaluated otherwise is never on the sweep's front (nor dominates anything)
+        on_front[comparable] = pareto.non_dominated(norm[comparable])
     runs = {r["id"]: r for r in store.list_runs(sweep_id=sweep_id)}
     rows = []
     for i, p in enumerate(points):
@@ -286,6 +295,7 @@ def front_table(store: Store, sweep_id: str) -> tuple[list[dict], dict]:
         rc = run["config"] if run else {}
         row = dict(point_id=p["id"], kind=p["kind"], label=p["label"], run_id=p["run_id"],
                    preference=p["preference"], mixture=p["mixture"], on_front=bool(on_front[i]),
+                   comparable=bool(comparable[i]),
                    kl=p["kl"], mean_length=p["mean_length"], distinct_1=p["distinct_1"], distinct_2=p["distinct_2"],
                    config={k: rc[k] for k in ("method", "anchor", "learning_rate", "steps", "batch_size",
                                               "max_new_tokens", "seed") if k in rc})
@@ -316,9 +326,10 @@ def front(store: Store, sweep_id: str, *, mixtures: int = 0, progress: bool = Tr
     evaluate_sweep(store, sweep_id, progress=progress)
     if mixtures:
         objectives = list(sweep["objectives"])
-        pts = [p for p in store.points(sweep_id=sweep_id, kind="adapter") if all(o in p["values"] for o in objectives)]
+        every = [p for p in store.points(sweep_id=sweep_id) if all(o in p["values"] for o in objectives)]
         runs = {r["id"]: r for r in store.list_runs(sweep_id=sweep_id)}
-        pts = [p for p in pts if p["run_id"] in runs]
+        pts = [p for p, ok in zip(every, pareto.comparable(every))
+               if ok and p["kind"] == "adapter" and p["run_id"] in runs]
         if len(pts) >= 2:
             lo, hi = _bounds(objectives)
             norm = pareto.normalise(_matrix(pts, objectives), lo, hi)

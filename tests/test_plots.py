@@ -189,3 +189,22 @@ def test_objectives_follow_the_sweeps_order_then_first_seen():
     pts = [{"values": {"readability": {}, "relevance": {}}}, {"values": {"safety": {}}}]
     assert objectives_of(pts) == ["readability", "relevance", "safety"]
     assert objectives_of(pts, ["relevance", "readability", "missing"]) == ["relevance", "readability", "safety"]
+
+
+def test_points_evaluated_otherwise_are_drawn_apart_outside_every_front():
+    full = dict(n_prompts=64, seed=1234, max_new_tokens=48, temperature=0.7)
+    quick = dict(full, n_prompts=8, max_new_tokens=32, quick=True)
+    points = [dict(p, sweep_id="s", eval_config=full) for p in POINTS]
+    points.append(pt("q1", 0.95, 0.95, kind="mixture", mixture={"r1": 0.5, "r2": 0.5}, sweep_id="s",
+                     eval_config=quick))  # would dominate everything
+    data = plots.front_data(points, ["a", "b"], bounds=BOUNDS)
+    assert [p["id"] for p in data[plots.OTHER_EVAL]["points"]] == ["q1"]
+    assert data[plots.OTHER_EVAL]["hv"] is None and "q1" not in [p["id"] for p in data["pama mixtures"]["points"]]
+    assert data["pama"]["hv"] == pytest.approx(plots.front_data(POINTS, ["a", "b"], bounds=BOUNDS)["pama"]["hv"])
+    fig = plots.front_figure(points, ["a", "b"], bounds=BOUNDS)
+    quick_traces = [t for t in marker_traces(fig) if ["q1"] in [list(c) for c in t.customdata or []]]
+    assert len(quick_traces) == 1 and quick_traces[0].marker.symbol == "x"
+    assert quick_traces[0].name == plots.OTHER_EVAL and quick_traces[0].showlegend
+    assert not [t for t in fig.data if t.mode == "lines" and t.legendgroup == plots.OTHER_EVAL]
+    others = {t.marker.symbol for t in marker_traces(fig) if t not in quick_traces}
+    assert "x" not in others

@@ -135,3 +135,28 @@ def test_demo_import_is_idempotent(store):
         adp.check_adapter_path(r["adapter_path"])         # inside the demo folder, complete, readable
         assert store.metrics(r["id"])
     assert all(store.generations(p["id"]) for p in pts)
+
+
+def test_points_evaluated_otherwise_stay_out_of_the_sweeps_front_and_hypervolume(store):
+    """The app's quick mixtures (8 prompts × 32 tokens) in a sweep evaluated on 64 × 48: never in its HV or front."""
+    full = dict(n_prompts=64, seed=1234, max_new_tokens=48, temperature=0.7, batch_size=16)
+    quick = dict(full, n_prompts=8, max_new_tokens=32, batch_size=8, quick=True)
+    sid = store.create_sweep(name="s", method="pama", model="tiny-random", objectives=["sentiment", "conciseness"],
+                             config={})
+
+    def add(kind, s, c, cfg, **kw):
+        return store.add_point(kind=kind, label=kind, model="tiny-random", sweep_id=sid, eval_config=cfg,
+                               values={"sentiment": (s, s, s), "conciseness": (c, c, c)}, **kw)
+
+    add("base", 0.0, 0.4, full)
+    a = add("adapter", 0.2, 0.6, full, method="pama")
+    b = add("adapter", 0.6, 0.3, dict(full, batch_size=32), method="pama")  # the batch size does not matter
+    before = sw.summarise(store, sid)
+    q = add("mixture", 0.9, 0.9, quick, method="pama", mixture={"r1": 0.5, "r2": 0.5})  # would dominate both
+    after = sw.summarise(store, sid)
+    assert after["hypervolume"] == pytest.approx(before["hypervolume"])
+    assert set(after["front_point_ids"]) == {a, b} and after["other_eval_point_ids"] == [q]
+    rows, _ = sw.front_table(store, sid)
+    by_id = {r["point_id"]: r for r in rows}
+    assert not by_id[q]["on_front"] and not by_id[q]["comparable"]
+    assert by_id[a]["on_front"] and by_id[b]["on_front"] and by_id[a]["comparable"]
