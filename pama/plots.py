@@ -18,6 +18,8 @@ from . import pareto
 
 PALETTE = ("#4C6EF5", "#E8590C", "#2B8A3E", "#AE3EC9", "#F59F00", "#0CA678", "#D6336C", "#495057")
 BASE_COLOUR = "#212529"
+OTHER_EVAL = "quick mixture (other eval config)"  # evaluated unlike its sweep: drawn apart, never in a front or HV
+OTHER_EVAL_COLOUR = "#868E96"
 FADED = 0.28
 
 __all__ = [
@@ -96,10 +98,9 @@ def front_data(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: 
     """
     objectives = list(objectives)
     groups: dict[str, list[Mapping]] = {}
-    for p in points:
-        vals = p.get("values") or {}
-        if all(o in vals for o in objectives):
-            groups.setdefault(group(p), []).append(p)
+    evaluated = [p for p in points if all(o in (p.get("values") or {}) for o in objectives)]
+    for p, ok in zip(evaluated, pareto.comparable(evaluated)):
+        groups.setdefault(group(p) if ok else OTHER_EVAL, []).append(p)
     signs = _signs(objectives, bounds)
     out = {}
     for name, pts in groups.items():
@@ -111,7 +112,10 @@ def front_data(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: 
         order = pareto.front_order(signed) if len(objectives) >= 2 else np.flatnonzero(mask)
         norm = _normalised(mean, objectives, bounds)
         hv = None
-        if norm is not None and pts[0].get("kind") != "base":
+        if name == OTHER_EVAL:  # drawn apart (own symbol and colour, in the legend), never joined, no HV
+            mask = np.ones(len(pts), bool)
+            order = np.zeros(0, int)
+        elif norm is not None and pts[0].get("kind") != "base":
             hv = pareto.hypervolume(norm[mask], np.zeros(len(objectives)))
         out[name] = dict(points=list(pts), mean=mean, low=lo, high=hi, mask=mask, order=order, hv=hv)
     return out
@@ -122,6 +126,9 @@ def _colours(names: Iterable[str]) -> dict[str, str]:
     for n in names:
         if n == "base model":
             out[n] = BASE_COLOUR
+            continue
+        if n == OTHER_EVAL:
+            out[n] = OTHER_EVAL_COLOUR
             continue
         root = n.removesuffix(" mixtures")
         if root in out:
@@ -135,7 +142,7 @@ def _colours(names: Iterable[str]) -> dict[str, str]:
 
 def _series_order(names: Iterable[str]) -> list[str]:
     names = list(names)
-    return sorted(names, key=lambda n: (n == "base model", n.endswith(" mixtures"), n))
+    return sorted(names, key=lambda n: (n == OTHER_EVAL, n == "base model", n.endswith(" mixtures"), n))
 
 
 def _legend_name(name: str, d: dict) -> str:
@@ -145,6 +152,8 @@ def _legend_name(name: str, d: dict) -> str:
 def _symbol(name: str) -> str:
     if name == "base model":
         return "star"
+    if name == OTHER_EVAL:
+        return "x"
     return "diamond" if name.endswith(" mixtures") else "circle"
 
 
@@ -171,7 +180,7 @@ def _add_2d(fig: go.Figure, data: dict[str, dict], ix: int, iy: int, objectives:
         ids = [p["id"] for p in d["points"]]
         hover = [hover_text(p, objectives) for p in d["points"]]
         order = list(d["order"])
-        if len(order) >= 2 and name != "base model":
+        if len(order) >= 2 and name not in ("base model", OTHER_EVAL):
             fig.add_trace(go.Scatter(
                 x=mean[order, ix], y=mean[order, iy], mode="lines", line=dict(color=colour, width=2,
                 dash="dot" if name.endswith(" mixtures") else "solid"),
@@ -327,7 +336,8 @@ def front_figure_3d(points: Sequence[Mapping], objectives: Sequence[str], *, bou
                 name=_legend_name(name, d) if not dominated else f"{name} (dominated)", legendgroup=name,
                 opacity=FADED if dominated else 1.0,
                 marker=dict(color=colours[name], size=[9 if d["points"][i]["id"] in sel else 6 for i in idx],
-                            symbol="diamond" if name in ("base model",) or name.endswith("mixtures") else "circle"),
+                            symbol="x" if name == OTHER_EVAL else "diamond" if name in ("base model",)
+                            or name.endswith("mixtures") else "circle"),
                 customdata=[[d["points"][i]["id"]] for i in idx],
                 hovertext=[hover_text(d["points"][i], objectives) for i in idx],
                 hovertemplate="%{hovertext}<extra></extra>"))
