@@ -320,3 +320,129 @@ def test_exports_and_cli_carry_votes_and_scores(store, tmp_path):
                           str(tmp_path / "v.csv")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert len((tmp_path / "v.csv").read_text().splitlines()) == 6
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+def test_front_figure_colours_points_by_score_and_plots_it_as_an_axis():
+    from pama import plots
+
+    pts = [dict(id=f"q{i}", kind="adapter", method="pama", label=f"q{i}",
+                values={"rel": dict(mean=i, ci_low=i - 0.1, ci_high=i + 0.1),
+                        "read": dict(mean=-i, ci_low=-i - 0.1, ci_high=-i + 0.1)}) for i in range(3)]
+    score = {"q0": dict(score=-1.0, low=-2.0, high=0.0), "q2": dict(score=1.0, low=0.2, high=1.8)}
+    fig = plots.front_figure(pts, ["rel", "read"], colour_by={k: v["score"] for k, v in score.items()})
+    markers = [t for t in fig.data if t.mode == "markers" and t.customdata is not None]
+    colours = {cd[0]: c for t in markers for cd, c in zip(t.customdata, t.marker.color)}
+    assert colours["q1"] == plots.UNSCORED and colours["q0"] != colours["q2"] != plots.UNSCORED
+    assert any(t.marker.showscale for t in fig.data)                     # the colour bar
+    axis = plots.front_figure(V.as_objective(pts, score), ["rel", V.SCORE_NAME])
+    shown = [cd[0] for t in axis.data if t.mode == "markers" and t.customdata is not None for cd in t.customdata]
+    assert sorted(shown) == ["q0", "q2"]                                 # unscored points have no such value
+    bars = [t for t in axis.data if t.mode == "markers" and t.error_y is not None and t.error_y.array is not None]
+    assert bars and axis.layout.yaxis.title.text == V.SCORE_NAME
+
+
+# ------------------------------------------------------------------------------------------------ the app (AppTest)
+
+def _blind(at):
+    at.segmented_control(key="cmp_mode").set_value("Blind vote").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _shown_text(at) -> str:
+    """Everything a person reads on the page apart from pickers (which list every point by design)."""
+    parts = [e.value for kind in ("markdown", "caption", "text", "success", "error", "subheader", "info")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_blind_flow_hides_labels_until_the_vote_stores_it_and_shows_scores(monkeypatch, pama_home):
+    from streamlit.testing.v1 import AppTest
+
+    from test_app import APP, TIMEOUT, make_front
+
+    monkeypatch.setenv("PAMA_NO_DEMO", "1")
+    monkeypatch.setenv("PAMA_APP_MODEL", "tiny-random")
+    store = Store()
+    ids = make_front(store)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("views/compare.py").run()
+    _blind(at)
+    ballot = at.session_state["blind_ballot"]
+    assert ballot["source"] == "stored" and ballot["sweep_id"] == ids["sweep"]
+    labels = {p["id"]: p["label"] for p in store.points()}
+    assert [c.value for c in at.code] == [ballot["text_a"], ballot["text_b"]]     # shown as text, <script> included
+    page = _shown_text(at)
+    for pid in (ballot["point_a"], ballot["point_b"]):
+        assert pid not in page and f"`{labels[pid]}" not in page and "was" not in page
+    at.text_input(key="blind_voter").set_value("tester").run()
+    at.button(key="blind_vote_a").click().run()
+    assert not at.exception
+    rows = store.votes()
+    assert len(rows) == 1 and rows[0]["vote"] == "a" and rows[0]["voter"] == "tester"
+    assert (rows[0]["point_a"], rows[0]["point_b"], rows[0]["text_a"]) == (ballot["point_a"], ballot["point_b"],
+                                                                           ballot["text_a"])
+    page = _shown_text(at)
+    assert "Vote recorded: A is better." in page
+    assert f"A was** `{labels[ballot['point_a']]}" in page and f"B was** `{labels[ballot['point_b']]}" in page
+    assert at.button(key="blind_vote_b").disabled                                   # one vote per ballot
+    table = at.dataframe[0].value
+    scored = table[table["votes"] == 1]
+    assert len(scored) == 2 and scored["BT score"].notna().all() and scored["BT score"].iloc[0] > 0
+    # next pair: a new ballot, its points hidden again
+    at.button(key="blind_next").click().run()
+    nxt = at.session_state["blind_ballot"]
+    assert nxt["token"] != ballot["token"] and "was**" not in _shown_text(at)
+    assert frozenset((nxt["point_a"], nxt["point_b"])) != frozenset((ballot["point_a"], ballot["point_b"]))
+
+
+def test_blind_vote_on_a_deleted_point_is_refused_and_a_new_pair_drawn(monkeypatch, pama_home):
+    from streamlit.testing.v1 import AppTest
+
+    from test_app import APP, TIMEOUT, make_front
+
+    monkeypatch.setenv("PAMA_NO_DEMO", "1")
+    monkeypatch.setenv("PAMA_APP_MODEL", "tiny-random")
+    store = Store()
+    make_front(store)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("views/compare.py").run()
+    _blind(at)
+    ballot = at.session_state["blind_ballot"]
+    store.delete_point(ballot["point_b"])                # deleted by someone else while this ballot is on screen
+    at.button(key="blind_vote_tie").click().run()
+    assert not at.exception
+    assert store.votes() == []
+    assert any("was deleted after this pair was drawn" in e.value for e in at.error)
+    assert at.session_state["blind_ballot"]["token"] != ballot["token"]
+    assert ballot["point_b"] not in (at.session_state["blind_ballot"]["point_a"],
+                                     at.session_state["blind_ballot"]["point_b"])
+
+
+def test_blind_mode_generates_when_no_response_is_stored(monkeypatch, pama_home):
+    """Points without stored generations: the tiny model writes both responses."""
+    from streamlit.testing.v1 import AppTest
+
+    from test_app import APP, TIMEOUT
+
+    monkeypatch.setenv("PAMA_NO_DEMO", "1")
+    monkeypatch.setenv("PAMA_APP_MODEL", "tiny-random")
+    store = Store()
+    sid = store.create_sweep(name="gen", method="pama", model="tiny-random", objectives=["sentiment"], config={})
+    for k in range(2):   # two evaluations of the base model, none with stored responses
+        store.add_point(kind="base", label=f"tiny base {k}", model="tiny-random", sweep_id=sid,
+                        values={"sentiment": (0.1 * k, 0.0, 0.2)})
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("views/compare.py").run()
+    _blind(at)
+    ballot = at.session_state["blind_ballot"]
+    assert ballot["source"] == "generated" and ballot["text_a"] is not None and ballot["text_b"] is not None
+    assert len(at.code) == 2 and not at.error
+    at.button(key="blind_vote_both_bad").click().run()
+    rows = store.votes(sweep_id=sid)
+    assert [r["vote"] for r in rows] == ["both_bad"] and rows[0]["source"] == "generated"

@@ -27,7 +27,7 @@ if mode == "Blind vote":
     pool_by = {p["id"]: p for p in pool}
     picked = b1.multiselect("Points in the draw (empty = all of them)", list(pool_by), key="blind_points",
                             format_func=lambda i: ui.point_label(pool_by[i], sweeps=sweep_by))
-    voter = b2.text_input("Your name (optional)", key="blind_voter", max_chars=200)
+    b2.text_input("Your name (optional)", key="blind_voter", max_chars=200)
     seed = b2.number_input("Seed", 0, 2**31 - 1, 0, key="blind_seed",
                            help="Pairs, prompts and the A/B order are drawn from this seed: the same seed and votes "
                                 "give the same sequence.")
@@ -70,6 +70,8 @@ if mode == "Blind vote":
 
     done = st.session_state.get("blind_done")
     done = done if done and done.get("token") == ballot["token"] else None
+    if st.session_state.get("blind_notice"):
+        st.error(st.session_state.pop("blind_notice"))
     st.caption(f"Prompt (held-out #{ballot['prompt_index']}, "
                f"{'stored responses' if ballot['source'] == 'stored' else 'generated now'}):")
     st.text(ballot["prompt"])
@@ -78,25 +80,26 @@ if mode == "Blind vote":
         with col:
             st.subheader(side.upper(), anchor=False)
             st.code(ballot[f"text_{side}"] or "(empty response)", language=None, wrap_lines=True)
-            if done and "error" not in done:
+            if done:
                 who = ui.point_label(by_id[ballot[f"point_{side}"]], sweeps=sweep_by)
                 st.markdown(f"**{side.upper()} was** `{who}`")
+    def cast(choice: str, shown: dict) -> None:
+        """Runs before the rerun, with the ballot that was on screen when the button was pressed."""
+        try:
+            res = ui.submit_vote(store, shown, choice, st.session_state.get("blind_voter"))
+            st.session_state["blind_done"] = dict(token=shown["token"], choice=choice, **res)
+        except VoteRefused as err:
+            st.session_state["blind_notice"] = str(err)
+            next_pair()
+        ui.clear_reads()
+
     vcols = st.columns(len(ui.VOTE_BUTTONS) + 1)
     for col, (choice, text, key) in zip(vcols, ui.VOTE_BUTTONS):
-        if col.button(text, key=f"blind_vote_{choice}", shortcut=key, disabled=done is not None,
-                      use_container_width=True):
-            try:
-                res = ui.submit_vote(store, ballot, choice, voter)
-                st.session_state["blind_done"] = dict(token=ballot["token"], choice=choice, **res)
-            except VoteRefused as err:
-                st.session_state["blind_done"] = dict(token=ballot["token"], error=str(err))
-            ui.clear_reads()
-            st.rerun()
+        col.button(text, key=f"blind_vote_{choice}", shortcut=key, disabled=done is not None, on_click=cast,
+                   args=(choice, ballot), use_container_width=True)
     vcols[-1].button("Next pair" if done else "Skip", key="blind_next", shortcut="N", on_click=next_pair,
                      type="primary" if done else "secondary", use_container_width=True)
-    if done and "error" in done:
-        st.error(done["error"])
-    elif done:
+    if done:
         said = dict((c, t) for c, t, _ in ui.VOTE_BUTTONS)[done["choice"]]
         st.success(f"Vote recorded: {said}." + (" (This ballot had already been counted; it counts once.)"
                                                 if done.get("duplicate") else ""))

@@ -85,11 +85,17 @@ with tab_evals:
         st.info("This run's adapter has not been evaluated yet (sweeps evaluate every adapter they train).")
     else:
         rows = []
+        # blind votes are scored within the sweep (the points they were compared with)
+        vscore = ui.vote_scores(ui.cached("votes", sweep_id=run["sweep_id"])) if run.get("sweep_id") else {}
         for p in pts:
             row = {"point": p["id"], "kind": p["kind"], "label": p["label"]}
             for o, v in p["values"].items():
                 row[o] = f"{v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
             row["KL"] = p.get("kl")
+            vs = vscore.get(p["id"]) or {}
+            row["votes"] = vs.get("votes", 0)
+            row["win rate"] = None if vs.get("win_rate") is None else round(vs["win_rate"], 3)
+            row["BT score"] = None if vs.get("score") is None else round(vs["score"], 3)
             rows.append(row)
         st.dataframe(rows, hide_index=True)
         pid = st.selectbox("Samples of point", [p["id"] for p in pts], key="runs_samples_point")
