@@ -11,8 +11,8 @@ Naming (see docs/objectives.md):
   every objective accepts ``lower=``/``upper=`` to override its normalisation bounds;
 * ``hf:<model id or path>[:<label>][:key=value,...]``: a Hugging Face sequence-classification model
   (a label's logit, label by name or index, or the single output of a ``num_labels=1`` reward model);
-* ``py:<module or file.py>:<function>[:key=value,...]``: a user callable ``f(prompts, responses) -> list[float]``
-  (refused when ``allow_python=False``).
+* ``py:<module or file.py>:<function>[:key=value,...]``: a user callable, called by keyword as TRL calls reward
+  functions, ``f(prompts=..., completions=..., **kwargs) -> list[float]`` (refused when ``allow_python=False``).
 
 Everything heavy (the sentence embedder, profanity model, hf models) is loaded lazily, once, and cached.
 """
@@ -23,6 +23,7 @@ import difflib
 import functools
 import importlib
 import importlib.util
+import inspect
 import math
 import os
 import re
@@ -656,10 +657,40 @@ def _make_py(spec: str, parts: list[str], params: dict[str, Any]) -> Objective:
     doc = (getattr(fn, "description", None) or (fn.__doc__ or "").strip().split("\n")[0]
            or f"user function {module_name}:{func_name}")
 
+    call = _keyword_caller(fn, spec)
+
     def score(prompts: list[str], responses: list[str]) -> list[float]:
-        return list(fn(list(prompts), list(responses)))
+        return list(call(list(prompts), list(responses)))
 
     return Objective(spec, str(doc), lo, hi, score, params={"module": module_name, "function": func_name})
+
+
+def _keyword_caller(fn: Callable, spec: str) -> Callable[[list[str], list[str]], Any]:
+    """Call ``fn`` by keyword, as TRL calls reward functions: ``fn(prompts=..., completions=..., **kwargs)``, so a
+    function written for TRL (``def f(completions, **kwargs)``) works unchanged. A function without ``**kwargs``
+    gets the names it declares; ``responses`` is accepted as this project's older name for ``completions``."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a C callable without a signature: TRL's call
+        return lambda prompts, responses: fn(prompts=prompts, completions=responses)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return lambda prompts, responses: fn(prompts=prompts, completions=responses)
+    names = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    known = {"prompts", "completions", "responses"}
+    missing = [n for n, p in params.items() if n not in known and p.default is p.empty
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if not names & {"completions", "responses"} or missing:
+        raise ObjectiveError(
+            f"objective {spec!r}: the function is called by keyword as TRL calls reward functions, "
+            f"f(prompts=..., completions=..., **kwargs); its signature {inspect.signature(fn)} "
+            + ("has no `completions`" if not names & {"completions", "responses"}
+               else f"requires {', '.join(missing)}, which are not passed")
+            + ". Write it as e.g. def f(prompts, completions, **kwargs)")
+
+    def call(prompts: list[str], responses: list[str]):
+        given = {"prompts": prompts, "completions": responses, "responses": responses}
+        return fn(**{k: v for k, v in given.items() if k in names})
+    return call
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -146,6 +146,39 @@ def test_py_objective():
     assert O.get(f"py:{__file__}:reward_exclamations").score(None, ["!"]) == [1.0]
 
 
+def trl_completions_only(completions, **kwargs):
+    """Written for TRL: only the completions, everything else by keyword."""
+    return [float(len(c)) for c in completions]
+
+
+def trl_prompts_and_completions(prompts, completions, **kwargs):
+    return [float(p.startswith("Q") and c.endswith("?")) for p, c in zip(prompts, completions)]
+
+
+def keyword_only(*, completions, prompts=None):
+    return [float(prompts is not None and len(c) > 1) for c in completions]
+
+
+def needs_more(prompts, completions, completion_ids):
+    return [0.0] * len(completions)
+
+
+def no_completions(a, b):
+    return [0.0] * len(b)
+
+
+def test_py_objectives_are_called_by_keyword_as_trl_calls_them():
+    prompts, responses = ["Q one", "two"], ["ab?", "abcd"]
+    assert O.get(f"py:{__name__}:trl_completions_only").score(prompts, responses) == [3.0, 4.0]
+    assert O.get(f"py:{__name__}:trl_prompts_and_completions").score(prompts, responses) == [1.0, 0.0]
+    assert O.get(f"py:{__name__}:keyword_only").score(prompts, responses) == [1.0, 1.0]
+    assert O.get(f"py:{__name__}:reward_exclamations").score(prompts, ["!", "!!"]) == [1.0, 2.0]  # (prompts, responses)
+    with pytest.raises(ObjectiveError, match="requires completion_ids"):
+        O.get(f"py:{__name__}:needs_more")
+    with pytest.raises(ObjectiveError, match="has no `completions`"):
+        O.get(f"py:{__name__}:no_completions")
+
+
 def test_py_refused_without_allow_python():
     with pytest.raises(ObjectiveError, match="config files and the command line"):
         O.get(f"py:{__name__}:reward_exclamations", allow_python=False)
