@@ -70,7 +70,7 @@ def export_sweep(store, sweep_id: str, out_dir: str | Path, *, generations_per_p
         gens = store.generations(p["id"], limit=generations_per_point)
         points.append(dict({k: p[k] for k in ("id", "kind", "label", "method", "model", "preference", "mixture",
                                               "eval_config", "kl", "mean_length", "distinct_1", "distinct_2",
-                                              "run_id", "created_at")},
+                                              "eos_fraction", "run_id", "created_at")},
                            values=p["values"],
                            generations=[{k: g[k] for k in ("prompt_index", "prompt", "text", "scores")}
                                         for g in gens]))
@@ -115,7 +115,8 @@ def import_demo(store, demo_dir: str | Path | None = None) -> str:
         store.add_point(kind=p["kind"], label=p["label"], model=p["model"], sweep_id=sw["id"], run_id=p["run_id"],
                         method=p["method"], preference=p["preference"], mixture=p["mixture"],
                         eval_config=p["eval_config"], kl=p["kl"], mean_length=p["mean_length"],
-                        distinct_1=p["distinct_1"], distinct_2=p["distinct_2"], point_id=p["id"],
+                        distinct_1=p["distinct_1"], distinct_2=p["distinct_2"], eos_fraction=p.get("eos_fraction"),
+                        point_id=p["id"],
                         values={o: (v["mean"], v["ci_low"], v["ci_high"]) for o, v in p["values"].items()},
                         generations=p["generations"])
     return sw["id"]

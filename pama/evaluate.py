@@ -3,7 +3,9 @@
 Comparability: every point of a sweep is evaluated on the same prompts, in the same batches, with the same sampling
 seed per batch (``seed * 1000 + batch index``), at the same temperature. Per objective we report the mean over
 responses with a 95% percentile-bootstrap interval (numpy, fixed RNG seed); plus the KL to the reference policy
-(the same model with every adapter disabled; 0 for the base), the mean response length in tokens and distinct-1/2.
+(the same model with every adapter disabled; 0 for the base), the mean response length in tokens, distinct-1/2
+and the share of responses that ended on EOS rather than at the token limit (cut-off answers read badly whatever
+their rewards say).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class EvalResult:
     mean_length: float
     distinct_1: float
     distinct_2: float
+    eos_fraction: float = float("nan")               # share of responses that ended on EOS, not at the limit
     eval_config: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -116,6 +119,7 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
     texts: list[str] = []
     kls: list[float] = []
     lengths: list[int] = []
+    ended: list[bool] = []
     model.eval()
     starts = range(0, len(prompts), batch_size)
     for b, start in enumerate(tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False)):
@@ -127,6 +131,7 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
         rmask = response_mask(new, eos).to(new.device)
         texts += out
         lengths += [int(x) for x in rmask.sum(1).tolist()]
+        ended += [n < new.shape[1] or int(row[-1]) in eos for n, row in zip(rmask.sum(1).tolist(), new)]
         if ref is not None and has_adapter:
             logp = _response_logprobs(model, enc, new, rmask)
             with adp.reference(model):
@@ -142,7 +147,7 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
     return EvalResult(objectives=[o.name for o in objs], values=values, scores=np.asarray(scores), prompts=prompts,
                       texts=texts, kl=float(np.mean(kls)), kl_per_response=kls, lengths=lengths,
                       mean_length=float(np.mean(lengths)), distinct_1=distinct_n(texts, 1),
-                      distinct_2=distinct_n(texts, 2), eval_config=eval_config,
+                      distinct_2=distinct_n(texts, 2), eos_fraction=float(np.mean(ended)), eval_config=eval_config,
                       seconds=time.perf_counter() - t0)
 
 
@@ -165,4 +170,4 @@ def store_point(store, result: EvalResult, *, kind: str, label: str, model: str,
     return store.add_point(kind=kind, label=label, model=model, values=result.values, sweep_id=sweep_id,
                            run_id=run_id, method=method, preference=preference, mixture=mixture, eval_config=cfg,
                            kl=result.kl, mean_length=result.mean_length, distinct_1=result.distinct_1,
-                           distinct_2=result.distinct_2, generations=generation_rows(result, max_generations))
+                           distinct_2=result.distinct_2, eos_fraction=result.eos_fraction, generations=generation_rows(result, max_generations))

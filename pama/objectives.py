@@ -253,6 +253,42 @@ def _make_conciseness(spec: str, params: dict[str, Any]) -> Objective:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
+
+
+def content_words(text: str) -> set[str]:
+    """Distinct lower-cased alphabetic words of 3+ letters that are not English stop words (scikit-learn's list)."""
+    stop = _stop_words()
+    return {w for w in (m.lower() for m in re.findall(r"[A-Za-z]{3,}", text)) if w not in stop}
+
+
+def _make_informativeness(spec: str, params: dict[str, Any]) -> Objective:
+    """The paper's own example of a conflict (informativeness vs conciseness), offline: a saturating count of the
+    distinct content words a response carries, so each new fact-bearing word helps and repetition does not."""
+    _check_unknown(params, ["scale"], spec)
+    scale = _num(params.pop("scale", 20), "scale", spec)
+    if scale <= 0:
+        raise ObjectiveError(f"objective {spec!r}: scale must be > 0, got {scale}")
+    lo, hi = _bounds(params, 0.0, 1.0, spec)
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        return [1.0 - math.exp(-len(content_words(r)) / scale) for r in responses]
+
+    return Objective(
+        spec,
+        f"more distinct content words is better, saturating: 1 - exp(-n/{scale:g}) ({scale * math.log(2):.0f} "
+        "content words give 0.5)",
+        lo,
+        hi,
+        score,
+        params={"scale": scale},
+    )
+
+
 _LENGTH_UNITS = ("chars", "words", "tokens")
 
 
@@ -413,6 +449,8 @@ def _make_readability(spec: str, params: dict[str, Any]) -> Objective:
 _BUILTINS: dict[str, tuple[Callable[[str, dict[str, Any]], Objective], str, dict[str, Any]]] = {
     "sentiment": (_make_sentiment, "VADER compound sentiment of the response", {}),
     "conciseness": (_make_conciseness, "shorter is better: exp(-words/scale)", {"scale": 50}),
+    "informativeness": (_make_informativeness, "distinct content words, saturating: 1 - exp(-n/scale)",
+                        {"scale": 20}),
     "length": (
         _make_length,
         "the paper's length reward clip(len/scale, lo, hi)",

@@ -63,6 +63,8 @@ def hover_text(point: Mapping, objectives: Sequence[str] | None = None) -> str:
         lines.append(f"KL: {_fmt(point['kl'])}")
     if point.get("mean_length") is not None:
         lines.append(f"mean length: {point['mean_length']:.1f}")
+    if point.get("eos_fraction") is not None:
+        lines.append(f"ended on EOS: {point['eos_fraction']:.0%}")
     return "<br>".join(lines)
 
 

@@ -92,7 +92,7 @@ def to_csv(rows: list[dict], summary: dict) -> str:
     cols = ["point_id", "kind", "label", "run_id", "preference", "mixture", "on_front"]
     for o in objectives:
         cols += [f"{o}/mean", f"{o}/ci_low", f"{o}/ci_high", f"{o}/normalised"]
-    cols += ["kl", "mean_length", "distinct_1", "distinct_2", "config"]
+    cols += ["kl", "mean_length", "distinct_1", "distinct_2", "eos_fraction", "config"]
     if rows and "bt_score" in rows[0]:
         cols += list(VOTE_COLUMNS)
     buf = io.StringIO()
@@ -149,7 +149,7 @@ def to_html(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
     objectives = summary["objectives"]
     head = "".join(f"<th>{html.escape(h)}</th>" for h in
                    ["point", "kind", "label", "preference / mixture"] + [f"{o} (95% CI)" for o in objectives]
-                   + ["KL", "length", "distinct-2", "front"])
+                   + ["KL", "length", "distinct-2", "ended on EOS", "front"])
     body = []
     for r in rows:
         pm = r["mixture"] or r["preference"] or ""
@@ -157,6 +157,7 @@ def to_html(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
         cells = [r["point_id"], r["kind"], r["label"], pm]
         cells += [f"{r[f'{o}/mean']:.4f} [{r[f'{o}/ci_low']:.4f}, {r[f'{o}/ci_high']:.4f}]" for o in objectives]
         cells += [f"{r['kl'] or 0:.3f}", f"{r['mean_length'] or 0:.1f}", f"{r['distinct_2'] or 0:.3f}",
+                  "" if r.get("eos_fraction") is None else f"{r['eos_fraction']:.0%}",
                   "✔" if r["on_front"] else ""]
         style = "" if r["on_front"] else " style='opacity:0.55'"
         body.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")

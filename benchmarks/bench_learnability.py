@@ -1,0 +1,211 @@
+"""How much visible trade-off each CPU minute buys: train the two extreme preferences of an objective pair for the
+same wall time, evaluate both ends on the same held-out prompts, and report how far apart they are.
+
+    .venv/bin/python benchmarks/bench_learnability.py [--pairs informativeness,conciseness sentiment,length ...]
+        [--minutes 5] [--evals 2] [--eval-samples 64] [--eval-max-new-tokens 96]
+        [--variant NAME:key=value,key=value ...] [--tag T] [--resume]
+
+For each variant (a set of TrainConfig overrides on top of the defaults; ``default`` = none), each pair (a, b) and
+each end (preference (1, 0) and (0, 1)) one PAMA run is trained in-process for ``--minutes`` of training wall time
+(evaluation time is not counted), and evaluated ``--evals`` times along the way (evenly spaced in training time) with
+``pama.evaluate.evaluate_point``: the same prompts, sampling seeds and lengths for every run and for the base model.
+
+Separation of objective i at a checkpoint = (mean_i at i's own end − mean_i at the other end) / the mean of the two
+95% bootstrap half-widths. Above 2 the two intervals do not overlap, with the end that prefers i on top.
+
+Each evaluation also reports the KL to the base (nats per response), distinct-2, the share of responses that ended
+on EOS, and a ``degenerate`` flag: KL > 10, fewer than half the base model's distinct-1, or less than 60% letters
+among the non-space characters (emoji strings, symbol runs).
+
+Rows are appended to benchmarks/results/learnability[-TAG].jsonl as they come; ``--resume`` skips the runs already
+there (a run cut off mid-way is redone). The summary goes to learnability[-TAG].md / .csv and a plotly figure of
+separation against training minutes to learnability[-TAG].html.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+os.environ.setdefault("PAMA_OMP_WAIT", "default")  # it trains in-process: the wait policy of `pama train`
+
+from common import RESULTS, header, markdown_table, write_csv, write_text  # noqa: E402
+
+DEFAULT_PAIRS = ["informativeness,conciseness", "sentiment,length", "relevance,readability"]
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``name:key=value,key=value`` → (name, overrides); list values use ``+``: target_modules=q_proj+v_proj."""
+    name, _, rest = text.partition(":")
+    overrides = {}
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        key, _, value = item.partition("=")
+        overrides[key] = value.split("+") if "+" in value else value
+    return name or "default", overrides
+
+
+def separation(own: dict, other: dict) -> float:
+    """(own end's mean − other end's mean) / mean 95% half-width: > 2 means the intervals do not overlap."""
+    hw = ((own["ci_high"] - own["ci_low"]) + (other["ci_high"] - other["ci_low"])) / 4
+    return (own["mean"] - other["mean"]) / hw if hw > 0 else float("inf")
+
+
+def letter_share(texts: list[str]) -> float:
+    chars = [c for t in texts for c in t if not c.isspace()]
+    return sum(c.isalpha() for c in chars) / len(chars) if chars else 0.0
+
+
+def eval_row(res, base_d1: float | None) -> dict:
+    letters = letter_share(res.texts)
+    degenerate = res.kl > 10 or letters < 0.6 or (base_d1 is not None and res.distinct_1 < 0.5 * base_d1)
+    return dict(values=res.values, kl=res.kl, mean_length=res.mean_length, distinct_1=res.distinct_1,
+                distinct_2=res.distinct_2, eos_fraction=res.eos_fraction, letters=letters, degenerate=degenerate,
+                examples=res.texts[:3])
+
+
+def train_and_eval(cfg, minutes: float, evals: int, evaluate, log) -> list[dict]:
+    """Train ``cfg`` for ``minutes`` of training time, evaluating at evenly spaced times; returns eval rows."""
+    from pama.store import Store
+    from pama.trainer import Trainer
+
+    trainer = Trainer(cfg, Store(), progress=False)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    marks = [minutes * 60 * (i + 1) / evals for i in range(evals)]
+    spent, rows, history = 0.0, [], []
+    while marks:
+        trainer.step += 1
+        t0 = time.perf_counter()
+        m = trainer.train_step(trainer.step)
+        spent += time.perf_counter() - t0
+        history.append({k: round(v, 4) for k, v in m.items() if not k.startswith("time/")})
+        log(f"  step {trainer.step} ({spent / 60:.1f} min) "
+            + " ".join(f"{k.split('/')[1][:6]}={v:.3f}" for k, v in m.items() if k.endswith("/mean"))
+            + f" kl={m['kl']:.2f} beta={m['beta']:.3f} len={m['response_length']:.0f} eos={m['eos_fraction']:.2f}")
+        if spent >= marks[0]:
+            marks.pop(0)
+            row = evaluate(model)
+            row.update(step=trainer.step, minutes=spent / 60, samples=trainer.step * cfg.batch_size,
+                       train_metrics=history[-5:])
+            rows.append(row)
+            log(f"  eval at {spent / 60:.1f} min: " + json.dumps({k: round(v[0], 3) for k, v in row["values"].items()})
+                + f" kl={row['kl']:.2f} eos={row['eos_fraction']:.2f} degenerate={row['degenerate']}")
+    return rows
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """One row per (variant, pair, checkpoint): the separation of each objective between the two ends."""
+    by = {}
+    for r in records:
+        if r["kind"] == "run":
+            by.setdefault((r["variant"], r["pair"]), {})[r["end"]] = r
+    rows = []
+    for (variant, pair), ends in by.items():
+        if set(ends) != {0, 1}:
+            continue
+        a, b = pair.split(",")
+        for ea, eb in zip(ends[0]["evals"], ends[1]["evals"]):
+            sa, sb = separation(ea["values"][a], eb["values"][a]), separation(eb["values"][b], ea["values"][b])
+            rows.append(dict(variant=variant, pair=pair, minutes=round((ea["minutes"] + eb["minutes"]) / 2, 2),
+                             steps=ea["step"], **{f"sep {a}": round(sa, 2), f"sep {b}": round(sb, 2)},
+                             min_sep=round(min(sa, sb), 2),
+                             kl=f"{ea['kl']:.1f} / {eb['kl']:.1f}", eos=f"{ea['eos_fraction']:.2f} / {eb['eos_fraction']:.2f}",
+                             distinct_2=f"{ea['distinct_2']:.2f} / {eb['distinct_2']:.2f}",
+                             degenerate=ea["degenerate"] or eb["degenerate"]))
+    return rows
+
+
+def plot(rows: list[dict], path) -> None:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for key in dict.fromkeys((r["variant"], r["pair"]) for r in rows):
+        pts = [r for r in rows if (r["variant"], r["pair"]) == key]
+        fig.add_trace(go.Scatter(x=[0] + [r["minutes"] for r in pts], y=[0] + [r["min_sep"] for r in pts],
+                                 mode="lines+markers", name=f"{key[1]} ({key[0]})"))
+    fig.add_hline(y=2, line_dash="dot", annotation_text="intervals stop overlapping")
+    fig.update_layout(title="Separation of the two ends (the smaller of the two objectives) vs training minutes",
+                      xaxis_title="training wall minutes per end (2 CPU cores)",
+                      yaxis_title="separation (units of the 95% half-width)")
+    fig.write_html(path, include_plotlyjs="cdn")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", nargs="+", default=DEFAULT_PAIRS)
+    ap.add_argument("--variant", nargs="+", default=["default"], help="NAME:key=value,... TrainConfig overrides")
+    ap.add_argument("--minutes", type=float, default=5.0, help="training wall minutes per end")
+    ap.add_argument("--evals", type=int, default=2, help="evaluations per run, evenly spaced in training time")
+    ap.add_argument("--eval-samples", type=int, default=64)
+    ap.add_argument("--eval-max-new-tokens", type=int, default=96)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+
+    os.environ.setdefault("PAMA_HOME", tempfile.mkdtemp(prefix="pama-learn-"))
+    import torch
+
+    from pama import models
+    from pama.config import TrainConfig, from_dict
+    from pama.evaluate import evaluate_point
+    from pama.prompts import load_prompts
+
+    stem = "learnability" + (f"-{args.tag}" if args.tag else "")
+    log_path = RESULTS / f"{stem}.jsonl"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    records = [json.loads(line) for line in log_path.read_text().splitlines()] if args.resume and log_path.exists() \
+        else []
+    if not args.resume:
+        log_path.write_text("")
+    done = {(r["variant"], r["pair"], r["end"]) for r in records if r["kind"] == "run"}
+    print(header("Learnability: separation of a pair's two ends per CPU minute",
+                 {"minutes per end": args.minutes, "evals per run": args.evals, "eval prompts": args.eval_samples,
+                  "eval max new tokens": args.eval_max_new_tokens}), flush=True)
+
+    def append(rec: dict) -> None:
+        records.append(rec)
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(rec, default=float) + "\n")
+
+    prompts = load_prompts("builtin:heldout", limit=args.eval_samples)
+    base_model, tok = models.load(args.model)
+    torch.manual_seed(0)
+    for variant in map(parse_variant, args.variant):
+        for pair in args.pairs:
+            objs = pair.split(",")
+
+            def evaluate(model, objs=objs):
+                res = evaluate_point(model, tok, objs, prompts, max_new_tokens=args.eval_max_new_tokens,
+                                     batch_size=32)
+                return eval_row(res, base_d1)
+
+            base = next((r for r in records if r["kind"] == "base" and r["pair"] == pair), None)
+            if base is None:
+                base = dict(kind="base", pair=pair, **eval_row(evaluate_point(
+                    base_model, tok, objs, prompts, max_new_tokens=args.eval_max_new_tokens, batch_size=32), None))
+                append(base)
+            base_d1 = base["distinct_1"]
+            for end in (0, 1):
+                if (variant[0], pair, end) in done:
+                    continue
+                data = dict(variant[1], objectives=objs, preference=[1.0, 0.0] if end == 0 else [0.0, 1.0],
+                            method="pama", steps=10_000, save_every=10_000, model=args.model)
+                cfg = from_dict(TrainConfig, data, source=f"variant {variant[0]}").validate()
+                print(f"{variant[0]} {pair} end {objs[end]}: {json.dumps(variant[1])}", flush=True)
+                evals = train_and_eval(cfg, args.minutes, args.evals, evaluate, lambda s: print(s, flush=True))
+                append(dict(kind="run", variant=variant[0], overrides=variant[1], pair=pair, end=end, evals=evals,
+                            config=cfg.to_dict()))
+
+    rows = summarise(records)
+    table = markdown_table(rows)
+    print(table)
+    write_csv(f"{stem}.csv", rows)
+    write_text(f"{stem}.md", header("Learnability", {"minutes per end": args.minutes}) + "\n" + table)
+    if rows:
+        plot(rows, RESULTS / f"{stem}.html")
+
+
+if __name__ == "__main__":
+    main()
