@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 METHODS = ("pama", "morlhf", "mgda")
-DEFAULT_OBJECTIVES = ["relevance", "readability"]  # measured to conflict on the embedded model: docs/objectives.md
+# the pair whose two ends separate fastest per CPU minute on the embedded model: docs/learnability.md
+DEFAULT_OBJECTIVES = ["informativeness", "conciseness"]
 
 
 _NOON_WORDS = {"true": "true", "1": "true", "yes": "true", "on": "true",
@@ -47,22 +48,27 @@ class TrainConfig:
                           "0 = linear scalarisation with the preference.", default=0.5)
     granularity: str = _help("PAMA combination per 'token' or from batch-mean advantages ('batch').", default="token")
     steps: int = _help("PPO steps (one rollout batch each).", default=40)
-    batch_size: int = _help("Prompts per rollout batch.", default=8)
+    batch_size: int = _help("Responses per rollout batch (batch_size / samples_per_prompt prompts). Decoding on a "
+                            "CPU is memory-bound, so 16 costs far less than twice 8: docs/learnability.md.",
+                            default=16)
     ppo_epochs: int = _help("Optimisation passes over each rollout batch.", default=1)
     mini_batches: int = _help("Mini-batches per PPO epoch.", default=1)
-    max_new_tokens: int = _help("Tokens generated per response.", default=48)
+    max_new_tokens: int = _help("Tokens generated per response.", default=64)
     temperature: float = _help("Sampling temperature for rollouts.", default=1.0)
     top_p: float = _help("Nucleus sampling for rollouts.", default=1.0)
-    learning_rate: float = _help("Adam learning rate for the LoRA adapter and value heads.", default=1e-4)
+    learning_rate: float = _help("Adam learning rate for the LoRA adapter and value heads.", default=1e-3)
     lora_r: int = _help("LoRA rank.", default=8)
     lora_alpha: int = _help("LoRA alpha.", default=16)
     lora_dropout: float = _help("LoRA dropout, saved in the adapter's config. The RL forwards run with dropout off "
                                 "(as TRL's), so it does not act during this training.", default=0.0)
-    target_modules: list[str] = _help("Modules that get LoRA adapters.",
-                                      default_factory=lambda: ["q_proj", "v_proj"])
-    kl_coef: float = _help("Initial KL penalty β (0 disables the KL shaping).", default=0.2)
-    target_kl: float = _help("Target KL (nats) of the adaptive β controller; 0 keeps β fixed.", default=3.0)
-    kl_horizon: int = _help("Horizon of the adaptive KL controller.", default=10000)
+    target_modules: list[str] = _help("Modules that get LoRA adapters; all-linear = every linear layer but the "
+                                      "output head (PEFT's shorthand, any architecture).",
+                                      default_factory=lambda: ["all-linear"])
+    kl_coef: float = _help("Initial KL penalty β (0 disables the KL shaping).", default=0.1)
+    target_kl: float = _help("Target KL (nats per response) of the adaptive β controller; 0 keeps β fixed.",
+                             default=4.0)
+    kl_horizon: int = _help("Horizon of the adaptive KL controller, in samples: β moves by at most "
+                            "20%·batch_size/horizon per step (TRL's 10000 barely moves β at batch 16).", default=100)
     gamma: float = _help("GAE discount γ.", default=1.0)
     lam: float = _help("GAE λ.", default=0.95)
     cliprange: float = _help("PPO ratio clip ε.", default=0.2)
@@ -76,8 +82,12 @@ class TrainConfig:
     samples_per_prompt: int = _help("Responses sampled per prompt in a batch (k). With k > 1 each objective's "
                                     "sequence reward is centred on its prompt's mean before GAE (a per-prompt "
                                     "baseline, as in RLOO/GRPO), so prompt difficulty is not mistaken for response "
-                                    "quality. batch_size must be a multiple of k.", default=1)
+                                    "quality. batch_size must be a multiple of k.", default=4)
     max_grad_norm: float = _help("Gradient clipping (0 = off).", default=1.0)
+    missing_eos_penalty: float = _help(
+        "Subtracted from every objective's reward (in units of its bound range) for a response that hits "
+        "max_new_tokens without EOS (TRL's missing_eos_penalty). Once no sample ends, no reward can favour "
+        "ending; this keeps answers finished. 0 = off.", default=0.5)
     prompts: str = _help("Training prompts: builtin:train, a .jsonl/.csv/.txt file, or hf:<dataset>[:split[:col]].",
                          default="builtin:train")
     seed: int = _help("Random seed (prompt order, sampling, initialisation).", default=0)
@@ -147,7 +157,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not (lo < v <= hi) if name in ("learning_rate", "temperature", "top_p", "cliprange") else not (lo <= v <= hi):
                 errors.append(f"{name} = {v} is out of range ({lo}, {hi}]")
-        for name in ("kl_coef", "target_kl", "vf_coef", "max_grad_norm", "cliprange_value", "threads"):
+        for name in ("kl_coef", "target_kl", "vf_coef", "max_grad_norm", "cliprange_value", "threads",
+                     "missing_eos_penalty"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
         if self.dtype not in ("float32", "bfloat16"):
@@ -189,8 +200,9 @@ class SweepConfig(TrainConfig):
     points: int = _help("Preferences per edge of the simplex grid (2 objectives: K points; 3: the K-grid).",
                         default=5)
     eval_prompts: str = _help("Held-out prompts for evaluation.", default="builtin:heldout")
-    eval_samples: int = _help("Held-out prompts evaluated per point.", default=64)
-    eval_max_new_tokens: int = _help("Tokens generated per evaluation response.", default=48)
+    eval_samples: int = _help("Held-out prompts evaluated per point.", default=128)
+    eval_max_new_tokens: int = _help("Tokens generated per evaluation response (more than max_new_tokens leaves "
+                                     "room to see whether answers end on their own).", default=96)
     eval_seed: int = _help("Seed of the evaluation sampling (the same for every point).", default=1234)
 
     def validate(self, *, check_objectives: bool = True, allow_python: bool = True) -> "SweepConfig":

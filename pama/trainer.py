@@ -45,6 +45,7 @@ class Rollout:
     query_len: int
     prompts: list[str]
     responses: list[str]
+    ended: torch.Tensor | None = None  # (B,) bool: the response ended on EOS before max_new_tokens
 
 
 def response_mask(response_ids: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
@@ -229,12 +230,15 @@ class Trainer:
         if isinstance(model, PeftModel):
             return model
         cfg = self.cfg
-        missing = [m for m in cfg.target_modules if not any(n.endswith(m) for n, _ in model.named_modules())]
+        all_linear = list(cfg.target_modules) == ["all-linear"]  # PEFT's name for every linear layer but the head
+        missing = [] if all_linear else [m for m in cfg.target_modules
+                                         if not any(n.endswith(m) for n, _ in model.named_modules())]
         if missing:
             raise ConfigError(f"target_modules {missing} are not modules of {cfg.model}; e.g. q_proj,v_proj for "
                               "Llama-style models, c_attn for GPT-2")
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+                          target_modules="all-linear" if all_linear else list(cfg.target_modules),
+                          task_type="CAUSAL_LM")
         return get_peft_model(model, lora)
 
     def _resume_if_possible(self) -> None:
@@ -285,7 +289,9 @@ class Trainer:
         rmask = response_mask(new, self.eos_ids)
         input_ids = torch.cat([enc["input_ids"], new], dim=1)
         attn = torch.cat([enc["attention_mask"], rmask.long()], dim=1)
-        return Rollout(input_ids, attn, rmask.to(self.device), enc["input_ids"].shape[1], prompts, texts)
+        ended = (rmask.sum(1) < new.shape[1]) | torch.isin(new[:, -1], torch.tensor(sorted(self.eos_ids)))
+        return Rollout(input_ids, attn, rmask.to(self.device), enc["input_ids"].shape[1], prompts, texts,
+                       ended.to(self.device))
 
     def score(self, ro: Rollout) -> torch.Tensor:
         from .objectives import score_all
@@ -293,13 +299,20 @@ class Trainer:
         scores = score_all(self.objectives, ro.prompts, ro.responses)
         return torch.as_tensor(scores, dtype=torch.float32, device=self.device)  # (n, B)
 
+    def penalise_unfinished(self, scores: torch.Tensor, ended: torch.Tensor) -> torch.Tensor:
+        """Scores (n, B) minus missing_eos_penalty × each objective's bound range where a response did not end."""
+        if not self.cfg.missing_eos_penalty:
+            return scores
+        span = torch.tensor([o.upper - o.lower for o in self.objectives], dtype=scores.dtype, device=scores.device)
+        return scores - self.cfg.missing_eos_penalty * span.unsqueeze(1) * (~ended).to(scores.dtype).unsqueeze(0)
+
     def train_step(self, step: int) -> dict[str, float]:
         t0 = time.perf_counter()
         ro = self.rollout(step)
         t1 = time.perf_counter()
         scores = self.score(ro)
         t2 = time.perf_counter()
-        stats = self._update(ro, scores)
+        stats = self._update(ro, self.penalise_unfinished(scores, ro.ended))
         t3 = time.perf_counter()
 
         gathered = self.accelerator.gather(scores.T.contiguous()).T if self.accelerator.num_processes > 1 else scores
@@ -308,7 +321,8 @@ class Trainer:
                         for i, o in enumerate(self.objectives)})
         metrics.update(stats)
         metrics.update({"time/generate": t1 - t0, "time/score": t2 - t1, "time/update": t3 - t2,
-                        "time/step": t3 - t0, "response_length": float(ro.response_mask.sum(1).mean())})
+                        "time/step": t3 - t0, "response_length": float(ro.response_mask.sum(1).mean()),
+                        "eos_fraction": float(ro.ended.float().mean())})
         return metrics
 
     def _forward(self, ro: Rollout, *, adapter: bool = True, grad: bool = True):
