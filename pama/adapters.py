@@ -120,6 +120,42 @@ def load_adapters(base_model, adapters: Mapping[str, str | Path], *, progress: b
     return model
 
 
+def run_adapters(store, run_ids) -> dict[str, str]:
+    """{run id: adapter folder} of stored runs (the folder of each run's latest checkpoint, as the trainer records
+    it), refusing unknown runs and runs with no checkpoint yet: what the app and the CLI both load."""
+    out = {}
+    for run_id in run_ids:
+        run = store.get_run(run_id)
+        if run is None:
+            raise AdapterError(f"run {run_id} is not in the store ({store.url}), so its adapter cannot be loaded; "
+                               "`python -m pama runs` lists the runs")
+        if not run.get("adapter_path"):
+            raise AdapterError(f"run {run_id} ({run['status']}) has no saved adapter yet")
+        out[run_id] = run["adapter_path"]
+    return out
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``RUN_A=0.3,RUN_B=0.7`` → {run: weight}: two or more different runs, each with a number."""
+    weights: dict[str, float] = {}
+    for item in (x.strip() for x in str(text).split(",")):
+        if not item:
+            continue
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise AdapterError(f"mixture item {item!r} must read RUN_ID=weight (e.g. r1=0.3,r2=0.7)")
+        if name in weights:
+            raise AdapterError(f"run {name} appears twice in the mixture")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise AdapterError(f"weight of adapter {name!r} must be a number, got {value.strip()!r}") from None
+    if len(weights) < 2:
+        raise AdapterError("a mixture needs two different adapters (RUN_A=w,RUN_B=w); for one run use --run")
+    return weights
+
+
 def adapter_names(model) -> list[str]:
     return list(getattr(model, "peft_config", {}) or {})
 

@@ -85,9 +85,27 @@ def cmd_objectives(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    """The base model, a run's adapter (its latest checkpoint), an adapter folder, or an exact mixture of runs'
+    adapters (Σ w_i ΔW_i, pama.adapters, as on the app's Compare and Pareto front pages)."""
+    from . import adapters as adp
     from . import models
 
-    model, tok = models.load(args.model)
+    weights: dict[str, float] = {}
+    folders: dict[str, str] = {}
+    spec = args.model
+    if args.run or args.mix:
+        store = _store(args)
+        weights = {args.run: 1.0} if args.run else adp.parse_mix(args.mix)
+        folders = adp.run_adapters(store, weights)
+        if spec is None:
+            spec = store.get_run(next(iter(weights)))["model"]
+    elif args.adapter:
+        weights, folders = {"adapter": 1.0}, {"adapter": args.adapter}
+    for name, folder in folders.items():  # refused before the (slow) model load
+        adp.check_adapter_path(folder, name=name)
+    model, tok = models.load(spec or models.DEFAULT_MODEL)
+    if folders:
+        model = adp.mix(adp.load_adapters(model, folders), weights)
     for prompt, text in zip(args.prompt, models.generate(model, tok, args.prompt, max_new_tokens=args.max_new_tokens,
                                                           temperature=args.temperature, seed=args.seed)):
         print(f"### {prompt}\n{text}\n")
@@ -156,9 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("db", cmd_db, "Database schema: init, upgrade (Alembic) or show the version.")
     p.add_argument("action", choices=["init", "upgrade", "version"])
     add("objectives", cmd_objectives, "List the built-in objectives.")
-    p = add("generate", cmd_generate, "Generate with a model (no adapter).")
+    p = add("generate", cmd_generate, "Generate with the base model, a run's adapter, an adapter folder or an exact "
+                                      "mixture of runs' adapters.")
     p.add_argument("prompt", nargs="+")
-    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--model", default=None, help="base model (default: the run's model with --run/--mix, else "
+                                                 "smollm2-135m)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--run", default=None, metavar="RUN_ID", help="the run's adapter (its latest checkpoint)")
+    which.add_argument("--adapter", default=None, metavar="PATH",
+                       help="a PEFT LoRA adapter folder (under the checkpoints root or the demo folder)")
+    which.add_argument("--mix", default=None, metavar="RUN_A=w,RUN_B=w",
+                       help="exact mixture Σ w_i ΔW_i of two or more runs' adapters")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)

@@ -396,16 +396,7 @@ class ModelHost:
         from . import adapters
 
         have = set(adapters.adapter_names(self.model))
-        need = {}
-        for run_id in weights:
-            if run_id in have:
-                continue
-            run = store.get_run(run_id)
-            if run is None:
-                raise UIError(f"run {run_id} no longer exists in the store, so its adapter cannot be loaded")
-            if not run.get("adapter_path"):
-                raise UIError(f"run {run_id} ({run['status']}) has no saved adapter yet")
-            need[run_id] = run["adapter_path"]
+        need = adapters.run_adapters(store, [r for r in weights if r not in have])  # the CLI's checks too
         if need:
             self.model = adapters.load_adapters(self.model, need)
 

@@ -152,3 +152,72 @@ def test_paths_outside_the_roots_missing_or_corrupt_are_refused(tiny, pama_home,
     (good / "adapter_config.json").write_text("{not json")
     with pytest.raises(adp.AdapterError, match="adapter_config.json is corrupt"):
         adp.load_adapters(copy.deepcopy(base), {"x": good})
+
+
+# ------------------------------------------------------------------------------------------------ CLI generate
+
+def _cli_generate(capsys, *flags) -> tuple[int, str, str]:
+    from pama.cli import main
+
+    rc = main(["generate", "Describe a rainy day.", "--max-new-tokens", "6", "--seed", "3", *flags])
+    out, err = capsys.readouterr()
+    return rc, out.split("\n", 1)[1].rstrip("\n") if rc == 0 else out, err
+
+
+def _expected(model, tok, weights):
+    from pama import models
+
+    with adp.mixed(model, weights):
+        return models.generate(model, tok, ["Describe a rainy day."], max_new_tokens=6, temperature=0.7, seed=3)[0]
+
+
+@pytest.fixture
+def two_runs(tiny, store, pama_home):
+    ids = {}
+    for name, seed in (("a", 11), ("b", 12)):
+        folder = _make_adapter(tiny[0], pama_home / "adapters" / name, r=4, alpha=8, seed=seed)
+        rid = store.create_run(name=name, method="pama", model="tiny-random", config={}, total_steps=1,
+                               objectives=[dict(name="sentiment", lower=-1.0, upper=1.0)])
+        store.update_run(rid, adapter_path=str(folder))
+        ids[name] = (rid, folder)
+    ids["c"] = (store.create_run(name="c", method="pama", model="tiny-random", config={}, total_steps=1,
+                                 objectives=[dict(name="sentiment", lower=-1.0, upper=1.0)]), None)  # no checkpoint
+    return ids
+
+
+def test_cli_generate_with_a_run_an_adapter_folder_and_an_exact_mixture(tiny, two_runs, capsys):
+    from pama import models
+
+    (ra, fa), (rb, fb) = two_runs["a"], two_runs["b"]
+    base, tok = models.load("tiny-random")
+    model = adp.load_adapters(base, {ra: fa, rb: fb})
+    expect = {"base": _expected(model, tok, None), "a": _expected(model, tok, {ra: 1.0}),
+              "mix": _expected(model, tok, {ra: 0.3, rb: 0.7})}
+    assert len(set(expect.values())) == 3  # the three really differ, so the comparisons below can fail
+    assert _cli_generate(capsys, "--model", "tiny-random")[1] == expect["base"]
+    assert _cli_generate(capsys, "--run", ra)[1] == expect["a"]  # the run's model (tiny-random) by default
+    assert _cli_generate(capsys, "--model", "tiny-random", "--adapter", str(fa))[1] == expect["a"]
+    assert _cli_generate(capsys, "--mix", f"{ra}=0.3,{rb}=0.7")[1] == expect["mix"]
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--run", "r-nope"], "run r-nope is not in the store"),
+    (["--run", "{c}"], "has no saved adapter yet"),
+    (["--mix", "{a}=1"], "needs two different adapters"),
+    (["--mix", "{a}=0.5,{a}=0.5"], "appears twice"),
+    (["--mix", "{a}:0.5,{b}=0.5"], "must read RUN_ID=weight"),
+    (["--mix", "{a}=x,{b}=0.5"], "must be a number"),
+    (["--mix", "{a}=nan,{b}=0.5"], "must be finite"),
+    (["--mix", "{a}=0.5,r-nope=0.5"], "run r-nope is not in the store"),
+    (["--adapter", "/tmp"], "refusing to load"),
+])
+def test_cli_generate_refuses_what_the_app_refuses(two_runs, capsys, flags, fragment):
+    flags = [f.format(a=two_runs["a"][0], b=two_runs["b"][0], c=two_runs["c"][0]) for f in flags]
+    rc, _, err = _cli_generate(capsys, "--model", "tiny-random", *flags)
+    assert rc == 2 and fragment in err, err
+
+
+def test_cli_generate_takes_one_source_only(two_runs, capsys):
+    with pytest.raises(SystemExit):
+        _cli_generate(capsys, "--run", two_runs["a"][0], "--adapter", str(two_runs["a"][1]))
+    assert "not allowed with" in capsys.readouterr().err
