@@ -101,7 +101,7 @@ def test_every_page_loads_with_an_empty_store(empty_store, page):
         assert any("No fronts yet" in t or "No runs yet" in t for t in texts(at, "info"))
     if page == "views/home.py":
         assert any("The store is empty" in t for t in texts(at, "info"))
-        assert [m.value for m in at.sidebar.metric] == [0, 0, 0] or len(at.sidebar.metric) == 3
+        assert [(m.label, m.value) for m in at.sidebar.metric] == [("runs", "0"), ("fronts", "0"), ("points", "0")]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -351,7 +351,8 @@ def test_runs_page_details_export_and_delete(empty_store):
     at = app("views/runs.py")
     at.selectbox(key="runs_pick").set_value(run_id).run()
     assert not at.exception, at.exception
-    assert any(b.label.startswith("Metrics (CSV)") for b in at.get("download_button")) or at.get("download_button")
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert {"Metrics (CSV)", "Run, metrics and evaluations (JSON)"} <= labels, labels
     assert at.button(key="runs_delete").disabled
     at.checkbox(key=f"runs_confirm_{run_id}").check().run()
     at.button(key="runs_delete").click().run()

@@ -182,19 +182,30 @@ def test_cancel_stops_a_running_job(store):
     assert not jobs.cancel(store, job.id)  # nothing left to cancel
 
 
+def test_a_missing_prompt_file_is_refused_before_a_run_exists(store):
+    cfg = dict(TrainConfig(steps=2, **TINY).to_dict(), samples_per_prompt=1, prompts="/no/such/prompts.jsonl")
+    with pytest.raises(jobs.JobError, match="/no/such/prompts.jsonl"):
+        jobs.start_train(cfg, store=store)
+    assert store.list_runs() == []
+
+
 def test_a_job_that_dies_before_running_is_reaped_with_its_log(store):
-    """A failure after the run record exists (here: a prompt file that is missing) ends as 'failed' with the log's
-    message; if the CLI learns to check it before creating the run, it is a JobError and no run is left behind."""
-    cfg = dict(TrainConfig(steps=2, **TINY).to_dict(), prompts="/no/such/prompts.jsonl")
-    try:
-        job = jobs.start_train(cfg, store=store)
-    except jobs.JobError as err:
-        assert "/no/such/prompts.jsonl" in str(err)
-        assert all(r["status"] not in jobs.ACTIVE for r in store.list_runs())
-        return
-    final = jobs.wait(store, job.id, timeout_s=90)
-    assert final["status"] == "failed"
-    assert "/no/such/prompts.jsonl" in final["error"]
+    """A process killed outright (kill -9, out-of-memory killer) after its run record exists cannot report its end:
+    reaping marks the run failed, quoting the last lines of its log."""
+    import signal
+
+    job = jobs.start_train(dict(TrainConfig(steps=50, **TINY).to_dict(), samples_per_prompt=1), store=store)
+    assert store.get_run(job.id)["status"] in jobs.ACTIVE
+    os.kill(job.pid, signal.SIGKILL)  # the process this test started, by its id
+    deadline = time.time() + 20
+    while jobs.pid_alive(job.pid):
+        assert time.time() < deadline, "the killed process is still alive"
+        time.sleep(0.1)
+    assert store.get_run(job.id)["status"] in jobs.ACTIVE  # nobody has reported anything yet
+    final = jobs.wait(store, job.id, timeout_s=30)
+    assert final["status"] == "failed" and final["step"] < 50
+    assert f"(pid {job.pid}) exited" in final["error"] and "without reporting an end" in final["error"]
+    assert f"run id: {job.id}" in final["error"]  # the log's last lines
 
 
 def test_a_config_the_cli_refuses_raises_joberror_and_creates_no_run(store):

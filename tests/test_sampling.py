@@ -94,8 +94,13 @@ def test_merged_lora_computes_the_same_and_restores_the_weights_exactly(tiny, ra
     torch.testing.assert_close(merged, unmerged, atol=2e-5, rtol=1e-4)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     assert torch.equal(after, unmerged)
-    with torch.no_grad(), sampling.merged_lora(base):  # a model without LoRA passes through
-        torch.testing.assert_close(base(**ids).logits, base(**ids).logits)
+    base_before = {n: p.detach().clone() for n, p in base.named_parameters()}
+    with torch.no_grad():
+        plain = base(**ids).logits
+        with sampling.merged_lora(base):  # a model without LoRA passes through: same weights, same logits
+            assert all(torch.equal(p, base_before[n]) for n, p in base.named_parameters())
+            assert torch.equal(base(**ids).logits, plain)
+        assert torch.equal(base(**ids).logits, plain)
 
 
 def test_merged_lora_respects_mixtures_and_the_disabled_reference(tiny, random_lora, pama_home):
