@@ -276,6 +276,8 @@ def front_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bounds
         title=title or _title(data, objectives, bounds), xaxis_title=objectives[0], yaxis_title=objectives[1],
         legend=dict(title="series (hypervolume)", orientation="v"),
         hovermode="closest", height=560, margin=dict(l=60, r=20, t=70, b=60))
+    if colour_by is not None:   # the colour bar takes the right margin: the legend goes under the plot
+        fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.14, x=0), margin=dict(b=90))
     return fig
 
 

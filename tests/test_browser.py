@@ -223,3 +223,121 @@ def test_pages_front_compare_train_runs(served, page):
     no_exception(page)
     shot(page, "5-runs")
     print(f"browser walk-through: {time.time() - t0:.1f} s")
+
+
+# ---------------------------------------------------------------------------------------------------- blind votes
+
+def _start_app(home: Path) -> tuple[subprocess.Popen, str]:
+    """Serve the app on a free port over the store under ``home`` (like `make run`); returns (process, url)."""
+    port = _free_port()
+    env = dict(os.environ, PAMA_HOME=str(home), PAMA_APP_MODEL="tiny-random", HF_HUB_OFFLINE="1",
+               OMP_WAIT_POLICY="PASSIVE")
+    env.pop("PAMA_DB_URL", None)
+    env.pop("PAMA_NO_DEMO", None)
+    log = open(home / f"streamlit-{port}.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1"], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("streamlit did not start:\n" + (home / f"streamlit-{port}.log").read_bytes()[-3000:].decode())
+        time.sleep(0.3)
+
+
+def _stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_twenty_blind_votes_on_the_demo_front_survive_a_restart(page):
+    """The issue's 'done when': 20 blind votes on the shipped demo front in Chromium (clicks and keyboard), the
+    points revealed only after each vote, then the scores and intervals on the front, after a server restart."""
+    from pama.store import Store
+
+    home = Path(tempfile.mkdtemp(prefix="pama-votes-"))
+    proc, url = _start_app(home)   # an empty store: the home page imports the demo front
+    try:
+        t0 = time.time()
+        page.goto(url)
+        page.get_by_text("Where to go next").wait_for()
+        wait_idle(page)
+        go_to(page, "Compare")
+        page.get_by_role("radio", name="Blind vote").click()
+        wait_idle(page)
+        revealed = page.locator('[data-testid="stMarkdown"]', has_text="was")
+        for k in range(20):
+            page.get_by_text("Which response is better?").wait_for()
+            no_exception(page)
+            assert revealed.count() == 0                     # the points stay hidden until the vote
+            assert page.locator('[data-testid="stCode"]').count() == 2
+            if k == 0:
+                shot(page, "6-blind-ballot")
+            if k % 2:   # every other vote by keyboard: A / B / T / X, then N for the next pair
+                page.locator("h1").click()                   # focus out of any text field
+                page.keyboard.press("ABTX"[k // 2 % 4])
+            else:
+                page.get_by_role("button", name=["A is better", "B is better", "Tie", "Both bad"][k // 2 % 4]).click()
+            page.get_by_text("Vote recorded").wait_for()
+            wait_idle(page)
+            assert revealed.count() == 2                     # now both points are named
+            if k == 0:
+                shot(page, "7-blind-revealed")
+            if k % 2:
+                page.keyboard.press("N")
+            else:
+                page.get_by_role("button", name="Next pair").click()
+            wait_idle(page)
+        print(f"20 blind votes in {time.time() - t0:.1f} s")
+    finally:
+        _stop_app(proc)
+    store = Store(f"sqlite:///{home / 'pama.db'}")
+    votes = store.votes()
+    assert len(votes) == 20 and len({v["token"] for v in votes}) == 20
+    assert len({frozenset((v["point_a"], v["point_b"])) for v in votes}) >= 10   # spread over many pairs
+    store.close()
+
+    proc, url = _start_app(home)   # a restart: the votes are in the store, the front shows their scores
+    try:
+        page.goto(url + "/front")
+        page.locator(".js-plotly-plot").first.wait_for()
+        wait_idle(page)
+        page.get_by_text("Colour by vote score").click()
+        wait_idle(page)
+        page.locator(".js-plotly-plot .colorbar").first.wait_for()
+        no_exception(page)
+        shot(page, "8-front-vote-colour")
+        # the score as an axis: relevance vs blind-vote score, with its interval as error bars
+        page.locator('[data-testid="stMultiSelect"]').filter(has_text="Objectives").locator(
+            '[data-tag]', has_text="readability").locator('[role="button"], svg').first.click()
+        wait_idle(page)
+        page.locator('input[aria-label^="Objectives"]').click()
+        page.locator('[role="option"]', has_text="blind-vote score").first.click()
+        wait_idle(page)
+        page.keyboard.press("Escape")
+        page.locator(".js-plotly-plot .g-ytitle", has_text="blind-vote score").wait_for()
+        no_exception(page)
+        page.locator('[data-testid="stExpander"] summary', has_text="Points (6)").click()  # votes, win rate, score
+        page.get_by_role("button", name="Votes (CSV)").wait_for()
+        wait_idle(page)
+        shot(page, "9-front-vote-axis")
+        with page.expect_download() as dl:
+            page.get_by_role("button", name="Votes (CSV)").click()
+        import csv
+
+        with open(dl.value.path(), newline="") as f:
+            assert len(list(csv.DictReader(f))) == 20           # responses span lines: read it as CSV
+    finally:
+        _stop_app(proc)
+        shutil.rmtree(home, ignore_errors=True)

@@ -81,7 +81,7 @@ if mode == "Blind vote":
             st.subheader(side.upper(), anchor=False)
             st.code(ballot[f"text_{side}"] or "(empty response)", language=None, wrap_lines=True)
             if done:
-                who = ui.point_label(by_id[ballot[f"point_{side}"]], sweeps=sweep_by)
+                who = ui.point_label(by_id[ballot[f"point_{side}"]], sweeps=sweep_by if scope == ANY else None)
                 st.markdown(f"**{side.upper()} was** `{who}`")
     def cast(choice: str, shown: dict) -> None:
         """Runs before the rerun, with the ballot that was on screen when the button was pressed."""
@@ -107,7 +107,7 @@ if mode == "Blind vote":
         st.caption("Which response is better? Keys: A, B, T (tie), X (both bad), N (skip / next). The points are "
                    "revealed after your vote.")
     with st.expander(f"Scores so far ({len(votes)} votes on these points)", expanded=done is not None):
-        st.dataframe(ui.vote_table(scope_pts, score, sweeps=sweep_by), hide_index=True)
+        st.dataframe(ui.vote_table(scope_pts, score, sweeps=sweep_by if scope == ANY else None), hide_index=True)
         st.caption("Bradley–Terry log-strength (mean 0) with a 95% bootstrap interval; a tie is half a win each, "
                    "*both bad* is counted but not fitted. The Pareto front page can colour the points by it or plot "
                    "it as an axis. Pairs are drawn where they say most: neighbours on the front first, then pairs "

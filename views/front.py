@@ -47,7 +47,7 @@ error_bars = o3.checkbox("95% CI error bars", value=True, key="front_ci")
 view3d = "pairwise panels"
 if len(chosen_objs) == 3:
     view3d = o4.radio("3 objectives as", ["pairwise panels", "3-D"], horizontal=True, key="front_view")
-colour_votes = o5.checkbox("Colour by blind-vote score", key="front_colour_votes", disabled=not votes,
+colour_votes = o5.checkbox("Colour by vote score", key="front_colour_votes", disabled=not votes,
                            help="Bradley–Terry score of the blind votes cast on the Compare page (grey: no votes "
                                 "yet). The score can also be chosen as an objective (axis) above.")
 
@@ -152,6 +152,9 @@ with st.expander(f"Points ({len(shown)})"):
         row["BT score [95%]"] = ("" if s.get("score") is None
                                  else f"{s['score']:+.2f} [{s['low']:+.2f}, {s['high']:+.2f}]")
         rows.append(row)
+    if votes:   # the vote columns next to the labels, where they are seen without scrolling
+        lead = ["id", "label", "votes", "win rate", "BT score [95%]"]
+        rows = [{**{k: r[k] for k in lead}, **{k: v for k, v in r.items() if k not in lead}} for r in rows]
     st.dataframe(rows, hide_index=True)
     real_sweeps = [s for s in chosen_sweeps if s in sweep_by_id]
     if len(real_sweeps) == 1:
