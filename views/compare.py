@@ -49,8 +49,12 @@ if mode == "Blind vote":
             heldout = _load_prompts("builtin:heldout")
         except PromptError:
             heldout = []
-        ballot = V.ballot(scope_pts, votes, gens, heldout=heldout, objective=first, score=score, seed=int(seed),
-                          draw=draws)
+        try:
+            ballot = V.ballot(scope_pts, votes, gens, heldout=heldout, objective=first, score=score, seed=int(seed),
+                              draw=draws)
+        except ValueError as err:   # no stored prompt in common and no held-out set to draw from
+            st.error(f"Cannot draw a ballot: {err}")
+            st.stop()
         st.session_state["blind_ballot"] = ballot
 
     def next_pair():
