@@ -46,10 +46,11 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return name or "default", overrides
 
 
-def separation(own: dict, other: dict) -> float:
-    """(own end's mean − other end's mean) / mean 95% half-width: > 2 means the intervals do not overlap."""
-    hw = ((own["ci_high"] - own["ci_low"]) + (other["ci_high"] - other["ci_low"])) / 4
-    return (own["mean"] - other["mean"]) / hw if hw > 0 else float("inf")
+def separation(own, other) -> float:
+    """(own end's mean − other end's mean) / mean 95% half-width, from (mean, ci_low, ci_high) triples: > 2 means
+    the intervals do not overlap."""
+    hw = ((own[2] - own[1]) + (other[2] - other[1])) / 4
+    return (own[0] - other[0]) / hw if hw > 0 else float("inf")
 
 
 def letter_share(texts: list[str]) -> float:

@@ -19,6 +19,8 @@ import yaml
 METHODS = ("pama", "morlhf", "mgda")
 # the pair whose two ends separate fastest per CPU minute on the embedded model: docs/learnability.md
 DEFAULT_OBJECTIVES = ["informativeness", "conciseness"]
+# the Train form's preference: conciseness first, the end that moves out of the base model's interval in minutes
+DEFAULT_PREFERENCE = [0.25, 0.75]
 
 
 _NOON_WORDS = {"true": "true", "1": "true", "yes": "true", "on": "true",
@@ -47,7 +49,7 @@ class TrainConfig:
     anchor: float = _help("PAMA anchor strength λ in [0, 1]: 1 = the paper's PAMA (ignores the preference), "
                           "0 = linear scalarisation with the preference.", default=0.5)
     granularity: str = _help("PAMA combination per 'token' or from batch-mean advantages ('batch').", default="token")
-    steps: int = _help("PPO steps (one rollout batch each).", default=40)
+    steps: int = _help("PPO steps (one rollout batch each).", default=50)
     batch_size: int = _help("Responses per rollout batch (batch_size / samples_per_prompt prompts). Decoding on a "
                             "CPU is memory-bound, so 16 costs far less than twice 8: docs/learnability.md.",
                             default=16)

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from pama import jobs, objectives, plots, ui
-from pama.config import DEFAULT_OBJECTIVES, METHODS, ConfigError, TrainConfig
+from pama.config import DEFAULT_OBJECTIVES, DEFAULT_PREFERENCE, METHODS, ConfigError, SweepConfig, TrainConfig
 from pama.sampling import bf16_native
 from pama.store import StoreError
 
@@ -11,6 +11,7 @@ BF16_SLOW = ("This CPU has no bfloat16 instructions (AVX512-BF16 or AMX): bfloat
 store = ui.st_store()
 st.title("Train")
 DEFAULTS = TrainConfig()
+SWEEP_DEFAULTS = SweepConfig()
 
 with st.form("train_form"):
     st.markdown("**What to train**")
@@ -30,14 +31,16 @@ with st.form("train_form"):
     st.markdown("**Trade-off**")
     mode = st.radio("Train", ["one preference", "a sweep grid (a whole front)"], horizontal=True, key="tf_mode")
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
-    preference = c1.text_input("Preference (one weight per objective)", value="", key="tf_preference",
+    preference = c1.text_input("Preference (one weight per objective)", key="tf_preference",
+                               value=", ".join(f"{p:g}" for p in DEFAULT_PREFERENCE),
                                placeholder="e.g. 0.7, 0.3 — empty = uniform",
                                help="Non-negative weights, one per objective in the order above; normalised to sum "
                                     "to 1. Used for 'one preference'.")
     points = c2.number_input("Grid points per edge (sweep)", value=3, step=1, key="tf_points",
                              help="A sweep trains one adapter per preference on a simplex grid, then evaluates "
                                   "each on held-out prompts.")
-    eval_samples = c4.number_input("Held-out prompts per point (sweep)", value=32, step=8, key="tf_eval_samples",
+    eval_samples = c4.number_input("Held-out prompts per point (sweep)", value=SWEEP_DEFAULTS.eval_samples, step=8,
+                                   key="tf_eval_samples",
                                    help="Each adapter of a sweep is evaluated on this many held-out prompts (95% "
                                         "bootstrap CIs); fewer is quicker on CPU.")
     anchor = c3.number_input("Anchor λ", value=float(DEFAULTS.anchor), step=0.1, format="%.2f", key="tf_anchor",
@@ -45,8 +48,9 @@ with st.form("train_form"):
                                   "scalarisation with the preference.")
     st.markdown("**Budget**")
     c1, c2, c3, c4, c5, c6 = st.columns(6)
-    steps = c1.number_input("Steps", value=10, step=1, key="tf_steps", help="PPO steps; ~10-15 s each on CPU "
-                                                                           "with smollm2-135m.")
+    steps = c1.number_input("Steps", value=int(DEFAULTS.steps), step=1, key="tf_steps",
+                            help="PPO steps; ~10-12 s each on 2 CPU cores with smollm2-135m at these defaults, so "
+                                 "the default is about 10 minutes (docs/learnability.md).")
     batch = c2.number_input("Batch size", value=int(DEFAULTS.batch_size), step=1, key="tf_batch")
     new_tokens = c3.number_input("Max new tokens", value=int(DEFAULTS.max_new_tokens), step=8, key="tf_tokens")
     rank = c4.number_input("LoRA rank", value=int(DEFAULTS.lora_r), step=1, key="tf_rank")
