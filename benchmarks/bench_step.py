@@ -70,7 +70,9 @@ def worker_ours(args) -> None:
                       anchor=0.5, steps=10_000, batch_size=args.batch, max_new_tokens=args.tokens, temperature=1.0,
                       top_p=1.0, learning_rate=LR, lora_r=8, lora_alpha=16, lora_dropout=0.0,
                       target_modules=["q_proj", "v_proj"], kl_coef=BETA, threads=args.threads, seed=0,
-                      device="cpu", dtype=args.dtype).validate()
+                      device="cpu", dtype=args.dtype,
+                      # the settings every earlier figure used, so the ratios stay comparable across sessions
+                      samples_per_prompt=1, missing_eos_penalty=0.0, target_kl=3.0, kl_horizon=10_000).validate()
     os.environ["PAMA_HOME"] = home
     trainer = Trainer(cfg, store, progress=False)
     _send({"ready": True, "rss_mb": _peak_rss_mb()})
