@@ -72,6 +72,11 @@ with tab_curves:
                         key="runs_kl")
         c4.plotly_chart(plots.metric_figure(metrics, ["loss/policy", "loss/value"], title="Losses"),
                         key="runs_loss")
+        c5, c6 = st.columns(2)
+        c5.plotly_chart(plots.metric_figure(metrics, ["response_length"], title="Mean response length (tokens)"),
+                        key="runs_length")
+        c6.plotly_chart(plots.metric_figure(metrics, ["eos_fraction"], title="Share of responses ending on EOS",
+                                            yaxis="share"), key="runs_eos")
 
 with tab_config:
     st.json(run.get("config") or {}, expanded=True)
