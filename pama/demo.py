@@ -38,8 +38,12 @@ def available(demo_dir: Path | None = None) -> bool:
     return (Path(demo_dir or DEMO_DIR) / RECORDS).is_file()
 
 
-def export_sweep(store, sweep_id: str, out_dir: str | Path, *, generations_per_point: int = 8) -> Path:
-    """Write the sweep's records (JSON) and its adapters (two files each) into ``out_dir``; returns the JSON path."""
+def export_sweep(store, sweep_id: str, out_dir: str | Path, *, generations_per_point: int = 8,
+                 adapter_dtype: str | None = None) -> Path:
+    """Write the sweep's records (JSON) and its adapters (two files each) into ``out_dir``; returns the JSON path.
+
+    ``adapter_dtype="bfloat16"`` stores the adapter weights at half size (a shipped folder stays small; the loader
+    casts them back to the model's precision)."""
     out = Path(out_dir)
     sweep = store.get_sweep(sweep_id)
     if sweep is None:
@@ -55,6 +59,8 @@ def export_sweep(store, sweep_id: str, out_dir: str | Path, *, generations_per_p
             dst.mkdir(parents=True, exist_ok=True)
             for f in ADAPTER_FILES:
                 shutil.copy2(src / f, dst / f)
+            if adapter_dtype:
+                _cast_adapter(dst / "adapter_model.safetensors", adapter_dtype)
             rel = f"adapters/{r['id']}"
         metrics: dict[int, dict[str, float]] = {}
         for m in store.metrics(r["id"]):
@@ -80,6 +86,15 @@ def export_sweep(store, sweep_id: str, out_dir: str | Path, *, generations_per_p
     path = out / RECORDS
     path.write_text(json.dumps(data, indent=1, default=_iso))
     return path
+
+
+def _cast_adapter(path: Path, dtype: str) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(path)
+    save_file({k: v.to(getattr(torch, dtype)).contiguous() for k, v in weights.items()}, path,
+              metadata={"format": "pt"})
 
 
 def import_demo(store, demo_dir: str | Path | None = None) -> str:

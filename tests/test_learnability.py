@@ -120,3 +120,51 @@ def test_once_no_sample_ends_the_rewards_cannot_favour_ending(store):
     adv_p, _, _ = t._advantages(penalised, zeros, zeros, torch.zeros(1, B, T), short_mask)
     assert adv[0, 0, :3].min() > 0 and adv[0, 1:].max() == 0  # only the finished sample is reinforced
     assert adv_p[0, 0, :3].min() >= adv[0, 0, :3].min() - 1e-6
+
+
+def test_the_shipped_demo_front_is_a_visible_trade_off():
+    """The bar of the trade-offs issue, read from demo/front/store.json: the two ends' 95% intervals apart on both
+    objectives (each end higher on its own), >= 128 held-out prompts, KL <= 10 nats and >= 80% EOS on every point."""
+    import json
+
+    from pama import demo
+
+    data = json.loads((demo.DEMO_DIR / demo.RECORDS).read_text())
+    objs = data["sweep"]["objectives"]
+    points = data["points"]
+    for p in points:
+        assert p["eval_config"]["n_prompts"] >= 128, p["id"]
+        assert p["kl"] <= 10, p["id"]
+        assert p["eos_fraction"] >= 0.8, (p["id"], p["eos_fraction"])
+    adapters = [p for p in points if p["kind"] == "adapter"]
+    for i, o in enumerate(objs):
+        own = max(adapters, key=lambda p: p["preference"][i])
+        other = min(adapters, key=lambda p: p["preference"][i])
+        assert own["values"][o]["ci_low"] > other["values"][o]["ci_high"], o
+
+
+def test_a_demo_exported_in_bfloat16_is_half_the_size_and_loads_to_the_same_outputs(store):
+    from pama import adapters as adp
+    from pama import paths
+    from pama import demo
+    from pama.config import SweepConfig
+    from pama.sweep import run_sweep
+
+    cfg = SweepConfig(**dict(TINY, steps=1, points=2, eval_samples=2, eval_max_new_tokens=3, save_every=1))
+    sid = run_sweep(cfg, store, progress=False)
+    tmp_path = paths.home()  # adapters load only from under the checkpoints root or the demo folder
+    demo.export_sweep(store, sid, tmp_path / "f32")
+    demo.export_sweep(store, sid, tmp_path / "bf16", adapter_dtype="bfloat16")
+    run = store.list_runs(sweep_id=sid)[0]["id"]
+    f32 = tmp_path / "f32" / "adapters" / run / "adapter_model.safetensors"
+    bf16 = tmp_path / "bf16" / "adapters" / run / "adapter_model.safetensors"
+    assert bf16.stat().st_size < 0.6 * f32.stat().st_size
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    outs = []
+    for folder in (f32.parent, bf16.parent):
+        base, _ = models.load("tiny-random", seed=0)
+        model = adp.load_adapters(base, {run: folder})
+        adp.mix(model, {run: 1.0})
+        with torch.no_grad():
+            outs.append(model(input_ids=ids).logits)
+    assert torch.allclose(outs[0], outs[1], atol=1e-2)

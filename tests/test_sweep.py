@@ -25,8 +25,8 @@ def test_preference_grid_two_and_three_objectives():
 
 
 TINY_SWEEP = ["--model", "tiny-random", "--objectives", "sentiment,conciseness", "--points", "2", "--steps", "2",
-              "--batch-size", "2", "--max-new-tokens", "5", "--eval-samples", "4", "--eval-max-new-tokens", "5",
-              "--learning-rate", "0.01", "--save-every", "1", "--threads", "1", "--quiet"]
+              "--batch-size", "2", "--samples-per-prompt", "1", "--max-new-tokens", "5", "--eval-samples", "4",
+              "--eval-max-new-tokens", "5", "--learning-rate", "0.01", "--save-every", "1", "--threads", "1", "--quiet"]
 
 
 def test_two_point_sweep_end_to_end_resume_mixtures_export(store, pama_home, tmp_path, capsys):
@@ -127,7 +127,7 @@ def test_demo_import_is_idempotent(store):
     assert demo.import_if_empty(store) is None
     assert store.counts() == counts
     pts = store.points(sweep_id=sweep_id, kind="adapter")
-    assert len(pts) >= 5
+    assert len(pts) >= 3
     assert store.points(sweep_id=sweep_id, kind="base")
     assert store.get_sweep(sweep_id)["summary"]["hypervolume"] > 0
     for r in store.list_runs(sweep_id=sweep_id):
