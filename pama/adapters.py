@@ -70,7 +70,7 @@ def check_adapter_path(path: str | Path, *, name: str | None = None) -> Path:
         raise AdapterError(f"{label}: {cfg_file} describes a {cfg.get('peft_type')} adapter; only LoRA is supported")
     weights = p / "adapter_model.safetensors"
     try:
-        from safetensors import safe_open
+        from safetensors import safe_open  # heavy: loaded only when an adapter file is read
 
         with safe_open(str(weights), framework="pt") as fh:
             keys = list(fh.keys())
@@ -90,7 +90,7 @@ def load_adapters(base_model, adapters: Mapping[str, str | Path], *, progress: b
     Returns a PeftModel in eval mode with the first adapter active and every adapter's original scaling remembered.
     Raises :class:`AdapterError` for bad names, paths outside the allowed roots, and missing or corrupt files.
     """
-    from peft import PeftModel
+    from peft import PeftModel  # heavy (imports transformers): not needed to list or check adapters
 
     if not adapters:
         raise AdapterError("no adapters given")
@@ -161,7 +161,7 @@ def adapter_names(model) -> list[str]:
 
 
 def _lora_layers(model) -> Iterator:
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # heavy (imports transformers)
 
     for module in model.modules():
         if isinstance(module, LoraLayer):

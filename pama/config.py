@@ -176,7 +176,7 @@ class TrainConfig:
             elif sum(self.preference) <= 0:
                 errors.append("preference must have a positive entry")
         if check_objectives and self.objectives:
-            from . import objectives as objmod
+            from . import objectives as objmod  # the one upward edge (pyproject's contract ignores it), kept lazy
 
             for name in self.objectives:
                 try:

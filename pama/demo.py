@@ -89,7 +89,7 @@ def export_sweep(store, sweep_id: str, out_dir: str | Path, *, generations_per_p
 
 
 def _cast_adapter(path: Path, dtype: str) -> None:
-    import torch
+    import torch  # heavy: only to cast a demo adapter's dtype
     from safetensors.torch import load_file, save_file
 
     weights = load_file(path)

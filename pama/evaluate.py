@@ -16,8 +16,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from . import adapters as adp
 from . import models
+from . import objectives as objmod
+from .logprobs import response_mask, seq_logprobs_and_hidden
 
 EVAL_TEMPERATURE = 0.7
 N_RESAMPLES = 2000
@@ -85,8 +89,6 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 @torch.no_grad()
 def _response_logprobs(model, enc, new, rmask) -> torch.Tensor:
-    from .trainer import seq_logprobs_and_hidden
-
     input_ids = torch.cat([enc["input_ids"], new], dim=1)
     attn = torch.cat([enc["attention_mask"], rmask.long()], dim=1)
     logp, _ = seq_logprobs_and_hidden(model, input_ids, attn, enc["input_ids"].shape[1], hidden=False)
@@ -102,11 +104,6 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
     ``objectives``: Objective instances or names. ``ref="adapter-disabled"`` computes the KL against the same model
     with its adapters disabled (0 when the model has no active adapter); ``ref=None`` skips the KL (reported as 0).
     """
-    from tqdm.auto import tqdm
-
-    from . import adapters as adp
-    from . import objectives as objmod
-
     objs = [objmod.get(o) if isinstance(o, str) else o for o in objectives]
     prompts = list(prompts)
     if not prompts:
@@ -126,8 +123,6 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
         batch = prompts[start:start + batch_size]
         out, enc, new = models.generate(model, tokenizer, batch, max_new_tokens=max_new_tokens,
                                         temperature=temperature, seed=seed * 1000 + b, return_ids=True)
-        from .trainer import response_mask
-
         rmask = response_mask(new, eos).to(new.device)
         texts += out
         lengths += [int(x) for x in rmask.sum(1).tolist()]

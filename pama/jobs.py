@@ -1,10 +1,11 @@
 """Background jobs for the app: training (and sweeps) run as detached subprocesses that report to the store.
 
-``start_train(cfg)`` writes the config to a YAML file, starts ``python -m pama train --config FILE --quiet`` in its
-own process group (so it outlives the Streamlit session that started it), reads ``run id: <id>`` from the first line
-of its log and returns a :class:`Job`. Everything the app shows afterwards — status, step, ETA, curves — comes from
-the store, so progress survives page reloads and closed tabs. ``cancel`` sets the status to 'cancelled' (the trainer
-stops at its next step) and sends SIGTERM. ``reap`` marks a run whose process is gone (or silent for longer than a
+``start_train(cfg)`` checks the config, creates the run row, writes the config to a YAML file and starts
+``python -m pama train --config FILE --run-id ID --quiet`` in its own process group (so it outlives the Streamlit
+session that started it), logging to ``logs/<run id>.log``; it returns a :class:`Job` at once (sweeps likewise).
+Everything the app shows afterwards (status, step, ETA, curves) comes from the store, so progress survives page
+reloads and closed tabs. ``cancel`` sets the status to 'cancelled' (the trainer stops at its next step) and sends
+SIGTERM. ``reap`` marks a run whose process is gone (or silent for longer than a
 grace period) as failed, with the tail of its log as the message.
 """
 from __future__ import annotations
@@ -12,16 +13,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import importlib.util
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -29,14 +29,13 @@ from typing import Mapping, Sequence
 import yaml
 
 from . import paths
+from .config import ConfigError, TrainConfig, from_dict
+from .pareto import preference_grid
+from .procs import pid_alive, track
+from .store import Store, heartbeat_grace_s
 
 ACTIVE = ("queued", "running")
 GRACE_S = 120.0
-RUN_ID_RE = re.compile(r"^run id:\s*(\S+)")
-SWEEP_ID_RE = re.compile(r"^sweep id:\s*(\S+)")
-
-_children: dict[int, subprocess.Popen] = {}
-
 
 class JobError(RuntimeError):
     """A job could not be started; the message says why (with the end of its log) and what to do."""
@@ -64,13 +63,6 @@ def job_file(job_id: str) -> Path:
     return logs_dir() / f"{job_id}.json"
 
 
-def _reaper(proc: subprocess.Popen) -> None:
-    """Wait for the child so it never lingers as a zombie (a zombie still answers kill(pid, 0))."""
-    with contextlib.suppress(Exception):
-        proc.wait()
-    _children.pop(proc.pid, None)
-
-
 def _config_dict(cfg) -> dict:
     return cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) \
         else dict(cfg)
@@ -87,90 +79,77 @@ def tail(path: str | Path, lines: int = 12, max_chars: int = 3000) -> str:
     return "\n".join(keep[-lines:])[-max_chars:]
 
 
-def _launch(kind: str, cfg, pattern: re.Pattern, *, db_url: str | None = None, timeout_s: float = 120.0,
-            extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Job:
+def _launch(kind: str, cfg, job_id: str, *, db_url: str | None = None, extra_args: Sequence[str] = (),
+            env: Mapping[str, str] | None = None, header: str = "") -> Job:
+    """Start ``python -m pama KIND --config FILE ...`` for a row that already exists (``job_id``), logging to
+    ``logs/<job_id>.log`` (after ``header``); nothing is read back from the child (its id is known, its state is in
+    the store)."""
     logs_dir().mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:10]
-    cfg_file = logs_dir() / f"{kind}-{token}.yaml"
+    cfg_file = logs_dir() / f"{kind}-{job_id}.yaml"
     cfg_file.write_text(yaml.safe_dump(_config_dict(cfg), sort_keys=False))
-    tmp_log = logs_dir() / f"{kind}-{token}.log"
+    log_file = log_path(job_id)
     cmd = [sys.executable, "-m", "pama", kind, "--config", str(cfg_file), *extra_args]
     child_env = dict(os.environ)
     child_env.update(env or {})
     child_env["PYTHONUNBUFFERED"] = "1"
     if db_url:  # through the environment, not argv: a password in argv is visible to every user in `ps`
         child_env["PAMA_DB_URL"] = db_url
-    with open(tmp_log, "ab") as log:
+    with open(log_file, "ab") as log:
+        log.write(header.encode())
+        log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=str(paths.REPO), env=child_env, start_new_session=True)
-    _children[proc.pid] = proc
-    threading.Thread(target=_reaper, args=(proc,), daemon=True, name=f"reap-{proc.pid}").start()
-
-    deadline = time.monotonic() + timeout_s
-    job_id = None
-    while time.monotonic() < deadline:
-        try:
-            first = tmp_log.read_text(errors="replace")
-        except OSError:
-            first = ""
-        for line in first.splitlines():
-            m = pattern.match(line.strip())
-            if m:
-                job_id = m.group(1)
-                break
-        if job_id or proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    if job_id is None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            raise JobError(f"The {kind} job did not report its id within {timeout_s:.0f} s; it was stopped. "
-                           f"Log ({tmp_log}):\n{tail(tmp_log)}")
-        raise JobError(_explain_exit(kind, proc.returncode, tmp_log))
-    final_log = log_path(job_id)
-    with contextlib.suppress(OSError):
-        os.replace(tmp_log, final_log)  # the child keeps writing through its open descriptor
-    job = Job(kind=kind, id=job_id, pid=proc.pid, log=str(final_log if final_log.exists() else tmp_log),
-              config_file=str(cfg_file), command=cmd)
+    track(proc)
+    job = Job(kind=kind, id=job_id, pid=proc.pid, log=str(log_file), config_file=str(cfg_file), command=cmd)
     job_file(job_id).write_text(json.dumps(dict(dataclasses.asdict(job), host=socket.gethostname(),
                                                 started=time.time()), indent=2))
     return job
 
 
-def _explain_exit(kind: str, code: int | None, log: Path) -> str:
-    text = tail(log)
-    errors = [ln.removeprefix("error: ") for ln in text.splitlines() if ln.startswith("error: ")]
-    if errors:
-        return f"The {kind} job refused to start: " + " ".join(errors)
-    return f"The {kind} job exited (code {code}) before starting. Last lines of its log ({log}):\n{text}"
+def _refusal(kind: str, err: BaseException) -> JobError:
+    """A config, prompt source or model the job would refuse, as the one-line JobError the app shows."""
+    lines = [ln.strip().removeprefix("- ") for ln in str(err).splitlines() if ln.strip()]
+    return JobError(f"The {kind} job refused to start: " + " ".join(lines or [type(err).__name__]))
 
 
-def start_train(cfg, *, store=None, db_url: str | None = None, timeout_s: float = 120.0,
+def start_train(cfg, *, store=None, db_url: str | None = None, timeout_s: float | None = None,
                 env: Mapping[str, str] | None = None) -> Job:
-    """Start ``python -m pama train`` on ``cfg`` (a validated TrainConfig or a dict of its fields) in the background.
+    """Start ``python -m pama train`` on ``cfg`` (a TrainConfig or a dict of its fields) in the background.
 
-    Returns once the trainer printed its run id (the run record exists then). The pid is written to the run so
-    the app can cancel it and spot a dead process.
-    """
+    As for sweeps, the run row is created here first and its id passed in (``--run-id``): a config the trainer
+    would refuse, a missing prompt source or an unknown model raise JobError before any row exists; the pid is
+    written to the row at once so the app can cancel the run and spot a dead process. ``timeout_s`` is accepted for
+    older callers; nothing is waited for."""
+    from . import trainer  # heavy (torch, peft, accelerate): loaded only when the app starts a run
+
     url = db_url or (store.url if store is not None else None)
-    job = _launch("train", cfg, RUN_ID_RE, db_url=url, timeout_s=timeout_s, extra_args=["--quiet"], env=env)
-    if store is not None:
-        with contextlib.suppress(Exception):
-            run = store.get_run(job.id)
-            if run and run.get("pid") is None:
-                store.update_run(job.id, pid=job.pid)
+    store = store if store is not None else Store(url)
+    data = _config_dict(cfg)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the child prints its own warnings to its log
+            checked = from_dict(TrainConfig, dict(data), source="the train job").validate()
+        trainer.preflight(checked)
+    except (ConfigError, ValueError, OSError) as err:  # ModelNotFoundError and PromptError are ValueErrors
+        raise _refusal("train", err) from None
+    run_id = trainer.create_run_record(store, checked)
+    try:
+        job = _launch("train", data, run_id, db_url=url, extra_args=["--run-id", run_id, "--quiet"], env=env,
+                      header=f"run id: {run_id}\n")  # the log's first line, as `python -m pama train` prints it
+    except OSError as err:
+        store.set_status(run_id, "failed", error=f"could not start the training process: {err}")
+        raise JobError(f"could not start the training process: {err}") from None
+    store.update_run(run_id, pid=job.pid)
     return job
 
 
-def start_sweep(cfg, *, store, timeout_s: float = 120.0, env: Mapping[str, str] | None = None,
+def start_sweep(cfg, *, store, timeout_s: float | None = None, env: Mapping[str, str] | None = None,
                 name: str | None = None) -> Job:
-    """Start a sweep (pama.sweep) in the background on a validated SweepConfig; returns once it runs.
+    """Start a sweep (pama.sweep) in the background on a validated SweepConfig; returns once it is started.
 
     The sweep record is created here first (so its id is known at once and the app can show it), then
-    ``python -m pama sweep --resume <id>`` trains and evaluates every grid point of it."""
-    from .sweep import preference_grid
-
+    ``python -m pama sweep --resume <id>`` trains and evaluates every grid point of it. ``timeout_s`` is accepted
+    for older callers; nothing is waited for."""
     data = _config_dict(cfg)
     data["preference"] = []
     grid = preference_grid(len(data["objectives"]), int(data["points"]))
@@ -178,12 +157,11 @@ def start_sweep(cfg, *, store, timeout_s: float = 120.0, env: Mapping[str, str] 
         name=name or data.get("name") or f"{data['method']} sweep ×{len(grid)} {'/'.join(data['objectives'])}",
         method=data["method"], model=data["model"], objectives=list(data["objectives"]), config=data)
     try:
-        job = _launch("sweep", data, SWEEP_ID_RE, db_url=store.url, timeout_s=timeout_s,
-                      extra_args=["--resume", sweep_id, "--quiet"], env=env)
-    except JobError:
+        return _launch("sweep", data, sweep_id, db_url=store.url, extra_args=["--resume", sweep_id, "--quiet"],
+                       env=env)
+    except OSError as err:
         store.update_sweep(sweep_id, status="failed")
-        raise
-    return job
+        raise JobError(f"could not start the sweep process: {err}") from None
 
 
 def cancel_sweep(store, sweep_id: str) -> bool:
@@ -206,9 +184,7 @@ def sweep_progress(sweep: Mapping, runs: Sequence[Mapping]) -> dict:
     """Trained / total grid points of a sweep and its current run, from the store's dicts."""
     cfg = sweep.get("config") or {}
     try:
-        from .sweep import preference_grid
-
-        total = len(preference_grid(len(sweep.get("objectives") or []), int(cfg.get("points", 0))))
+            total = len(preference_grid(len(sweep.get("objectives") or []), int(cfg.get("points", 0))))
     except Exception:  # noqa: BLE001 - an old or foreign config: show what there is
         total = len(runs)
     done = sum(1 for r in runs if r.get("status") == "finished")
@@ -222,11 +198,8 @@ def sweep_progress(sweep: Mapping, runs: Sequence[Mapping]) -> dict:
 
 
 def sweep_available() -> bool:
-    try:
-        from . import sweep  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(sweep, "register_cli")
+    """Whether pama.sweep ships with this installation (found, not imported: jobs sits below the sweep workflow)."""
+    return importlib.util.find_spec("pama.sweep") is not None
 
 
 # ------------------------------------------------------------------------------------------------ process state
@@ -236,26 +209,6 @@ def read_job(job_id: str) -> dict | None:
         return json.loads(job_file(job_id).read_text())
     except (OSError, ValueError):
         return None
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    proc = _children.get(pid)
-    if proc is not None:
-        return proc.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped by a parent that is not us) is dead for our purposes
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 def local_pid(run: Mapping) -> int | None:
@@ -357,8 +310,6 @@ def _aware(t: dt.datetime | None) -> dt.datetime | None:
 def progress(run: Mapping, metrics: Sequence[Mapping] = (), *, now: dt.datetime | None = None,
              grace_s: float | None = None) -> dict:
     """What the progress panel shows, as a pure function of a run dict and its metrics rows."""
-    from .store import heartbeat_grace_s
-
     grace_s = heartbeat_grace_s() if grace_s is None else grace_s
     now = now or dt.datetime.now(dt.timezone.utc)
     step, total = int(run.get("step") or 0), int(run.get("total_steps") or 0)

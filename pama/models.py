@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from . import paths
+from .sampling import sample
 
 DEFAULT_MODEL = "smollm2-135m"
 TINY_MODEL = "tiny-random"
@@ -53,7 +54,7 @@ def is_cached() -> bool:
 @contextlib.contextmanager
 def _file_lock(path: Path):
     """Cross-process lock so that parallel tests or app + CLI build the cache once."""
-    import fcntl
+    import fcntl  # optional: POSIX only
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
@@ -67,7 +68,7 @@ def _file_lock(path: Path):
 def build_cache(progress: bool = True) -> Path:
     """De-quantise the embedded GGUF once into fp32 safetensors (GGUF models refuse save_pretrained and training)."""
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: transformers takes seconds to import
 
     target = cache_dir()
     with _file_lock(paths.model_cache() / ".build.lock"):
@@ -114,7 +115,7 @@ def prepare_tokenizer(tok):
 
 
 def load_tokenizer(spec: str = DEFAULT_MODEL):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy
 
     if spec in (DEFAULT_MODEL, TINY_MODEL):
         if is_cached():
@@ -125,7 +126,7 @@ def load_tokenizer(spec: str = DEFAULT_MODEL):
 
 
 def tiny_config(vocab_size: int):
-    from transformers import LlamaConfig
+    from transformers import LlamaConfig  # heavy
 
     return LlamaConfig(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -151,7 +152,7 @@ def _from_pretrained(cls, spec: str, **kw):
 
 def load(spec: str = DEFAULT_MODEL, *, device: str | torch.device | None = None, dtype=torch.float32, seed: int = 0):
     """Return (model, tokenizer) in eval mode; the tokenizer pads on the left for batched generation."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # heavy
 
     spec = (spec or DEFAULT_MODEL).strip()
     if spec == TINY_MODEL:
@@ -162,7 +163,7 @@ def load(spec: str = DEFAULT_MODEL, *, device: str | torch.device | None = None,
         model.generation_config.pad_token_id = tok.pad_token_id
         model.generation_config.eos_token_id = tok.eos_token_id
     elif spec.startswith("random:"):
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # heavy
 
         target = spec.removeprefix("random:") or DEFAULT_MODEL
         folder = build_cache(progress=True) if target == DEFAULT_MODEL else target
@@ -216,8 +217,6 @@ def eos_ids(model, tokenizer) -> set[int]:
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 48, temperature: float = 0.7,
              top_p: float = 1.0, seed: int | None = None, return_ids: bool = False):
     """Sample one response per prompt; temperature 0 means greedy. Seeded runs are reproducible on one device."""
-    from .sampling import sample
-
     device = next(model.parameters()).device
     enc = encode(tokenizer, prompts, device)
     new = sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=max_new_tokens,

@@ -9,7 +9,10 @@ from __future__ import annotations
 import moocore
 import numpy as np
 
-__all__ = ["normalise", "non_dominated", "hypervolume", "front_order", "pareto_front", "eval_key", "comparable"]
+from .config import ConfigError
+
+__all__ = ["normalise", "non_dominated", "hypervolume", "front_order", "pareto_front", "eval_key", "comparable",
+           "preference_grid"]
 
 # what must match for two points' evaluations to be comparable (batch size and timing do not change the statistics)
 EVAL_KEY_FIELDS = ("n_prompts", "seed", "max_new_tokens", "temperature")
@@ -127,3 +130,31 @@ def comparable(points) -> list[bool]:
         keys = base or [eval_key(p) for p in pts if p.get("kind") == "adapter"] or [eval_key(p) for p in pts]
         reference[sweep] = max(keys, key=keys.count)  # the first of the most common
     return [eval_key(p) == reference[p.get("sweep_id")] for p in points]
+
+
+def preference_grid(n_objectives: int, points: int) -> list[list[float]]:
+    """An even grid of the simplex: every (k_1, ..., k_n)/(K−1) with Σ k_i = K−1 (K = ``points``).
+
+    2 objectives: K points from (1, 0) to (0, 1); 3 objectives: the (K choose 2)+... triangle grid. K = 1 gives the
+    uniform preference.
+    """
+    if n_objectives < 1:
+        raise ConfigError("a preference grid needs at least one objective")
+    if points < 1:
+        raise ConfigError(f"points must be ≥ 1, got {points}")
+    if n_objectives == 1:
+        return [[1.0]]
+    if points == 1:
+        return [[1.0 / n_objectives] * n_objectives]
+    K = points - 1
+    out: list[list[float]] = []
+
+    def rec(prefix: list[int], left: int, slots: int) -> None:
+        if slots == 1:
+            out.append([k / K for k in prefix + [left]])
+            return
+        for k in range(left, -1, -1):
+            rec(prefix + [k], left - k, slots - 1)
+
+    rec([], K, n_objectives)
+    return out

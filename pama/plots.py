@@ -234,7 +234,7 @@ def _span(values: Mapping[str, float] | None) -> tuple[float, float]:
 
 def _scale_colour(value: float | None, span: tuple[float, float]) -> str:
     """A score's colour on SCORE_SCALE over ``span``; grey for a point nobody voted on."""
-    from plotly.colors import sample_colorscale
+    from plotly.colors import sample_colorscale  # heavy-ish: plotly's colour module, only for vote colours
 
     if value is None or not finite(value):
         return UNSCORED

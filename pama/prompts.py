@@ -278,7 +278,7 @@ def _load_hf(source: str, column: str | None) -> list[str]:
     name, split, spec_column = _parse_hf(source)
     column = column or spec_column
     try:
-        import datasets
+        import datasets  # heavy and optional: only for hf: prompt sources
     except ImportError:
         raise PromptError(
             f"{source!r} needs the 'datasets' package (pip install datasets), or export the prompts to a .jsonl file"

@@ -12,6 +12,14 @@ import io
 import json
 from pathlib import Path
 
+import plotly.io as pio
+
+from . import jsonio
+from . import objectives as objmod
+from . import plots
+from . import votes as V
+from .sweep import front_table, summarise
+
 FORMATS = ("csv", "json", "html")
 VOTE_COLUMNS = ("votes", "wins", "losses", "ties", "both_bad", "win_rate", "bt_score", "bt_low", "bt_high")
 VOTE_FIELDS = ("id", "created_at", "voter", "sweep_id", "point_a", "point_b", "vote", "prompt_index", "prompt",
@@ -20,19 +28,7 @@ VOTE_METHOD = ("Bradley-Terry (choix ILSR; a tie = half a win each, both_bad lef
                "intervals over votes; see docs/votes.md")
 
 
-def _jsonable(x):
-    if isinstance(x, (dt.datetime, dt.date)):
-        return x.isoformat()
-    if isinstance(x, Path):
-        return str(x)
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
 def _load(store, sweep_id, rows, summary):
-    from .sweep import front_table
-
     if rows is None or summary is None:
         rows, summary = front_table(store, sweep_id)
     return rows, summary
@@ -45,14 +41,12 @@ def votes_rows(store, sweep_id: str) -> list[dict]:
 
 def vote_scores(votes: list[dict], *, seed: int = 0) -> dict[str, dict]:
     """Per point id: tally, win rate and Bradley–Terry score with its bootstrap interval (pama.votes.scores)."""
-    from . import votes as V
 
     return V.scores(votes, seed=seed)
 
 
 def add_vote_columns(rows: list[dict], scores: dict[str, dict]) -> list[dict]:
     """The front rows with each point's vote columns (0 votes / None where nobody voted)."""
-    from . import votes as V
 
     by_id = {r["point_id"]: r for r in V.score_rows([dict(id=r["point_id"]) for r in rows], scores)}
     return [dict(r, **{k: by_id[r["point_id"]][k] for k in VOTE_COLUMNS}) for r in rows]
@@ -70,7 +64,6 @@ def votes_csv(votes: list[dict]) -> str:
 
 def vote_score_rows(store, sweep_id: str, votes: list[dict] | None = None) -> list[dict]:
     """One row per point of the sweep, and per deleted point that still has votes: tally, win rate, BT score."""
-    from . import votes as V
 
     votes = votes_rows(store, sweep_id) if votes is None else votes
     scores = vote_scores(votes)
@@ -82,8 +75,8 @@ def vote_score_rows(store, sweep_id: str, votes: list[dict] | None = None) -> li
 def votes_json(store, sweep_id: str) -> str:
     """The sweep's votes and the per-point scores they give."""
     votes = votes_rows(store, sweep_id)
-    return json.dumps(dict(sweep_id=sweep_id, n_votes=len(votes), method=VOTE_METHOD,
-                           scores=vote_score_rows(store, sweep_id, votes), votes=votes), indent=2, default=_jsonable)
+    return jsonio.dumps(dict(sweep_id=sweep_id, n_votes=len(votes), method=VOTE_METHOD,
+                             scores=vote_score_rows(store, sweep_id, votes), votes=votes))
 
 
 
@@ -114,14 +107,11 @@ def to_json(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
                                          "config", "adapter_path")} for r in runs])
     votes = votes_rows(store, sweep_id)
     data.update(votes=votes, vote_method=VOTE_METHOD, vote_scores=vote_score_rows(store, sweep_id, votes))
-    return json.dumps(data, indent=2, default=_jsonable)
+    return jsonio.dumps(data)
 
 
 def figure(store, sweep_id: str, summary: dict | None = None):
     """The plotly front figure of the sweep (via pama.plots.front_figure), hypervolume and reference in the title."""
-    from . import objectives as objmod
-    from . import plots
-    from .sweep import summarise
 
     summary = summary or summarise(store, sweep_id)
     objectives = summary["objectives"]
@@ -142,8 +132,6 @@ def figure(store, sweep_id: str, summary: dict | None = None):
 
 
 def to_html(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
-    import plotly.io as pio
-
     fig = figure(store, sweep_id, summary)
     sweep = store.get_sweep(sweep_id)
     objectives = summary["objectives"]
@@ -161,7 +149,7 @@ def to_html(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
                   "✔" if r["on_front"] else ""]
         style = "" if r["on_front"] else " style='opacity:0.55'"
         body.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    cfg = json.dumps(sweep["config"], indent=2, default=_jsonable)
+    cfg = jsonio.dumps(sweep["config"])
     plot = pio.to_html(fig, include_plotlyjs=True, full_html=False)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Pareto front {html.escape(sweep_id)}</title>

@@ -49,7 +49,7 @@ def draw(logits: torch.Tensor, *, temperature: float, top_p: float = 1.0,
 
 def _lora_layers(model) -> list:
     try:
-        from peft.tuners.lora import LoraLayer
+        from peft.tuners.lora import LoraLayer  # optional/heavy: a model without PEFT never needs it
     except ImportError:  # pragma: no cover - peft is a hard requirement
         return []
     return [m for m in model.modules() if isinstance(m, LoraLayer)]

@@ -10,6 +10,7 @@ import datetime as dt
 import math
 import os
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -17,6 +18,7 @@ from sqlalchemy import (
     JSON, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine,
     delete, event, func, inspect, select, update,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError, DatabaseError, DataError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError,
 )
@@ -45,8 +47,6 @@ def _env_seconds(name: str, default: float) -> float:
     except ValueError:
         value = float("nan")
     if not math.isfinite(value) or value <= 0:
-        import warnings
-
         warnings.warn(f"{name}={raw!r} is not a positive number of seconds; using {default:g}", stacklevel=3)
         return default
     return value
@@ -239,7 +239,7 @@ def known_revisions() -> set[str]:
 
 
 def alembic_config(url: str):
-    from alembic.config import Config
+    from alembic.config import Config  # heavy: only for schema creation and upgrades
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
@@ -322,7 +322,7 @@ class Store:
         """Create the tables and stamp the version in one transaction that holds the database's write lock, so that
         several processes opening a new store at once (four `pama train`, the app) neither race nor half-create it.
         Returns the version found under the lock (another process may have created the store meanwhile)."""
-        from alembic import command
+        from alembic import command  # heavy: only for schema creation and upgrades
 
         with self.engine.connect() as conn:
             if self.engine.dialect.name == "sqlite":
@@ -345,7 +345,7 @@ class Store:
     @staticmethod
     def upgrade(url: str | None = None) -> str:
         """Explicit upgrade to the current schema (Alembic); never done implicitly on open."""
-        from alembic import command
+        from alembic import command  # heavy: only for schema creation and upgrades
 
         url = url or paths.default_db_url()
         engine = create_engine(url)
@@ -662,8 +662,6 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 def describe_url(url: str) -> str:
     """The URL without its password, safe to show in the app."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except SQLAlchemyError:

@@ -22,43 +22,20 @@ import time
 from typing import Iterable
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from . import adapters as adp
+from . import models, pareto
+from . import objectives as objmod
 from .config import ConfigError, SweepConfig, TrainConfig, from_dict
+from .evaluate import evaluate_point, store_point
+from .pareto import preference_grid
+from .prompts import load_prompts
 from .store import Store, StoreError
+from .trainer import RunCancelled, resume, train
 
 EVAL_BATCH = 32  # decoding is memory-bound on a CPU: 32 rows cost far less than twice 16
 GENERATIONS_KEPT = None  # every evaluated generation is stored (64 short rows per point); exports sample them
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# grids
-
-def preference_grid(n_objectives: int, points: int) -> list[list[float]]:
-    """An even grid of the simplex: every (k_1, ..., k_n)/(K−1) with Σ k_i = K−1 (K = ``points``).
-
-    2 objectives: K points from (1, 0) to (0, 1); 3 objectives: the (K choose 2)+... triangle grid. K = 1 gives the
-    uniform preference.
-    """
-    if n_objectives < 1:
-        raise ConfigError("a preference grid needs at least one objective")
-    if points < 1:
-        raise ConfigError(f"points must be ≥ 1, got {points}")
-    if n_objectives == 1:
-        return [[1.0]]
-    if points == 1:
-        return [[1.0 / n_objectives] * n_objectives]
-    K = points - 1
-    out: list[list[float]] = []
-
-    def rec(prefix: list[int], left: int, slots: int) -> None:
-        if slots == 1:
-            out.append([k / K for k in prefix + [left]])
-            return
-        for k in range(left, -1, -1):
-            rec(prefix + [k], left - k, slots - 1)
-
-    rec([], K, n_objectives)
-    return out
 
 
 def _train_config(cfg: SweepConfig, preference: list[float]) -> TrainConfig:
@@ -93,8 +70,6 @@ def _run_for(runs: list[dict], pref) -> dict | None:
 
 def _log(msg: str, progress: bool) -> None:
     if progress:
-        from tqdm.auto import tqdm
-
         tqdm.write(msg, file=sys.stderr)
 
 
@@ -104,7 +79,6 @@ def _log(msg: str, progress: bool) -> None:
 def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, sweep_id: str | None = None,
               name: str | None = None) -> str:
     """Train (or resume) one adapter per grid preference, evaluate them and the base, record the front."""
-    from .trainer import RunCancelled, resume, train
 
     if sweep_id is not None:
         sweep, cfg = sweep_config(store, sweep_id)
@@ -153,9 +127,6 @@ class _Evaluator:
     """One base model for a whole sweep's evaluations; adapters are loaded into it on demand and mixed exactly."""
 
     def __init__(self, cfg: SweepConfig, progress: bool):
-        from . import models
-        from .prompts import load_prompts
-
         self.cfg = cfg
         self.progress = progress
         prompts = load_prompts(cfg.eval_prompts)
@@ -165,16 +136,11 @@ class _Evaluator:
         self.model, self.tok = models.load(cfg.model, seed=cfg.seed)
 
     def ensure(self, adapters: dict[str, str]) -> None:
-        from . import adapters as adp
-
         missing = {k: v for k, v in adapters.items() if k not in adp.adapter_names(self.model)}
         if missing:
             self.model = adp.load_adapters(self.model, missing)
 
     def evaluate(self, weights: dict[str, float] | None, desc: str):
-        from . import adapters as adp
-        from .evaluate import evaluate_point
-
         if weights:
             adp.mix(self.model, weights)
         else:
@@ -187,7 +153,6 @@ class _Evaluator:
 
 def evaluate_sweep(store: Store, sweep_id: str, *, progress: bool = True) -> list[str]:
     """Evaluate the base model and every finished run of the sweep that has no point yet; returns new point ids."""
-    from .evaluate import store_point
 
     sweep, cfg = sweep_config(store, sweep_id)
     points = store.points(sweep_id=sweep_id)
@@ -222,8 +187,6 @@ def _train_info(run: dict) -> dict:
 
 
 def _bounds(objectives: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    from . import objectives as objmod
-
     objs = [objmod.get(o) for o in objectives]
     return np.array([o.lower for o in objs], float), np.array([o.upper for o in objs], float)
 
@@ -238,7 +201,6 @@ def summarise(store: Store, sweep_id: str) -> dict:
 
     Only points evaluated with the sweep's own setting count (``pareto.comparable``): a quick mixture evaluated on
     fewer prompts or shorter responses is listed in ``other_eval_point_ids`` and kept out of front and hypervolume."""
-    from . import pareto
 
     sweep = store.get_sweep(sweep_id)
     objectives = list(sweep["objectives"])
@@ -273,7 +235,6 @@ def summarise(store: Store, sweep_id: str) -> dict:
 
 def front_table(store: Store, sweep_id: str) -> tuple[list[dict], dict]:
     """One row per point of the sweep (sorted: base, then by first objective), and the summary."""
-    from . import pareto
 
     sweep = store.get_sweep(sweep_id)
     if sweep is None:
@@ -318,8 +279,6 @@ def _mixture_key(m: dict) -> tuple:
 
 def front(store: Store, sweep_id: str, *, mixtures: int = 0, progress: bool = True) -> tuple[list[dict], dict]:
     """Evaluate what is missing, add K exact mixtures between neighbouring front adapters, store the summary."""
-    from . import pareto
-    from .evaluate import store_point
 
     sweep, cfg = sweep_config(store, sweep_id)
     if mixtures < 0:
@@ -392,134 +351,3 @@ def format_table(rows: list[dict], summary: dict) -> str:
                  f"all points {summary['hypervolume']:.4f} | trained adapters {summary['hypervolume_adapters']:.4f} | "
                  f"base alone {summary['hypervolume_base']:.4f}")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# CLI
-
-def register_cli(sub, add) -> None:
-    from .config import add_dataclass_arguments
-
-    p = add("sweep", _cmd_sweep, "Train one adapter per preference of a simplex grid, evaluate them and the base "
-                                 "model, record the Pareto front (resumable).")
-    p.add_argument("--config", default=None, help="YAML file of SweepConfig fields (flags override it)")
-    p.add_argument("--resume", default=None, metavar="SWEEP_ID",
-                   help="continue a stopped sweep: skip finished points, resume unfinished runs, evaluate the rest")
-    p.add_argument("--sweep-name", default=None, help="name of the sweep (default: method, size, objectives)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_dataclass_arguments(p, SweepConfig)
-
-    p = add("front", _cmd_front, "Show a sweep's Pareto front (optionally with exact adapter mixtures) and export it.")
-    p.add_argument("sweep_id", nargs="?", default=None, help="the sweep (omit to list sweeps)")
-    p.add_argument("--mixtures", type=int, default=0, metavar="K",
-                   help="evaluate K exact mixtures between each pair of neighbouring front adapters")
-    p.add_argument("--export", choices=["csv", "json", "html"], default=None, help="write the front to a file")
-    p.add_argument("--out", default=None, help="export path (default: front-<sweep id>.<format>)")
-    p.add_argument("--quiet", action="store_true")
-
-    p = add("evaluate", _cmd_evaluate, "Evaluate one point (a run's adapter, or the base model) on held-out prompts "
-                                       "and store it.")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--run", default=None, metavar="RUN_ID", help="evaluate this run's adapter")
-    g.add_argument("--base", action="store_true", help="evaluate the base model")
-    p.add_argument("--model", default=None, help="base model spec (default: the run's, else smollm2-135m)")
-    p.add_argument("--objectives", default=None, help="comma-separated (default: the run's, else the defaults)")
-    p.add_argument("--prompts", default="builtin:heldout")
-    p.add_argument("--samples", type=int, default=64)
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--quiet", action="store_true")
-
-
-def _cmd_sweep(args) -> int:
-    import warnings
-
-    from .config import build
-
-    store = Store(args.db)
-    if args.resume:
-        print(f"sweep id: {args.resume} (resuming)", flush=True)
-        sweep_id = run_sweep(None, store, sweep_id=args.resume, progress=not args.quiet)
-    else:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            cfg = build(SweepConfig, args, args.config)
-            if cfg.preference:
-                raise ConfigError("a sweep sets the preference of each run itself; drop --preference")
-            cfg.validate()
-        for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
-        sweep_id = None
-        from .trainer import RunCancelled
-
-        try:
-            sweep_id = run_sweep(cfg, store, progress=not args.quiet, name=args.sweep_name)
-        except RunCancelled:
-            print("sweep cancelled; resume it with `python -m pama sweep --resume <sweep id>` (see `front`)",
-                  file=sys.stderr)
-            return 1
-    rows, summary = front_table(store, sweep_id)
-    print(format_table(rows, summary))
-    print(f"\nsweep id: {sweep_id}")
-    return 0
-
-
-def _cmd_front(args) -> int:
-    store = Store(args.db)
-    if not args.sweep_id:
-        sweeps = store.list_sweeps()
-        if not sweeps:
-            print("no sweeps yet: start one with `python -m pama sweep --points 5 --steps 20`")
-            return 0
-        for s in sweeps:
-            hv = (s["summary"] or {}).get("hypervolume")
-            print(f"{s['id']:<13} {s['status']:<9} {s['method']:<7} {'/'.join(s['objectives']):<28} "
-                  f"{'' if hv is None else f'HV {hv:.4f}  '}{s['name']}")
-        return 0
-    rows, summary = front(store, args.sweep_id, mixtures=args.mixtures, progress=not args.quiet)
-    print(format_table(rows, summary))
-    if args.export:
-        from . import report
-
-        out = args.out or f"front-{args.sweep_id}.{args.export}"
-        path = report.export(store, args.sweep_id, args.export, out, rows=rows, summary=summary)
-        print(f"\nwrote {path}")
-    return 0
-
-
-def _cmd_evaluate(args) -> int:
-    from . import adapters as adp
-    from . import models
-    from . import objectives as objmod
-    from .config import DEFAULT_OBJECTIVES
-    from .evaluate import evaluate_point, store_point
-    from .prompts import load_prompts
-
-    store = Store(args.db)
-    run = store.require_run(args.run) if args.run else None
-    model_spec = args.model or (run["model"] if run else models.DEFAULT_MODEL)
-    if args.objectives:
-        objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
-    elif run:
-        objectives = list(run["config"].get("objectives") or [o["name"] for o in run["objectives"]])
-    else:
-        objectives = list(DEFAULT_OBJECTIVES)
-    objs = [objmod.get(o) for o in objectives]
-    prompts = load_prompts(args.prompts)[:max(1, args.samples)]
-    model, tok = models.load(model_spec)
-    if run:
-        if run["status"] != "finished" and not run["adapter_path"]:
-            raise ConfigError(f"run {run['id']} has no checkpoint yet (status {run['status']})")
-        model = adp.load_adapters(model, {run["id"]: run["adapter_path"]})
-    res = evaluate_point(model, tok, objs, prompts, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                         batch_size=EVAL_BATCH, progress=not args.quiet)
-    pid = store_point(store, res, kind="adapter" if run else "base", label=run["name"] if run else "base model",
-                      model=model_spec, run_id=run["id"] if run else None, method=run["method"] if run else None,
-                      preference=run["config"].get("preference") if run else None)
-    for o, (m, lo, hi) in res.values.items():
-        print(f"{o:<24} {m:8.4f}  95% CI [{lo:.4f}, {hi:.4f}]")
-    print(f"{'KL to the base':<24} {res.kl:8.4f}\n{'mean length (tokens)':<24} {res.mean_length:8.2f}\n"
-          f"{'distinct-1 / distinct-2':<24} {res.distinct_1:.3f} / {res.distinct_2:.3f}\n"
-          f"{'ended on EOS':<24} {res.eos_fraction:8.1%}\n"
-          f"point id: {pid} ({res.seconds:.1f} s, {len(prompts)} prompts)")
-    return 0

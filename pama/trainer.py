@@ -7,13 +7,11 @@ disabled. Everything is logged to the store every step; checkpoints are atomic a
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
+import random
 import shutil
-import signal
-import sys
 import threading
 import time
 import warnings
@@ -21,14 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from . import algorithm as alg
 from . import models, paths
-from .config import ConfigError, TrainConfig
-from .sampling import forward_sharing_prefix, onednn_linears
-from .store import Store
+from . import objectives as objmod
+from .config import ConfigError, TrainConfig, from_dict
+from .logprobs import response_mask, seq_logprobs_and_hidden
+from .methods import create as create_method
+from .methods import mgda_loss_weights  # noqa: F401  (pama.trainer.mgda_loss_weights, as the benchmarks import it)
+from .procs import pid_alive
+from .prompts import PromptSampler, load_prompts
+from .sampling import onednn_linears
+from .store import Store, heartbeat_interval_s
 
 CHECKPOINT_POINTER = "LATEST"
 
@@ -46,43 +56,6 @@ class Rollout:
     prompts: list[str]
     responses: list[str]
     ended: torch.Tensor | None = None  # (B,) bool: the response ended on EOS before max_new_tokens
-
-
-def response_mask(response_ids: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
-    """1 up to and including the first EOS: stopping is an action the policy must be credited for."""
-    is_eos = torch.zeros_like(response_ids, dtype=torch.bool)
-    for e in eos_ids:
-        is_eos |= response_ids == e
-    after = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
-    return (~after).float()
-
-
-def seq_logprobs_and_hidden(model, input_ids, attention_mask, query_len: int, *, hidden: bool = True,
-                            share_prefix: bool = True, temperature: float = 1.0):
-    """Log-probs of the response tokens and the last hidden state before each; logits only for the response.
-
-    ``temperature``: the logits are divided by the sampling temperature first (as TRL does), so that π_old is the
-    distribution the rollout sampled from and the ratio and KL compare like with like."""
-    T = input_ids.shape[1] - query_len
-    out, L, _ = forward_sharing_prefix(model, input_ids, attention_mask, query_len, share=share_prefix,
-                                       logits_to_keep=T + 1, output_hidden_states=hidden)
-    logits = out.logits[:, :-1].float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    targets = input_ids[:, query_len:]
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    h = out.hidden_states[-1][:, query_len - 1 - L:-1] if hidden else None
-    return logp, h
-
-
-def mgda_loss_weights(losses: list[torch.Tensor], params: list[torch.Tensor]) -> torch.Tensor:
-    """MGDA's objective weights: one backward per loss over ``params`` (graph retained), the (n, d) gradient
-    matrix, its Gram matrix and the min-norm solve (``alg.mgda_weights``). Returns weights (n,)."""
-    grads = []
-    for L in losses:
-        g = torch.autograd.grad(L, params, retain_graph=True, allow_unused=True)
-        grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1) for x, p in zip(g, params)]))
-    return alg.mgda_weights(torch.stack(grads))
 
 
 class ValueHeads(nn.Module):
@@ -114,10 +87,6 @@ class CheckpointError(ConfigError):
 def rng_state() -> dict:
     """The RNG states a step draws from (torch, CUDA, numpy, random), saved with each checkpoint so that a resumed
     run continues as an uninterrupted one would (mini-batch order, anything else drawing from the global RNGs)."""
-    import random
-
-    import numpy as np
-
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -125,10 +94,6 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    import random
-
-    import numpy as np
-
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
@@ -167,12 +132,6 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, store: Store | None = None, *, run_id: str | None = None,
                  progress: bool = True, on_step: Callable[[int, dict], None] | None = None, model=None,
                  tokenizer=None, sweep_id: str | None = None, name: str | None = None):
-        from accelerate import Accelerator
-        from accelerate.utils import broadcast_object_list
-
-        from . import objectives as objmod
-        from .prompts import PromptSampler, load_prompts
-
         self.cfg = cfg
         self.progress = progress
         self.on_step = on_step
@@ -201,32 +160,27 @@ class Trainer:
         # the run record, created only once model and adapter loaded (a bad model leaves no run behind): the main
         # process creates it; every process learns its id
         if self.is_main and run_id is None:
-            label = name or cfg.name or default_run_name(cfg)
-            run_id = self.store.create_run(
-                name=label, method=cfg.method, model=cfg.model, config=cfg.to_dict(), total_steps=cfg.steps,
-                sweep_id=sweep_id,
-                objectives=[dict(name=o.name, direction=o.direction, lower=o.lower, upper=o.upper)
-                            for o in self.objectives])
+            run_id = create_run_record(self.store, cfg, objectives=self.objectives, name=name, sweep_id=sweep_id)
         holder = [run_id]
         if world > 1:
             broadcast_object_list(holder)
         self.run_id = holder[0]
         self.run_dir = paths.run_dir(self.run_id)
 
-        n_heads = 1 if cfg.method == "morlhf" else self.n
-        self.value_heads = ValueHeads(model.config.hidden_size, n_heads)
+        self.method = create_method(cfg, self.preference)
+        self.value_heads = ValueHeads(model.config.hidden_size, self.method.n_value_heads(self.n))
         params = [p for p in self.model.parameters() if p.requires_grad] + list(self.value_heads.parameters())
         self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
         self.kl_ctl = alg.AdaptiveKLController(cfg.kl_coef, cfg.target_kl or None, cfg.kl_horizon)
         self.model, self.value_heads, self.optimizer = self.accelerator.prepare(
             self.model, self.value_heads, self.optimizer)
+        # the adapter's parameters, for methods whose policy loss takes extra backward passes (MGDA)
+        self._policy_params = [p for p in self.model.parameters() if p.requires_grad]
         self.step = 0
         self._resume_if_possible()
 
     # -- setup ----------------------------------------------------------------------------------------------------
     def _with_adapter(self, model):
-        from peft import LoraConfig, PeftModel, get_peft_model
-
         if isinstance(model, PeftModel):
             return model
         cfg = self.cfg
@@ -243,8 +197,6 @@ class Trainer:
 
     def _resume_if_possible(self) -> None:
         """Load the best complete checkpoint; a corrupt one is skipped for an older one, none loadable is an error."""
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
 
         problems = []
         for ckpt in checkpoints(self.run_dir):
@@ -294,9 +246,7 @@ class Trainer:
                        ended.to(self.device))
 
     def score(self, ro: Rollout) -> torch.Tensor:
-        from .objectives import score_all
-
-        scores = score_all(self.objectives, ro.prompts, ro.responses)
+        scores = objmod.score_all(self.objectives, ro.prompts, ro.responses)
         return torch.as_tensor(scores, dtype=torch.float32, device=self.device)  # (n, B)
 
     def penalise_unfinished(self, scores: torch.Tensor, ended: torch.Tensor) -> torch.Tensor:
@@ -346,9 +296,7 @@ class Trainer:
         if self.k > 1:  # per-prompt baseline: centre each objective's reward within each prompt's k samples
             groups = scores.view(scores.shape[0], -1, self.k)
             scores = (groups - groups.mean(-1, keepdim=True)).view_as(scores)
-        if cfg.method == "morlhf":
-            pref = torch.as_tensor(self.preference, dtype=scores.dtype, device=scores.device)
-            scores = alg.linear_scalarise(scores, pref).unsqueeze(0)         # (1, B)
+        scores = self.method.reward_streams(scores)                         # (k, B): MORLHF scalarises
         n_streams = scores.shape[0]
         B, T = mask.shape
         last = (mask.sum(1).long() - 1).clamp(min=0)                        # index of the last response token
@@ -362,16 +310,8 @@ class Trainer:
         return adv * mask, returns, kl
 
     def _combine(self, adv, mask):
-        """(n, B, T) advantages → (B, T) combined advantage and (n, B, T) weights, per method."""
-        cfg = self.cfg
-        if cfg.method == "pama":
-            if cfg.granularity == "batch":
-                return alg.pama_combine_batch_mean(adv, mask, self.preference, cfg.anchor)
-            combined, w = alg.pama_combine(adv, self.preference, cfg.anchor)
-            return combined * mask, w
-        if cfg.method == "morlhf":
-            return adv[0], None
-        return None, None  # mgda combines gradients, not advantages
+        """(n, B, T) advantages → (B, T) combined advantage and (n, B, T) weights, as the method combines them."""
+        return self.method.combine(adv, mask)
 
     def _update(self, ro: Rollout, scores: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
@@ -412,9 +352,7 @@ class Trainer:
         out["kl"] = mean_kl
         out["beta"] = self.kl_ctl.value
         self.kl_ctl.update(mean_kl, B * self.accelerator.num_processes)
-        if weights is not None and cfg.method == "pama":
-            for i, o in enumerate(self.objectives):
-                out[f"pama/weight/{o.name}"] = float(alg.masked_mean(weights[i], mask))
+        out.update(self.method.combine_stats(weights, mask, self.objectives))
         if combined is not None:
             out["advantage/positive_share"] = float(alg.masked_mean((combined > 0).float(), mask))
             out["advantage/mean"] = float(alg.masked_mean(combined, mask))
@@ -424,15 +362,8 @@ class Trainer:
         cfg = self.cfg
         # the spec's coefficient is per head: the mean over heads times their number is the sum of per-head losses
         vf_loss = alg.clipped_value_loss(values, old_values, returns, mask, cfg.cliprange_value) * values.shape[0]
-        stats: dict[str, float] = {}
-        if cfg.method == "mgda":
-            losses = [alg.clipped_surrogate(logp, old_logp, adv[i], mask, cfg.cliprange)[0] for i in range(self.n)]
-            w = mgda_loss_weights(losses, [p for p in self.model.parameters() if p.requires_grad])
-            pg_loss = sum(w[i] * losses[i] for i in range(self.n))
-            _, s = alg.clipped_surrogate(logp, old_logp, (w.view(-1, 1, 1) * adv).sum(0), mask, cfg.cliprange)
-            stats.update({f"mgda/weight/{o.name}": float(w[i]) for i, o in enumerate(self.objectives)})
-        else:
-            pg_loss, s = alg.clipped_surrogate(logp, old_logp, combined, mask, cfg.cliprange)
+        pg_loss, s, stats = self.method.policy_loss(logp, old_logp, adv, combined, mask, self._policy_params,
+                                                    self.objectives)
         loss = pg_loss + cfg.vf_coef * vf_loss
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
@@ -478,16 +409,12 @@ class Trainer:
             run = self.store.get_run(self.run_id)
             flag = bool(run and run["status"] == "cancelled")
         if self.accelerator.num_processes > 1:
-            from accelerate.utils import broadcast_object_list
-
             holder = [flag]
             broadcast_object_list(holder)
             flag = bool(holder[0])
         return flag
 
     def train(self) -> str:
-        from tqdm.auto import tqdm
-
         cfg = self.cfg
         store = self.store if self.is_main else None
         if store is not None:
@@ -536,7 +463,6 @@ def _heartbeat_loop(store: Store | None, run_id: str, stop: threading.Event, eve
 
     ``every_s`` defaults to $PAMA_HEARTBEAT_S (10 s); the grace before a silent run is marked failed is
     $PAMA_HEARTBEAT_GRACE_S (120 s), see :func:`pama.store.heartbeat_grace_s`."""
-    from .store import heartbeat_interval_s
 
     every_s = heartbeat_interval_s() if every_s is None else every_s
     while store is not None and not stop.wait(every_s):
@@ -546,8 +472,27 @@ def _heartbeat_loop(store: Store | None, run_id: str, stop: threading.Event, eve
 
 def default_run_name(cfg: TrainConfig) -> str:
     pref = ",".join(f"{p:.2f}" for p in cfg.normalised_preference())
-    extra = f" λ={cfg.anchor:g}" if cfg.method == "pama" else ""
+    extra = create_method(cfg).run_name_suffix()
     return f"{cfg.method} [{pref}]{extra} {'/'.join(cfg.objectives)}"
+
+
+def create_run_record(store: Store, cfg: TrainConfig, *, objectives=None, name: str | None = None,
+                      sweep_id: str | None = None) -> str:
+    """The run's row (status 'queued'), made by whoever starts the run: the CLI and app jobs before the slow model
+    load, so that its id is known at once; the Trainer itself when given none."""
+    objs = objectives if objectives is not None else [objmod.get(o) for o in cfg.objectives]
+    return store.create_run(
+        name=name or cfg.name or default_run_name(cfg), method=cfg.method, model=cfg.model, config=cfg.to_dict(),
+        total_steps=cfg.steps, sweep_id=sweep_id,
+        objectives=[dict(name=o.name, direction=o.direction, lower=o.lower, upper=o.upper) for o in objs])
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Cheap checks of what validate() cannot see: the prompt source loads, the model spec names a model."""
+    load_prompts(cfg.prompts)
+    spec = (cfg.model or "").strip()
+    if spec not in (models.DEFAULT_MODEL, models.TINY_MODEL) and not spec.startswith("random:"):
+        models.load_tokenizer(spec)  # what models.load() does first; raises ModelNotFoundError
 
 
 def train(cfg: TrainConfig, store: Store | None = None, *, run_id: str | None = None, progress: bool = True,
@@ -563,12 +508,9 @@ def train(cfg: TrainConfig, store: Store | None = None, *, run_id: str | None = 
 def resume(run_id: str, store: Store | None = None, *, steps: int | None = None, progress: bool = True,
            model=None, tokenizer=None) -> str:
     """Continue a stopped run from its last checkpoint up to ``steps`` (default: the run's own step count)."""
-    from .config import from_dict
 
     store = store or Store()
     run = store.require_run(run_id)
-    from .jobs import pid_alive
-
     if run["status"] == "running" and pid_alive(run["pid"]) and run["pid"] != os.getpid():
         raise ConfigError(f"run {run_id} is still running (pid {run['pid']}); cancel it first")
     cfg = from_dict(TrainConfig, run["config"], source=f"run {run_id}")
@@ -580,99 +522,3 @@ def resume(run_id: str, store: Store | None = None, *, steps: int | None = None,
     if trainer.is_main:
         store.update_run(run_id, config=cfg.to_dict())
     return trainer.train()
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# CLI
-
-def register_cli(sub, add) -> None:
-    from .config import add_dataclass_arguments
-
-    p = add("train", _cmd_train, "Train one LoRA adapter (PAMA, MORLHF or MGDA); prints the run id first.")
-    p.add_argument("--config", default=None, help="YAML file of TrainConfig fields (flags override it)")
-    p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped run from its checkpoint")
-    p.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_dataclass_arguments(p, TrainConfig)
-
-
-def _cmd_train(args) -> int:
-    from .config import build
-
-    store = Store(args.db) if _is_main_process() else None
-    if args.resume:
-        steps = None
-        if args.steps is not None:
-            try:
-                steps = int(args.steps)
-            except ValueError:
-                raise ConfigError(f"--steps must be an integer, not {args.steps!r}") from None
-        if _is_main_process():
-            print(f"run id: {args.resume} (resuming)", flush=True)
-        _install_sigterm()
-        try:
-            resume(args.resume, store if store is not None else Store(args.db, create=False), steps=steps,
-                   progress=not args.quiet)
-        except RunCancelled:
-            print(f"run {args.resume} cancelled; resume with `python -m pama train --resume {args.resume}`",
-                  file=sys.stderr)
-            return 1
-        return 0
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cfg = build(TrainConfig, args, args.config).validate()
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    run_id = args.run_id
-    created = False
-    if store is not None and run_id is None:
-        _preflight(cfg)  # bad prompts or an unknown model are refused before the run record exists
-        # create the record up front so that the id is printed before the (slow) model load
-        from . import objectives as objmod
-
-        objs = [objmod.get(o) for o in cfg.objectives]
-        run_id = store.create_run(name=cfg.name or default_run_name(cfg), method=cfg.method, model=cfg.model,
-                                  config=cfg.to_dict(), total_steps=cfg.steps,
-                                  objectives=[dict(name=o.name, lower=o.lower, upper=o.upper) for o in objs])
-        created = True
-    if _is_main_process():
-        print(f"run id: {run_id}", flush=True)
-    _install_sigterm()
-    try:
-        train(cfg, store, run_id=run_id, progress=not args.quiet)
-    except RunCancelled:
-        if _is_main_process():  # the other processes of a multi-process run do not know the id
-            print(f"run {run_id} cancelled; resume with `python -m pama train --resume {run_id}`", file=sys.stderr)
-        return 1
-    except Exception as err:
-        # a failure before the first step (model load, adapter setup) must not leave the run 'queued' forever
-        if created and store is not None:
-            with contextlib.suppress(Exception):
-                run = store.get_run(run_id)
-                if run and run["status"] == "queued":
-                    store.set_status(run_id, "failed", error=f"{type(err).__name__}: {err}")
-        raise
-    return 0
-
-
-def _preflight(cfg: TrainConfig) -> None:
-    """Cheap checks of what validate() cannot see: the prompt source loads, the model spec names a model."""
-    from .prompts import load_prompts
-
-    load_prompts(cfg.prompts)
-    spec = (cfg.model or "").strip()
-    if spec not in (models.DEFAULT_MODEL, models.TINY_MODEL) and not spec.startswith("random:"):
-        models.load_tokenizer(spec)  # what models.load() does first; raises ModelNotFoundError
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _install_sigterm() -> None:
-    """SIGTERM (cancel from the app, docker stop) ends the step loop like Ctrl-C: status 'cancelled', no traceback."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt()
-
-    with contextlib.suppress(ValueError):
-        signal.signal(signal.SIGTERM, handler)

@@ -9,15 +9,21 @@ import contextlib
 import csv
 import datetime as dt
 import io
-import json
+import logging
 import math
 import os
 import shutil
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import paths
+from . import adapters, demo, jobs, jsonio, paths
+from . import objectives as objmod
+from . import votes as V
+from .config import SweepConfig, TrainConfig, from_dict
+from .prompts import load_prompts
+from .store import Store
 
 MAX_COMPARE = 4
 BASE_ID = "base"          # the pseudo point id of "the base model" in pickers
@@ -37,7 +43,7 @@ def app_model_override() -> str | None:
 
 
 def default_model() -> str:
-    from .models import DEFAULT_MODEL
+    from .models import DEFAULT_MODEL  # heavy: models imports torch, which the app's first page does not need
 
     return app_model_override() or DEFAULT_MODEL
 
@@ -49,14 +55,8 @@ def demo_enabled() -> bool:
 def import_demo(store) -> str | None:
     """Import the shipped demo front into an empty store (pama.demo); None when there is nothing to import."""
     try:
-        from . import demo
-    except ImportError:
-        return None
-    try:
         out = demo.import_if_empty(store)
     except Exception as err:  # noqa: BLE001 - the home page must load even when the demo files are damaged
-        import logging
-
         logging.getLogger(__name__).warning("demo import failed: %s", err)
         return None
     if not out:
@@ -164,8 +164,6 @@ def filter_points(points: Sequence[Mapping], *, sweep_ids: Iterable[str] | None 
 def objective_bounds(names: Sequence[str], runs: Sequence[Mapping] = ()) -> dict[str, dict]:
     """{objective: {lower, upper, direction}} for normalised hypervolumes: from the runs' stored objectives first,
     then from built-in objectives (never loading a reward model; unknown → left out)."""
-    from . import objectives as objmod
-
     out: dict[str, dict] = {}
     for run in runs:
         for o in run.get("objectives") or []:
@@ -230,19 +228,11 @@ def metrics_csv(metrics: Sequence[Mapping]) -> str:
     return buf.getvalue()
 
 
-def _jsonable(x):
-    if isinstance(x, dt.datetime):
-        return x.isoformat()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return str(x)
-
-
 def run_json(store, run_id: str) -> str:
     """The run, its metrics and its evaluated points as one JSON document."""
     run = store.require_run(run_id)
     doc = dict(run=run, metrics=store.metrics(run_id), points=store.points(run_id=run_id))
-    return json.dumps(doc, default=_jsonable, indent=2)
+    return jsonio.dumps(doc)
 
 
 # ------------------------------------------------------------------------------------------------ deleting
@@ -276,8 +266,6 @@ def deletable_paths(run: Mapping, *, root: Path | None = None) -> list[Path]:
 def delete_run(store, run_id: str) -> list[str]:
     """Delete the run from the store, then its folders (see ``deletable_paths``) and its job log; returns the
     removed paths. A running run must be cancelled first."""
-    from . import jobs
-
     run = store.get_run(run_id)
     if run is None:
         raise UIError(f"No run {run_id!r} (already deleted?). Refresh the list.")
@@ -327,8 +315,6 @@ def split_objectives(chosen: Sequence[str], extra: str = "") -> list[str]:
 def build_train_config(form: Mapping[str, Any], *, sweep: bool = False):
     """Widget values → a validated TrainConfig (SweepConfig for a grid), or ConfigError / UIError saying what
     is wrong. Never touches the store. ``py:`` objectives are refused (they would run code typed in a browser)."""
-    from .config import SweepConfig, TrainConfig, from_dict
-
     data = {k: v for k, v in form.items() if v is not None}
     if isinstance(data.get("preference"), str):
         data["preference"] = parse_floats(data["preference"])
@@ -339,8 +325,6 @@ def build_train_config(form: Mapping[str, Any], *, sweep: bool = False):
         for k in ("points", "eval_samples", "eval_prompts", "eval_max_new_tokens", "eval_seed"):
             data.pop(k, None)
     cfg = from_dict(cls, data, source="form")
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cfg.validate(allow_python=False)
@@ -387,14 +371,12 @@ class ModelHost:
 
     def _ensure(self):
         if self.model is None:
-            from . import models
+            from . import models  # heavy: torch and transformers, loaded with the first generation
 
             self.model, self.tokenizer = models.load(self.spec)
         return self.model
 
     def _ensure_adapters(self, store, weights: Mapping[str, float]) -> None:
-        from . import adapters
-
         have = set(adapters.adapter_names(self.model))
         need = adapters.run_adapters(store, [r for r in weights if r not in have])  # the CLI's checks too
         if need:
@@ -407,27 +389,17 @@ class ModelHost:
         with self.lock:
             self._ensure()
             if weights:
-                try:
-                    from . import adapters
-                except ImportError:
-                    raise UIError("adapter mixing (pama.adapters) is not available in this installation") from None
                 self._ensure_adapters(store, weights)
                 with adapters.mixed(self.model, weights):
                     yield self.model, self.tokenizer
             else:
-                try:
-                    from . import adapters
-                except ImportError:
-                    yield self.model, self.tokenizer
-                    return
                 with adapters.mixed(self.model, None):
                     yield self.model, self.tokenizer
 
     def generate(self, store, item: Mapping, prompt: str, *, objectives: Sequence[str] = (), seed: int = 0,
                  temperature: float = 0.7, max_new_tokens: int = 48) -> dict:
         """One response to ``prompt`` with the item's model, and its per-objective scores."""
-        from . import models
-        from . import objectives as objmod
+        from . import models  # heavy: torch
 
         with self.use(store, item) as (model, tok):
             text = models.generate(model, tok, [prompt], max_new_tokens=int(max_new_tokens),
@@ -444,11 +416,9 @@ class ModelHost:
 
     def evaluate(self, store, item: Mapping, objectives: Sequence[str], prompts: Sequence[str], *, seed: int = 1234,
                  max_new_tokens: int = 32):
-        from . import evaluate as ev
+        from . import evaluate as ev  # heavy: torch
 
         objs = []
-        from . import objectives as objmod
-
         for name in objectives:
             objs.append(objmod.get(name, allow_python=False))
         with self.use(store, item) as (model, tok):
@@ -459,8 +429,7 @@ def evaluate_mixture(store, host: ModelHost, a: Mapping, b: Mapping, t: float, *
                      max_new_tokens: int = 32, seed: int = 1234) -> str:
     """Evaluate (1 - t)·A + t·B on the first ``n_prompts`` held-out prompts and store it as a mixture point in A's
     sweep; returns the new point id."""
-    from . import evaluate as ev
-    from .prompts import load_prompts
+    from . import evaluate as ev  # heavy: torch
 
     if a.get("kind") != "adapter" or b.get("kind") != "adapter":
         raise UIError("choose two trained adapters (not the base model or a mixture) to mix")
@@ -545,8 +514,6 @@ def st_store():
 
 @st.cache_resource(show_spinner=False)
 def _cached_store(url: str):
-    from .store import Store
-
     return Store(url)
 
 
@@ -572,6 +539,4 @@ def cached(name: str, *args, **kwargs):
 @st.cache_data(show_spinner=False, max_entries=64)
 def vote_scores(votes: list[dict]) -> dict[str, dict]:
     """Bradley–Terry scores of a list of votes (``pama.votes.scores``), cached on the votes themselves."""
-    from . import votes as V
-
     return V.scores(votes)

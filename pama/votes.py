@@ -95,7 +95,7 @@ def win_matrix(votes: Sequence[Mapping], index: Mapping[str, int]) -> np.ndarray
 
 
 def _theta(w: np.ndarray, alpha: float, start: np.ndarray | None = None) -> np.ndarray:
-    import choix
+    import choix  # heavy: imports scipy
 
     theta = np.asarray(choix.ilsr_pairwise_dense(w, alpha=alpha, initial_params=start, max_iter=1000), dtype=float)
     return theta - theta.mean()

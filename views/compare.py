@@ -2,8 +2,9 @@
 import streamlit as st
 
 from pama import ui
+from pama import votes as V
 from pama.prompts import PromptError, load_prompts
-from pama.store import StoreError
+from pama.store import StoreError, VoteRefused
 
 store = ui.st_store()
 st.title("Compare generations")
@@ -12,10 +13,6 @@ mode = st.segmented_control("Mode", ["Side by side", "Blind vote"], default="Sid
                             key="cmp_mode", help="Blind vote: two unnamed responses, you pick the better one, then "
                                                  "see which points wrote them. Votes become scores on the front.")
 if mode == "Blind vote":
-    from pama import votes as V
-    from pama.prompts import load_prompts as _load_prompts
-    from pama.store import VoteRefused
-
     all_points = ui.cached("points")
     sweep_list = ui.cached("list_sweeps")
     sweep_by = {s["id"]: s for s in sweep_list}
@@ -46,7 +43,7 @@ if mode == "Blind vote":
         first = (ui.objectives_of(scope_pts, order) or [None])[0]
         gens = {pid: ui.cached("generations", pid) for pid in by_id}
         try:
-            heldout = _load_prompts("builtin:heldout")
+            heldout = load_prompts("builtin:heldout")
         except PromptError:
             heldout = []
         try:

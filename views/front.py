@@ -158,7 +158,7 @@ with st.expander(f"Points ({len(shown)})"):
     st.dataframe(rows, hide_index=True)
     real_sweeps = [s for s in chosen_sweeps if s in sweep_by_id]
     if len(real_sweeps) == 1:
-        from pama import report
+        from pama import report  # heavy: report → sweep → trainer imports torch, peft and accelerate
         from pama.sweep import front_table
 
         sid = real_sweeps[0]

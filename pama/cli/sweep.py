@@ -1,0 +1,48 @@
+"""`sweep`: train one adapter per preference of a simplex grid, evaluate them and the base, record the front."""
+from __future__ import annotations
+
+import sys
+import warnings
+
+from .. import sweep as sw
+from ..config import ConfigError, SweepConfig, add_dataclass_arguments, build
+from ..store import Store
+from ..trainer import RunCancelled
+
+
+def register(sub, add) -> None:
+    p = add("sweep", run, "Train one adapter per preference of a simplex grid, evaluate them and the base "
+                          "model, record the Pareto front (resumable).")
+    p.add_argument("--config", default=None, help="YAML file of SweepConfig fields (flags override it)")
+    p.add_argument("--resume", default=None, metavar="SWEEP_ID",
+                   help="continue a stopped sweep: skip finished points, resume unfinished runs, evaluate the rest")
+    p.add_argument("--sweep-name", default=None, help="name of the sweep (default: method, size, objectives)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_dataclass_arguments(p, SweepConfig)
+
+
+def run(args) -> int:
+    store = Store(args.db)
+    if args.resume:
+        print(f"sweep id: {args.resume} (resuming)", flush=True)
+        sweep_id = sw.run_sweep(None, store, sweep_id=args.resume, progress=not args.quiet)
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cfg = build(SweepConfig, args, args.config)
+            if cfg.preference:
+                raise ConfigError("a sweep sets the preference of each run itself; drop --preference")
+            cfg.validate()
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        sweep_id = None
+        try:
+            sweep_id = sw.run_sweep(cfg, store, progress=not args.quiet, name=args.sweep_name)
+        except RunCancelled:
+            print("sweep cancelled; resume it with `python -m pama sweep --resume <sweep id>` (see `front`)",
+                  file=sys.stderr)
+            return 1
+    rows, summary = sw.front_table(store, sweep_id)
+    print(sw.format_table(rows, summary))
+    print(f"\nsweep id: {sweep_id}")
+    return 0

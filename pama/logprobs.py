@@ -1,0 +1,34 @@
+"""Log-probabilities of sampled responses: which tokens count (``response_mask``) and their log-probs under a model
+(``seq_logprobs_and_hidden``). Core code shared by the trainer (PPO ratios, KL) and evaluation (KL to the base)."""
+from __future__ import annotations
+
+import torch
+
+from .sampling import forward_sharing_prefix
+
+
+def response_mask(response_ids: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
+    """1 up to and including the first EOS: stopping is an action the policy must be credited for."""
+    is_eos = torch.zeros_like(response_ids, dtype=torch.bool)
+    for e in eos_ids:
+        is_eos |= response_ids == e
+    after = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    return (~after).float()
+
+
+def seq_logprobs_and_hidden(model, input_ids, attention_mask, query_len: int, *, hidden: bool = True,
+                            share_prefix: bool = True, temperature: float = 1.0):
+    """Log-probs of the response tokens and the last hidden state before each; logits only for the response.
+
+    ``temperature``: the logits are divided by the sampling temperature first (as TRL does), so that π_old is the
+    distribution the rollout sampled from and the ratio and KL compare like with like."""
+    T = input_ids.shape[1] - query_len
+    out, L, _ = forward_sharing_prefix(model, input_ids, attention_mask, query_len, share=share_prefix,
+                                       logits_to_keep=T + 1, output_hidden_states=hidden)
+    logits = out.logits[:, :-1].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    targets = input_ids[:, query_len:]
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    h = out.hidden_states[-1][:, query_len - 1 - L:-1] if hidden else None
+    return logp, h

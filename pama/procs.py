@@ -1,0 +1,44 @@
+"""Process state shared by the workflows: which pids are alive, and the children this process started (so that our
+own exited children are reaped and never mistaken for live processes). Core: imports nothing of pama."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+_children: dict[int, subprocess.Popen] = {}
+
+
+def _reaper(proc: subprocess.Popen) -> None:
+    """Wait for the child so it never lingers as a zombie (a zombie still answers kill(pid, 0))."""
+    with contextlib.suppress(Exception):
+        proc.wait()
+    _children.pop(proc.pid, None)
+
+
+def track(proc: subprocess.Popen) -> None:
+    """Remember a started child and reap it in a daemon thread when it exits."""
+    _children[proc.pid] = proc
+    threading.Thread(target=_reaper, args=(proc,), daemon=True, name=f"reap-{proc.pid}").start()
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    proc = _children.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (exited, not yet reaped by a parent that is not us) is dead for our purposes
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
