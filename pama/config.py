@@ -328,8 +328,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
         flag = "--" + f.name.replace("_", "-")
         meta = "A,B,..." if typing.get_origin(tp) in (list, typing.List) else tp.__name__.upper()
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        # argparse %-formats help texts: a literal % (e.g. kl_horizon's "20%·batch_size") must be doubled
         parser.add_argument(flag, dest=f.name, default=None, metavar=meta,
-                            help=f"{f.metadata.get('help', '')} (default: {default})")
+                            help=f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%"))
 
 
 def build(cls, args: argparse.Namespace | dict, config_file: str | None = None):

@@ -27,3 +27,17 @@ def test_the_trainer_loop_names_no_method():
 
     text = (REPO / "pama" / "trainer.py").read_text()
     assert not re.search(r"method\s*(==|!=|in\b)|[\"'](pama|morlhf|mgda)[\"']", text)
+
+
+def test_every_subcommand_renders_its_help():
+    """`python -m pama COMMAND --help` for each subcommand (a % in a field's help text once broke train and sweep)."""
+    import argparse
+
+    from pama import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == ["setup", "runs", "db", "objectives", "generate", "votes", "train", "sweep", "front",
+                                 "evaluate"]
+    for name, p in sub.choices.items():
+        assert p.format_help().startswith(f"usage: python -m pama {name}"), name
