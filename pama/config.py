@@ -206,6 +206,10 @@ class SweepConfig(TrainConfig):
     eval_max_new_tokens: int = _help("Tokens generated per evaluation response (more than max_new_tokens leaves "
                                      "room to see whether answers end on their own).", default=96)
     eval_seed: int = _help("Seed of the evaluation sampling (the same for every point).", default=1234)
+    eval_temperature: float = _help(
+        "Sampling temperature of the evaluation. The default is the rollouts' default temperature: a policy trained "
+        "to stop early by sampling EOS at T = 1 hardly ever samples it at 0.7, so a colder evaluation measures "
+        "another policy than the one trained (docs/learnability.md).", default=1.0)
 
     def validate(self, *, check_objectives: bool = True, allow_python: bool = True) -> "SweepConfig":
         super().validate(check_objectives=check_objectives, allow_python=allow_python)

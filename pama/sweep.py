@@ -58,7 +58,9 @@ def sweep_config(store: Store, sweep_id: str) -> tuple[dict, SweepConfig]:
     sweep = store.get_sweep(sweep_id)
     if sweep is None:
         raise StoreError(f"No sweep with id '{sweep_id}' in {store.url}. `python -m pama front` lists them.")
-    return sweep, from_dict(SweepConfig, sweep["config"], source=f"sweep {sweep_id}")
+    config = dict(sweep["config"])
+    config.setdefault("eval_temperature", 0.7)  # sweeps stored before the option were evaluated at 0.7
+    return sweep, from_dict(SweepConfig, config, source=f"sweep {sweep_id}")
 
 
 def _run_for(runs: list[dict], pref) -> dict | None:
@@ -148,6 +150,7 @@ class _Evaluator:
         cfg = self.cfg
         return evaluate_point(self.model, self.tok, cfg.objectives, self.prompts, seed=cfg.eval_seed,
                               max_new_tokens=cfg.eval_max_new_tokens, batch_size=EVAL_BATCH,
+                              temperature=cfg.eval_temperature,
                               progress=self.progress, desc=desc)
 
 

@@ -168,3 +168,17 @@ def test_a_demo_exported_in_bfloat16_is_half_the_size_and_loads_to_the_same_outp
         with torch.no_grad():
             outs.append(model(input_ids=ids).logits)
     assert torch.allclose(outs[0], outs[1], atol=1e-2)
+
+
+def test_sweeps_evaluate_at_their_eval_temperature_and_old_sweeps_keep_0_7(store):
+    from pama.config import SweepConfig
+    from pama.sweep import run_sweep, sweep_config
+
+    cfg = SweepConfig(**dict(TINY, steps=1, points=2, eval_samples=2, eval_max_new_tokens=3, save_every=1))
+    assert cfg.eval_temperature == cfg.temperature == 1.0  # evaluate the policy that was trained
+    sid = run_sweep(cfg, store, progress=False)
+    assert {p["eval_config"]["temperature"] for p in store.points(sweep_id=sid)} == {1.0}
+    sweep = store.get_sweep(sid)
+    old = {k: v for k, v in sweep["config"].items() if k != "eval_temperature"}
+    store.update_sweep(sid, config=old)
+    assert sweep_config(store, sid)[1].eval_temperature == 0.7
