@@ -120,7 +120,7 @@ def start_train(cfg, *, store=None, db_url: str | None = None, timeout_s: float 
     would refuse, a missing prompt source or an unknown model raise JobError before any row exists; the pid is
     written to the row at once so the app can cancel the run and spot a dead process. ``timeout_s`` is accepted for
     older callers; nothing is waited for."""
-    from . import trainer  # heavy (torch, peft, accelerate): loaded only when the app starts a run
+    from . import runs  # heavy (torch, via models and methods): loaded only when the app starts a run
 
     url = db_url or (store.url if store is not None else None)
     store = store if store is not None else Store(url)
@@ -129,10 +129,10 @@ def start_train(cfg, *, store=None, db_url: str | None = None, timeout_s: float 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the child prints its own warnings to its log
             checked = from_dict(TrainConfig, dict(data), source="the train job").validate()
-        trainer.preflight(checked)
+        runs.preflight(checked)
     except (ConfigError, ValueError, OSError) as err:  # ModelNotFoundError and PromptError are ValueErrors
         raise _refusal("train", err) from None
-    run_id = trainer.create_run_record(store, checked)
+    run_id = runs.create_run_record(store, checked)
     try:
         job = _launch("train", data, run_id, db_url=url, extra_args=["--run-id", run_id, "--quiet"], env=env,
                       header=f"run id: {run_id}\n")  # the log's first line, as `python -m pama train` prints it

@@ -37,6 +37,7 @@ from .methods import create as create_method
 from .methods import mgda_loss_weights  # noqa: F401  (pama.trainer.mgda_loss_weights, as the benchmarks import it)
 from .procs import pid_alive
 from .prompts import PromptSampler, load_prompts
+from .runs import create_run_record, default_run_name, preflight  # noqa: F401  (also pama.trainer.*)
 from .sampling import onednn_linears
 from .store import Store, heartbeat_interval_s
 
@@ -468,31 +469,6 @@ def _heartbeat_loop(store: Store | None, run_id: str, stop: threading.Event, eve
     while store is not None and not stop.wait(every_s):
         with contextlib.suppress(Exception):
             store.heartbeat(run_id)
-
-
-def default_run_name(cfg: TrainConfig) -> str:
-    pref = ",".join(f"{p:.2f}" for p in cfg.normalised_preference())
-    extra = create_method(cfg).run_name_suffix()
-    return f"{cfg.method} [{pref}]{extra} {'/'.join(cfg.objectives)}"
-
-
-def create_run_record(store: Store, cfg: TrainConfig, *, objectives=None, name: str | None = None,
-                      sweep_id: str | None = None) -> str:
-    """The run's row (status 'queued'), made by whoever starts the run: the CLI and app jobs before the slow model
-    load, so that its id is known at once; the Trainer itself when given none."""
-    objs = objectives if objectives is not None else [objmod.get(o) for o in cfg.objectives]
-    return store.create_run(
-        name=name or cfg.name or default_run_name(cfg), method=cfg.method, model=cfg.model, config=cfg.to_dict(),
-        total_steps=cfg.steps, sweep_id=sweep_id,
-        objectives=[dict(name=o.name, direction=o.direction, lower=o.lower, upper=o.upper) for o in objs])
-
-
-def preflight(cfg: TrainConfig) -> None:
-    """Cheap checks of what validate() cannot see: the prompt source loads, the model spec names a model."""
-    load_prompts(cfg.prompts)
-    spec = (cfg.model or "").strip()
-    if spec not in (models.DEFAULT_MODEL, models.TINY_MODEL) and not spec.startswith("random:"):
-        models.load_tokenizer(spec)  # what models.load() does first; raises ModelNotFoundError
 
 
 def train(cfg: TrainConfig, store: Store | None = None, *, run_id: str | None = None, progress: bool = True,

@@ -8,7 +8,7 @@ import signal
 import sys
 import warnings
 
-from .. import trainer
+from .. import runs, trainer
 from ..config import ConfigError, TrainConfig, add_dataclass_arguments, build
 from ..store import Store
 
@@ -49,9 +49,9 @@ def run(args) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     run_id = args.run_id  # given when the row was created by the starter (pama.jobs), as sweeps pass theirs
     if store is not None and run_id is None:
-        trainer.preflight(cfg)  # bad prompts or an unknown model are refused before the run record exists
+        runs.preflight(cfg)  # bad prompts or an unknown model are refused before the run record exists
         # create the record up front so that the id is printed before the (slow) model load
-        run_id = trainer.create_run_record(store, cfg)
+        run_id = runs.create_run_record(store, cfg)
     if _is_main_process() and args.run_id is None:  # a starter that passed the id wrote this line already
         print(f"run id: {run_id}", flush=True)
     _install_sigterm()
