@@ -25,6 +25,11 @@ from .config import SweepConfig, TrainConfig, from_dict
 from .prompts import load_prompts
 from .store import Store
 
+# what the app samples with unless told otherwise: the rollouts' temperature (the adapters were trained and the fronts
+# evaluated at 1.0) and room for an answer to end on its own
+GENERATION_TEMPERATURE = 1.0
+GENERATION_MAX_NEW_TOKENS = 128
+
 MAX_COMPARE = 4
 BASE_ID = "base"          # the pseudo point id of "the base model" in pickers
 READ_TTL_S = 3
@@ -397,7 +402,8 @@ class ModelHost:
                     yield self.model, self.tokenizer
 
     def generate(self, store, item: Mapping, prompt: str, *, objectives: Sequence[str] = (), seed: int = 0,
-                 temperature: float = 0.7, max_new_tokens: int = 48) -> dict:
+                 temperature: float = GENERATION_TEMPERATURE,
+                 max_new_tokens: int = GENERATION_MAX_NEW_TOKENS) -> dict:
         """One response to ``prompt`` with the item's model, and its per-objective scores."""
         from . import models  # heavy: torch
 
@@ -463,7 +469,8 @@ def blind_scope(points: Sequence[Mapping], sweep_id: str | None, picked: Iterabl
 
 
 def fill_ballot(store, ballot: dict, by_id: Mapping[str, Mapping], *, app_model: str | None = None,
-                temperature: float = 0.7, max_new_tokens: int = 48, seed: int = 0) -> dict:
+                temperature: float = GENERATION_TEMPERATURE, max_new_tokens: int = GENERATION_MAX_NEW_TOKENS,
+                seed: int = 0) -> dict:
     """Generate the responses a ballot lacks (no stored response for its prompt), each with its point's model,
     the same seed for both; returns the ballot with ``text_a`` / ``text_b`` filled."""
     out = dict(ballot)
