@@ -22,7 +22,7 @@ def train_tiny(store: Store, *, seed: int = 0, preference=(0.5, 0.5)) -> str:
     from pama.config import TrainConfig
     from pama.trainer import train
 
-    cfg = TrainConfig(model="tiny-random", steps=1, batch_size=2, max_new_tokens=4, seed=seed,
+    cfg = TrainConfig(model="tiny-random", steps=1, batch_size=2, samples_per_prompt=1, max_new_tokens=4, seed=seed,
                       preference=list(preference), save_every=1, learning_rate=0.05)  # large: visibly different
     return train(cfg, store, progress=False)
 
@@ -261,7 +261,8 @@ def test_train_form_starts_a_run_that_finishes(empty_store):
     store = empty_store
     at = app("views/train.py")
     t = time.time()
-    _submit(at, tf_model="tiny-random", tf_steps=2, tf_batch=2, tf_tokens=4, tf_preference="0.7, 0.3",
+    # the form has no samples_per_prompt field: a batch of 4 is one prompt × the default 4 samples
+    _submit(at, tf_model="tiny-random", tf_steps=2, tf_batch=4, tf_tokens=4, tf_preference="0.7, 0.3",
             tf_dtype="bfloat16")
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
@@ -288,6 +289,31 @@ def test_train_form_starts_a_run_that_finishes(empty_store):
     assert any("status **finished**" in c for c in texts(at3, "caption"))
 
 
+def test_train_form_defaults_submit_as_the_default_config(empty_store):
+    """Submitted as it opens (only the step count cut), the form gives TrainConfig's defaults: a batch that is a
+    multiple of samples_per_prompt, the default objectives and preference. The run really trains."""
+    from pama.config import DEFAULT_OBJECTIVES, DEFAULT_PREFERENCE, TrainConfig
+
+    store = empty_store
+    at = app("views/train.py")
+    _submit(at, tf_steps=1)
+    assert not at.exception, at.exception
+    assert not at.error, texts(at, "error")
+    (run,) = store.list_runs()
+    cfg, defaults = run["config"], TrainConfig()
+    assert run["model"] == "tiny-random"  # PAMA_APP_MODEL
+    for key in ("batch_size", "samples_per_prompt", "max_new_tokens", "learning_rate", "lora_r", "anchor",
+                "method", "dtype", "missing_eos_penalty", "target_modules"):
+        assert cfg[key] == defaults.to_dict()[key], key
+    assert cfg["objectives"] == DEFAULT_OBJECTIVES
+    assert cfg["preference"] == pytest.approx([p / sum(DEFAULT_PREFERENCE) for p in DEFAULT_PREFERENCE])
+    deadline = time.time() + TIMEOUT
+    while store.get_run(run["id"])["status"] in ("queued", "running"):
+        assert time.time() < deadline, "the background run did not finish in time"
+        time.sleep(0.5)
+    assert store.get_run(run["id"])["status"] == "finished", store.get_run(run["id"])["error"]
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_train_form_says_when_bfloat16_is_slow_on_this_cpu(empty_store, monkeypatch, native):
     from pama import sampling
@@ -302,7 +328,7 @@ def test_train_form_starts_a_sweep_that_finishes(empty_store):
     store = empty_store
     at = app("views/train.py")
     t = time.time()
-    _submit(at, tf_model="tiny-random", tf_mode="a sweep grid (a whole front)", tf_points=2, tf_steps=1, tf_batch=2,
+    _submit(at, tf_model="tiny-random", tf_mode="a sweep grid (a whole front)", tf_points=2, tf_steps=1, tf_batch=4,
             tf_tokens=4, tf_eval_samples=2, tf_objectives=["sentiment", "conciseness"])
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
@@ -326,6 +352,7 @@ def test_train_form_starts_a_sweep_that_finishes(empty_store):
     (dict(tf_anchor=2.0), "anchor must lie in [0, 1]"),
     (dict(tf_preference="a, b"), "is not a number"),
     (dict(tf_steps=0), "steps must be a positive integer"),
+    (dict(tf_batch=6), "batch_size (6) must be a multiple of samples_per_prompt"),  # the form has no k field
     (dict(tf_extra="py:os:system"), "py: objectives run arbitrary Python code"),
     (dict(tf_extra="sentimnt"), "unknown objective"),
 ])

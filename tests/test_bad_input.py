@@ -15,7 +15,7 @@ from pama import paths
 from pama.config import ConfigError
 
 TINY = ["--model", "tiny-random", "--objectives", "sentiment,conciseness", "--steps", "1", "--batch-size", "2",
-        "--max-new-tokens", "4", "--threads", "1", "--quiet"]
+        "--samples-per-prompt", "1", "--max-new-tokens", "4", "--threads", "1", "--quiet"]
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from pama import jobs, paths, ui
 from pama.config import ConfigError, SweepConfig, TrainConfig
 
 OBJS = [dict(name="sentiment", lower=-1.0, upper=1.0), dict(name="conciseness", lower=0.0, upper=1.0)]
-TINY = dict(model="tiny-random", objectives=["sentiment", "conciseness"], batch_size=2, max_new_tokens=4)
+TINY = dict(model="tiny-random", objectives=["sentiment", "conciseness"], batch_size=2, samples_per_prompt=1,
+            max_new_tokens=4)
 UTC = dt.timezone.utc
 
 
@@ -183,7 +184,7 @@ def test_cancel_stops_a_running_job(store):
 
 
 def test_a_missing_prompt_file_is_refused_before_a_run_exists(store):
-    cfg = dict(TrainConfig(steps=2, **TINY).to_dict(), samples_per_prompt=1, prompts="/no/such/prompts.jsonl")
+    cfg = dict(TrainConfig(steps=2, **TINY).to_dict(), prompts="/no/such/prompts.jsonl")
     with pytest.raises(jobs.JobError, match="/no/such/prompts.jsonl"):
         jobs.start_train(cfg, store=store)
     assert store.list_runs() == []
@@ -194,7 +195,7 @@ def test_a_job_that_dies_before_running_is_reaped_with_its_log(store):
     reaping marks the run failed, quoting the last lines of its log."""
     import signal
 
-    job = jobs.start_train(dict(TrainConfig(steps=50, **TINY).to_dict(), samples_per_prompt=1), store=store)
+    job = jobs.start_train(TrainConfig(steps=50, **TINY).to_dict(), store=store)
     assert store.get_run(job.id)["status"] in jobs.ACTIVE
     os.kill(job.pid, signal.SIGKILL)  # the process this test started, by its id
     deadline = time.time() + 20

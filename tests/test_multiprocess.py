@@ -85,8 +85,8 @@ def test_two_process_data_parallel_training_records_one_run_and_one_adapter(pama
     Store().close()  # the store exists before the processes start, as with the app
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
            "train", "--model", "tiny-random", "--objectives", "sentiment,conciseness", "--steps", str(steps),
-           "--batch-size", str(batch), "--max-new-tokens", "4", "--threads", "1", "--save-every", "2", "--quiet",
-           "--learning-rate", "1e-2"]
+           "--batch-size", str(batch), "--samples-per-prompt", "1", "--max-new-tokens", "4", "--threads", "1",
+           "--save-every", "2", "--quiet", "--learning-rate", "1e-2"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-4000:]
     assert res.stdout.count("run id: ") == 1  # printed by the main process only

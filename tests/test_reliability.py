@@ -22,7 +22,7 @@ from pama.store import SCHEMA_HEAD, Store
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_FLAGS = ["--model", "tiny-random", "--objectives", "sentiment,conciseness", "--batch-size", "2",
-              "--max-new-tokens", "4", "--threads", "1", "--quiet"]
+              "--samples-per-prompt", "1", "--max-new-tokens", "4", "--threads", "1", "--quiet"]
 HEARTBEAT_S = 0.5
 GRACE_S = 3.0
 
@@ -155,7 +155,8 @@ def test_app_job_killed_is_shown_failed_at_once(store, monkeypatch):
 
     monkeypatch.setenv("PAMA_HEARTBEAT_GRACE_S", "600")
     job = jobs.start_train(dict(model="tiny-random", objectives=["sentiment", "conciseness"], steps=200,
-                                batch_size=2, max_new_tokens=4, threads=1, save_every=50), store=store)
+                                batch_size=2, samples_per_prompt=1, max_new_tokens=4, threads=1, save_every=50),
+                           store=store)
     try:
         _wait_for(lambda: store.get_run(job.id)["step"] >= 2, 120, "step 2")
     finally:
@@ -171,8 +172,8 @@ def test_app_job_killed_is_shown_failed_at_once(store, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------- half-written
 
-TINY = dict(model="tiny-random", objectives=["sentiment", "conciseness"], batch_size=2, max_new_tokens=4,
-            save_every=1, seed=0, threads=1, learning_rate=1e-2)
+TINY = dict(model="tiny-random", objectives=["sentiment", "conciseness"], batch_size=2, samples_per_prompt=1,
+            max_new_tokens=4, save_every=1, seed=0, threads=1, learning_rate=1e-2)
 
 
 @pytest.fixture(scope="module")

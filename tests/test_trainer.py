@@ -151,8 +151,8 @@ def test_cli_train_prints_run_id_first_and_refuses_bad_flags(pama_home, capsys):
     from pama.cli import main
     from pama.store import Store
 
-    assert main(["train", "--model", "tiny-random", "--steps", "1", "--batch-size", "2", "--max-new-tokens", "4",
-                 "--quiet", "--threads", "1"]) == 0
+    assert main(["train", "--model", "tiny-random", "--steps", "1", "--batch-size", "4", "--max-new-tokens", "4",
+                 "--quiet", "--threads", "1"]) == 0  # 4 = one prompt × the default samples_per_prompt (4)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("run id: r")
     rid = out[0].split(": ")[1]
@@ -168,10 +168,12 @@ def test_cli_train_reads_yaml_config_and_flags_override(pama_home, tmp_path, cap
     from pama.store import Store
 
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("model: tiny-random\nsteps: 5\nbatch_size: 2\nmax_new_tokens: 4\nmethod: morlhf\nthreads: 1\n")
+    cfg.write_text("model: tiny-random\nsteps: 5\nbatch_size: 2\nsamples_per_prompt: 1\nmax_new_tokens: 4\n"
+                   "method: morlhf\nthreads: 1\n")
     assert main(["train", "--config", str(cfg), "--steps", "1", "--quiet"]) == 0
     (run,) = Store().list_runs()
     assert run["method"] == "morlhf" and run["total_steps"] == 1 and run["config"]["batch_size"] == 2
+    assert run["config"]["samples_per_prompt"] == 1
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: [1, 2\n")
     assert main(["train", "--config", str(bad)]) == 2
