@@ -25,9 +25,9 @@ from .config import SweepConfig, TrainConfig, from_dict
 from .prompts import load_prompts
 from .store import Store
 
-# what the app samples with unless told otherwise: the rollouts' temperature (the adapters were trained and the fronts
-# evaluated at 1.0) and room for an answer to end on its own
-GENERATION_TEMPERATURE = 1.0
+# what the app samples with unless told otherwise: the evaluation's default temperature (fluent text from a small
+# model) and room for an answer to end on its own
+GENERATION_TEMPERATURE = 0.7
 GENERATION_MAX_NEW_TOKENS = 128
 
 MAX_COMPARE = 4

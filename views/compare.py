@@ -200,8 +200,8 @@ with tab_gen:
                               max_chars=2000)
     seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="cmp_seed")
     temperature = c2.slider("Temperature (0 = greedy)", 0.0, 1.5, ui.GENERATION_TEMPERATURE, 0.05, key="cmp_temp",
-                            help="1.0 is what the adapters were trained and the fronts evaluated with; a colder "
-                                 "sample hides how often a policy chooses to stop.")
+                            help="0.7 is what fronts are evaluated with by default; the adapters were trained at "
+                                 "1.0, where they stop sooner (docs/learnability.md).")
     max_new = c2.number_input("Max new tokens", 1, 256, ui.GENERATION_MAX_NEW_TOKENS, key="cmp_max_new")
     go = st.button("Generate", type="primary", disabled=not items or not (prompt or "").strip(), key="cmp_generate")
     results = st.session_state.setdefault("compare_results", {})
