@@ -79,12 +79,18 @@ def _make_sentiment(spec: str, params: dict[str, Any]) -> Objective:
     return Objective(spec, "VADER compound sentiment of the response (-1 negative … +1 positive)", lo, hi, score)
 
 
-def _make_conciseness(spec: str, params: dict[str, Any]) -> Objective:
+def _scale_and_unit_bounds(spec: str, params: dict[str, Any], default: float) -> tuple[float, float, float]:
+    """The one parameter of the saturating word-count scorers (a positive ``scale``) and their [0, 1] bounds."""
     _check_unknown(params, ["scale"], spec)
-    scale = _num(params.pop("scale", 50), "scale", spec)
+    scale = _num(params.pop("scale", default), "scale", spec)
     if scale <= 0:
         raise ObjectiveError(f"objective {spec!r}: scale must be > 0, got {scale}")
     lo, hi = _bounds(params, 0.0, 1.0, spec)
+    return scale, lo, hi
+
+
+def _make_conciseness(spec: str, params: dict[str, Any]) -> Objective:
+    scale, lo, hi = _scale_and_unit_bounds(spec, params, 50)
 
     def score(prompts: list[str], responses: list[str]) -> list[float]:
         return [math.exp(-word_count(r) / scale) for r in responses]
@@ -115,11 +121,7 @@ def content_words(text: str) -> set[str]:
 def _make_informativeness(spec: str, params: dict[str, Any]) -> Objective:
     """The paper's own example of a conflict (informativeness vs conciseness), offline: a saturating count of the
     distinct content words a response carries, so each new fact-bearing word helps and repetition does not."""
-    _check_unknown(params, ["scale"], spec)
-    scale = _num(params.pop("scale", 20), "scale", spec)
-    if scale <= 0:
-        raise ObjectiveError(f"objective {spec!r}: scale must be > 0, got {scale}")
-    lo, hi = _bounds(params, 0.0, 1.0, spec)
+    scale, lo, hi = _scale_and_unit_bounds(spec, params, 20)
 
     def score(prompts: list[str], responses: list[str]) -> list[float]:
         return [1.0 - math.exp(-len(content_words(r)) / scale) for r in responses]
