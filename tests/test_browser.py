@@ -59,34 +59,9 @@ def served():
             os.environ.pop("PAMA_HOME", None)
         else:
             os.environ["PAMA_HOME"] = old
-    port = _free_port()
-    env = dict(os.environ, PAMA_HOME=str(home), PAMA_APP_MODEL="tiny-random", PAMA_NO_DEMO="1",
-               HF_HUB_OFFLINE="1", OMP_WAIT_POLICY="PASSIVE")
-    env.pop("PAMA_DB_URL", None)
-    log = open(home / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1"], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start:\n" + (home / "streamlit.log").read_text()[-3000:])
-        time.sleep(0.3)
+    proc, url = _start_app(home, demo=False)
     yield dict(url=url, home=home, run_id=run_id)
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    _stop_app(proc)
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -227,13 +202,16 @@ def test_pages_front_compare_train_runs(served, page):
 
 # ---------------------------------------------------------------------------------------------------- blind votes
 
-def _start_app(home: Path) -> tuple[subprocess.Popen, str]:
-    """Serve the app on a free port over the store under ``home`` (like `make run`); returns (process, url)."""
+def _start_app(home: Path, *, demo: bool = True) -> tuple[subprocess.Popen, str]:
+    """Serve the app on a free port over the store under ``home`` (like `make run`); returns (process, url).
+    ``demo=False`` keeps the demo front out of an empty store (PAMA_NO_DEMO)."""
     port = _free_port()
     env = dict(os.environ, PAMA_HOME=str(home), PAMA_APP_MODEL="tiny-random", HF_HUB_OFFLINE="1",
                OMP_WAIT_POLICY="PASSIVE")
     env.pop("PAMA_DB_URL", None)
     env.pop("PAMA_NO_DEMO", None)
+    if not demo:
+        env["PAMA_NO_DEMO"] = "1"
     log = open(home / f"streamlit-{port}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1"], cwd=REPO, env=env, stdout=log,
