@@ -183,7 +183,8 @@ def test_pages_front_compare_train_runs(served, page):
     page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("8")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("in the background").wait_for(timeout=90_000)
-    page.get_by_text("Finished. Its adapter is saved").wait_for(timeout=120_000)
+    # .first: while the polling fragment reruns, its stale copy of the panel can still be on the page for a moment
+    page.get_by_text("Finished. Its adapter is saved").first.wait_for(timeout=120_000)
     wait_idle(page)
     page.wait_for_function(  # the polling fragment has stopped and its last (stale) elements are gone
         "() => ![...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Cancel')",
