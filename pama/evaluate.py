@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import adapters as adp
 from . import models
 from . import objectives as objmod
-from .logprobs import response_mask, seq_logprobs_and_hidden
+from .logprobs import ended_on_eos, response_mask, seq_logprobs_and_hidden
 
 EVAL_TEMPERATURE = 0.7
 N_RESAMPLES = 2000
@@ -126,7 +126,7 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
         rmask = response_mask(new, eos).to(new.device)
         texts += out
         lengths += [int(x) for x in rmask.sum(1).tolist()]
-        ended += [n < new.shape[1] or int(row[-1]) in eos for n, row in zip(rmask.sum(1).tolist(), new)]
+        ended += ended_on_eos(new, eos).tolist()
         if ref is not None and has_adapter:
             logp = _response_logprobs(model, enc, new, rmask)
             with adp.reference(model):

@@ -7,6 +7,11 @@ import torch
 from .sampling import forward_sharing_prefix
 
 
+def ended_on_eos(response_ids: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
+    """(B,) bool: the response holds an EOS, i.e. it ended on its own rather than at the token limit."""
+    return torch.isin(response_ids, torch.tensor(sorted(eos_ids), device=response_ids.device)).any(-1)
+
+
 def response_mask(response_ids: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
     """1 up to and including the first EOS: stopping is an action the policy must be credited for."""
     is_eos = torch.zeros_like(response_ids, dtype=torch.bool)

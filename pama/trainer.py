@@ -32,7 +32,7 @@ from . import algorithm as alg
 from . import models, paths
 from . import objectives as objmod
 from .config import ConfigError, TrainConfig, from_dict
-from .logprobs import response_mask, seq_logprobs_and_hidden
+from .logprobs import ended_on_eos, response_mask, seq_logprobs_and_hidden
 from .methods import create as create_method
 from .methods import mgda_loss_weights  # noqa: F401  (pama.trainer.mgda_loss_weights, as the benchmarks import it)
 from .procs import pid_alive
@@ -242,7 +242,7 @@ class Trainer:
         rmask = response_mask(new, self.eos_ids)
         input_ids = torch.cat([enc["input_ids"], new], dim=1)
         attn = torch.cat([enc["attention_mask"], rmask.long()], dim=1)
-        ended = (rmask.sum(1) < new.shape[1]) | torch.isin(new[:, -1], torch.tensor(sorted(self.eos_ids)))
+        ended = ended_on_eos(new, self.eos_ids)
         return Rollout(input_ids, attn, rmask.to(self.device), enc["input_ids"].shape[1], prompts, texts,
                        ended.to(self.device))
 
