@@ -47,22 +47,32 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | Sequence[int] | 
 
 
 def _check_preference(preference, n: int, *, like: torch.Tensor) -> torch.Tensor:
-    """Preference → tensor of shape (n,) on ``like``'s dtype/device; default uniform. Raises ValueError."""
+    """Preference → tensor on ``like``'s dtype/device; default uniform. Raises ValueError.
+
+    Shape (n,): one preference for every entry of ``like`` (n, ...). Shape (n, B, ...): one preference per sample,
+    its dims after the first matching the leading dims of ``like.shape[1:]`` (e.g. (n, B) against advantages
+    (n, B, T), broadcast over the tokens); every column must lie on the simplex."""
     if preference is None:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
     try:
         p = torch.as_tensor(preference, dtype=torch.float64).detach().cpu()
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"preference must be a sequence of {n} numbers, got {preference!r}") from None
-    if p.dim() != 1 or p.numel() != n:
-        raise ValueError(f"preference must have one value per objective ({n}), got shape {tuple(p.shape)}")
+    batch = tuple(p.shape[1:])
+    if p.dim() < 1 or p.shape[0] != n or (batch and batch != tuple(like.shape[1:1 + len(batch)])):
+        raise ValueError(f"preference must have one value per objective ({n}), or shape (n, batch) = "
+                         f"({n}, {', '.join(map(str, like.shape[1:2])) or 'B'}) for one preference per sample, "
+                         f"got shape {tuple(p.shape)}")
     if not bool(torch.isfinite(p).all()):
         raise ValueError(f"preference must be finite, got {p.tolist()}")
     if bool((p < 0).any()):
         raise ValueError(f"preference must be non-negative, got {p.tolist()}")
-    total = float(p.sum())
-    if abs(total - 1.0) > _PREF_TOL:
-        raise ValueError(f"preference must sum to 1 (within {_PREF_TOL}), got sum {total:.6g} for {p.tolist()}")
+    total = p.sum(dim=0)
+    bad = (total - 1.0).abs() > _PREF_TOL
+    if bool(bad.any()):
+        worst = float(total[bad].flatten()[0]) if batch else float(total)
+        raise ValueError(f"preference must sum to 1 (within {_PREF_TOL}) over the objectives, got sum {worst:.6g}"
+                         + ("" if batch else f" for {p.tolist()}"))
     p = p / total  # remove the rounding the tolerance allowed, so weights lie exactly on the simplex
     return p.to(dtype=like.dtype, device=like.device)
 
@@ -78,8 +88,9 @@ def _check_anchor(anchor) -> float:
 
 
 def _per_objective(p: torch.Tensor, ndim: int) -> torch.Tensor:
-    """(n,) → (n, 1, ..., 1) so it broadcasts against an (n, ...) tensor with ``ndim`` dims."""
-    return p.reshape((-1,) + (1,) * (ndim - 1))
+    """(n,) → (n, 1, ..., 1), or a per-sample (n, B) → (n, B, 1, ...), so it broadcasts against an (n, ...) tensor
+    with ``ndim`` dims."""
+    return p.reshape(tuple(p.shape) + (1,) * (ndim - p.dim()))
 
 
 # ----------------------------------------------------------------------------------------------- advantages
@@ -170,6 +181,9 @@ def pama_combine(
     same s*, and the logged weights must not favour objective 0.
 
     ``anchor`` λ=1 is the paper's PAMA; λ=0 is linear scalarisation with ``preference`` p (default uniform).
+    ``preference`` may hold one preference per sample, shape (n, B) against advantages (n, B, T) (a conditioned
+    adapter's rollout: c_b = (1−λ)·p_b + λ·q_b); the result equals calling this function on each sample alone
+    with its own p.
     Returns ``(combined, weights)``: combined (...) = s*, weights (n, ...) on the simplex with
     Σ_i weights_i·advantages_i == combined (up to rounding).
     """
@@ -214,7 +228,8 @@ def pama_combine_batch_mean(
     same c* is then applied to every token: combined_t = Σ_i c*_i·a_i,t (0 outside the mask). Unlike the per-token
     variant the per-token combined advantage need not be the minimum-magnitude one; only the batch mean is.
     Returns ``(combined, weights)`` with the same shapes as ``pama_combine`` — weights (n, ...) is c* repeated on
-    every token, so Σ_i weights_i·advantages_i == combined on masked tokens.
+    every token, so Σ_i weights_i·advantages_i == combined on masked tokens. A per-sample preference (n, B) gives
+    each sample its own c*_b = ``pama_combine`` (batch means, p_b).
     """
     if advantages.dim() < 2:
         raise ValueError(f"advantages must have shape (n_objectives, ...tokens), got {tuple(advantages.shape)}")
@@ -225,7 +240,10 @@ def pama_combine_batch_mean(
     else:
         m = m.expand_as(advantages[0]).unsqueeze(0).expand_as(advantages)
     means = masked_mean(advantages, m, dim=tuple(range(1, advantages.dim())))
-    _, c = pama_combine(means, preference=preference, anchor=anchor)
+    p = _check_preference(preference, n, like=advantages) if preference is not None else None
+    if p is not None and p.dim() > 1:  # one preference per sample: each sample's weights from the batch means
+        means = _per_objective(means, p.dim()).expand_as(p)
+    _, c = pama_combine(means, preference=p, anchor=anchor)
     cb = _per_objective(c, advantages.dim())
     weights = cb.expand_as(advantages).clone()
     combined = (cb * advantages).sum(dim=0) * m[0]
@@ -320,7 +338,7 @@ def mgda_weights(grads: torch.Tensor) -> torch.Tensor:
 
 
 def linear_scalarise(values: torch.Tensor, preference) -> torch.Tensor:
-    """MORLHF's scalarisation Σ_i p_i·values_i over dim 0 (values (n, ...))."""
+    """MORLHF's scalarisation Σ_i p_i·values_i over dim 0 (values (n, ...)); p (n,) or one per sample (n, B)."""
     if values.dim() < 1:
         raise ValueError(f"values must have shape (n_objectives, ...), got {tuple(values.shape)}")
     p = _check_preference(preference, values.shape[0], like=values)

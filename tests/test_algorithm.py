@@ -222,6 +222,44 @@ def test_pama_combine_batch_mean():
     assert float(s_mean) ** 2 == pytest.approx(opt, abs=1e-10)
 
 
+@pytest.mark.parametrize("anchor", [0.0, 0.5, 1.0])
+def test_per_sample_preference_equals_pama_combine_per_sample(anchor):
+    """A conditioned rollout: one preference per sample, shape (n, B), broadcast over the tokens."""
+    g = torch.Generator().manual_seed(5)
+    n, B, T = 3, 6, 7
+    a = torch.randn(n, B, T, generator=g, dtype=torch.float64).clamp(min=0)   # Noon advantages, ties included
+    p = torch.distributions.Dirichlet(torch.ones(n)).sample((B,)).T.double()  # (n, B)
+    p[:, 0] = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)               # a one-hot column
+    combined, w = pama_combine(a, p, anchor=anchor)
+    for b in range(B):
+        cb, wb = pama_combine(a[:, b], p[:, b], anchor=anchor)
+        torch.testing.assert_close(combined[b], cb)
+        torch.testing.assert_close(w[:, b], wb)
+    mask = torch.ones(B, T)
+    mask[:, 5:] = 0
+    combined, w = pama_combine_batch_mean(a, mask, p, anchor=anchor)
+    means = torch.stack([a[i][mask.bool()].mean() for i in range(n)])
+    for b in range(B):
+        _, c = pama_combine(means, p[:, b], anchor=anchor)
+        torch.testing.assert_close(w[:, b], c.reshape(n, 1).expand(n, T))
+        torch.testing.assert_close(combined[b], (c.reshape(n, 1) * a[:, b]).sum(0) * mask[b].double())
+    torch.testing.assert_close(linear_scalarise(a[..., 0], p), (p * a[..., 0]).sum(0))
+    # a per-sample preference that is the same for every sample gives the shared-preference result
+    same = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(pama_combine(a, same.unsqueeze(1).expand(n, B), anchor=anchor)[0],
+                               pama_combine(a, same, anchor=anchor)[0])
+
+
+def test_per_sample_preference_validation():
+    a = torch.zeros(2, 3, 4)
+    with pytest.raises(ValueError, match="shape \\(n, batch\\)"):
+        pama_combine(a, torch.full((2, 5), 0.5))        # 5 samples against a batch of 3
+    with pytest.raises(ValueError, match="sum to 1"):
+        pama_combine(a, torch.tensor([[0.5, 0.5, 0.9], [0.5, 0.5, 0.3]]))
+    with pytest.raises(ValueError, match="non-negative"):
+        pama_combine(a, torch.tensor([[1.5, 0.5, 0.5], [-0.5, 0.5, 0.5]]))
+
+
 # ----------------------------------------------------------------------------------------------- MGDA
 
 
