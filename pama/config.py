@@ -17,6 +17,11 @@ from typing import Any
 import yaml
 
 METHODS = ("pama", "morlhf", "mgda")
+# the methods that train a preference-conditioned adapter (docs/conditioned.md): a per-sample preference enters PAMA's
+# anchored combination and MORLHF's scalarisation; MGDA's per-objective gradients have no place for it
+CONDITIONED_METHODS = ("pama", "morlhf")
+CONDITIONING_FORMS = ("svd", "prefix")
+PREFERENCE_SAMPLING = ("dirichlet", "grid")
 # the pair whose two ends separate fastest per CPU minute on the embedded model: docs/learnability.md
 DEFAULT_OBJECTIVES = ["informativeness", "conciseness"]
 # the Train form's preference: conciseness first, the end that moves out of the base model's interval in minutes
@@ -49,6 +54,19 @@ class TrainConfig:
     anchor: float = _help("PAMA anchor strength λ in [0, 1]: 1 = the paper's PAMA (ignores the preference), "
                           "0 = linear scalarisation with the preference.", default=0.5)
     granularity: str = _help("PAMA combination per 'token' or from batch-mean advantages ('batch').", default="token")
+    conditioned: bool = _help(
+        "[ours] Train ONE preference-conditioned adapter for the whole front (method pama or morlhf): each prompt "
+        "group draws its own preference, which the policy and the value heads receive and each sample's "
+        "combination uses. `preference` is then only the default for generate/evaluate (docs/conditioned.md).",
+        default=False)
+    conditioning: str = _help("How a conditioned adapter receives the preference: svd (Panacea's SVD-LoRA: it scales "
+                              "n extra singular values of every LoRA layer) or prefix (a plain LoRA; the weights are "
+                              "written before the prompt).", default="svd")
+    preference_sampling: str = _help("How a conditioned run draws each prompt group's preference: dirichlet "
+                                     "(symmetric, preference_alpha) or grid (an evenly spaced simplex grid, cycled, "
+                                     "plus small noise).", default="dirichlet")
+    preference_alpha: float = _help("Concentration α of the symmetric Dirichlet of a conditioned run's preferences "
+                                    "(1 = uniform over the simplex; < 1 favours the ends).", default=1.0)
     steps: int = _help("PPO steps (one rollout batch each).", default=50)
     batch_size: int = _help("Responses per rollout batch (batch_size / samples_per_prompt prompts). Decoding on a "
                             "CPU is memory-bound, so 16 costs far less than twice 8: docs/learnability.md.",
@@ -142,6 +160,20 @@ class TrainConfig:
             errors.append(f"noon must be auto, true or false, not {self.noon!r}")
         if self.granularity not in ("token", "batch"):
             errors.append(f"granularity must be 'token' or 'batch', not {self.granularity!r}")
+        if self.conditioned and self.method in METHODS and self.method not in CONDITIONED_METHODS:
+            errors.append(f"conditioned: true works with method {' or '.join(CONDITIONED_METHODS)}, not "
+                          f"{self.method} (its per-objective gradients take no per-sample preference); use "
+                          "--method pama, or drop --conditioned")
+        if self.conditioned and len(self.objectives) < 2:
+            errors.append("a conditioned adapter needs at least two objectives to trade off (e.g. --objectives "
+                          "informativeness,conciseness)")
+        if self.conditioning not in CONDITIONING_FORMS:
+            errors.append(f"conditioning must be {' or '.join(CONDITIONING_FORMS)}, not {self.conditioning!r}")
+        if self.preference_sampling not in PREFERENCE_SAMPLING:
+            errors.append(f"preference_sampling must be {' or '.join(PREFERENCE_SAMPLING)}, not "
+                          f"{self.preference_sampling!r}")
+        if not self.preference_alpha > 0:
+            errors.append(f"preference_alpha must be > 0 (1 = uniform over the simplex), not {self.preference_alpha}")
         if not (0.0 <= self.anchor <= 1.0) or math.isnan(self.anchor):
             errors.append(f"anchor must lie in [0, 1], not {self.anchor}")
         for name in ("steps", "batch_size", "ppo_epochs", "mini_batches", "max_new_tokens", "lora_r", "save_every"):
@@ -332,8 +364,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
         flag = "--" + f.name.replace("_", "-")
         meta = "A,B,..." if typing.get_origin(tp) in (list, typing.List) else tp.__name__.upper()
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        # a bare boolean flag means true (`--conditioned`); `--conditioned false` still works
+        optional = dict(nargs="?", const="true") if tp is bool else {}
         # argparse %-formats help texts: a literal % (e.g. kl_horizon's "20%·batch_size") must be doubled
-        parser.add_argument(flag, dest=f.name, default=None, metavar=meta,
+        parser.add_argument(flag, dest=f.name, default=None, metavar=meta, **optional,
                             help=f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%"))
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from .config import ConfigError
 
 __all__ = ["normalise", "non_dominated", "hypervolume", "front_order", "pareto_front", "eval_key", "comparable",
-           "preference_grid"]
+           "preference_grid", "conditioned_grid"]
 
 # what must match for two points' evaluations to be comparable (batch size and timing do not change the statistics)
 EVAL_KEY_FIELDS = ("n_prompts", "seed", "max_new_tokens", "temperature")
@@ -158,3 +158,13 @@ def preference_grid(n_objectives: int, points: int) -> list[list[float]]:
 
     rec([], K, n_objectives)
     return out
+
+
+# points per edge of the grid a conditioned adapter is evaluated at, by number of objectives (docs/conditioned.md)
+CONDITIONED_GRID = {1: 1, 2: 11, 3: 5}
+
+
+def conditioned_grid(n_objectives: int, points: int = 0) -> list[list[float]]:
+    """The preferences one conditioned adapter is evaluated at: 11 points from (1, 0) to (0, 1) for two objectives,
+    the 5-per-edge triangle (15 points) for three, 3 per edge beyond; a larger ``points`` (a sweep's) refines it."""
+    return preference_grid(n_objectives, max(int(points), CONDITIONED_GRID.get(n_objectives, 3)))

@@ -55,10 +55,30 @@ def _lora_layers(model) -> list:
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
+def _gates(layer) -> dict:
+    """The preference gates of a conditioned adapter's layer ({adapter: gate}, set by ``pama.conditioning``)."""
+    return getattr(layer, "pama_gates", None) or {}
+
+
+def rows_differ(model) -> bool:
+    """Whether a LoRA layer computes differently for each row of the batch: a conditioned adapter given one preference
+    per row (``pama.conditioning.preference``). Then neither the batch-1 shared prompt prefix nor merged weights
+    hold, so both are skipped."""
+    return any(g.rows_differ for layer in _lora_layers(model) for g in _gates(layer).values())
+
+
+def _delta_weight(layer, adapter: str) -> torch.Tensor:
+    """The adapter's ΔW: PEFT's scaling · B A, or a conditioned adapter's scaling · B diag(g(p)) A."""
+    gates = _gates(layer)
+    return gates[adapter].delta_weight(layer, adapter) if adapter in gates else layer.get_delta_weight(adapter)
+
+
 def _mergeable(layer) -> bool:
-    """Plain LoRA on a floating-point weight: ΔW = scaling · B A is all the adapter adds."""
+    """Plain (or one-preference conditioned) LoRA on a floating-point weight: ΔW is all the adapter adds."""
     weight = getattr(layer.get_base_layer(), "weight", None)
     if not isinstance(weight, torch.Tensor) or not weight.dtype.is_floating_point or weight.dtype.itemsize < 2:
+        return False
+    if any(g.rows_differ for g in _gates(layer).values()):
         return False
     return not any(getattr(layer, "use_dora", {}).get(a, False) for a in layer.active_adapters)
 
@@ -80,7 +100,7 @@ def merged_lora(model) -> Iterator[None]:
                 if not active:
                     continue
                 weight = layer.get_base_layer().weight
-                delta = sum(layer.get_delta_weight(a) for a in active)
+                delta = sum(_delta_weight(layer, a) for a in active)
                 saved.append((weight, weight.detach().clone()))
                 weight.add_(delta.to(weight.dtype))
         with _adapters_disabled(layers):
@@ -253,11 +273,12 @@ def forward_sharing_prefix(model, input_ids: torch.Tensor, attention_mask: torch
     """One forward over left-padded rows. With ``share``, the tokens every row starts with run once at batch 1 and
     their KV cache is repeated for the batch (exact: the same attention inputs; gradients sum over the rows through
     the repeat). The rows become [prefix | left padding | rest], so positions and the last columns are unchanged.
+    Rows that compute differently (a conditioned adapter with one preference per row: ``rows_differ``) share nothing.
 
     Returns (outputs, L columns moved into the cache, the attention mask of the rearranged rows, prefix included:
     what a decode loop extends)."""
     starts = _row_starts(attention_mask, query_len)
-    L = _prefix_length(input_ids, starts, query_len) if share else 0
+    L = _prefix_length(input_ids, starts, query_len) if share and not rows_differ(model) else 0
     if L == 0:
         return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
                      use_cache=kwargs.pop("use_cache", False), **kwargs), 0, attention_mask

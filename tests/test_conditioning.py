@@ -1,0 +1,191 @@
+"""The preference-conditioned adapter (pama.conditioning, docs/conditioned.md) on the tiny model: the gates change the
+logits with p, materialize equals the gated forward, save + load is exact, per-row preferences in one batch equal
+each row alone (sampling and the shared prompt prefix included), and bad preferences are refused with a fix."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pama import conditioning as cond
+from pama import models, sampling
+
+N = 2          # objectives
+R = 4          # learnable singular values
+OBJECTIVES = ["informativeness", "conciseness"]
+PROMPTS = ["Describe a rainy day.", "Name three fruits.", "What is a prime number?"]
+
+
+def _randomise(model, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_A" in n or "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+            elif n.endswith("sigma"):
+                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+            elif n.endswith("scale"):
+                p.copy_(torch.rand(p.shape, generator=g) * 2 + 0.5)
+
+
+@pytest.fixture
+def conditioned(tiny):
+    """A factory: the tiny model under an svd-conditioned LoRA (rank R + N on q/v) with random A, B, σ and s."""
+    from peft import LoraConfig, get_peft_model
+
+    def make(seed: int = 0):
+        model = get_peft_model(copy.deepcopy(tiny[0]), LoraConfig(
+            r=R + N, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, task_type="CAUSAL_LM"))
+        cond.attach_gates(model, N, objectives=OBJECTIVES, model_spec=models.TINY_MODEL)
+        _randomise(model, seed)
+        return model.eval()
+
+    return make
+
+
+def _logits(model, tok, prompts=PROMPTS):
+    enc = models.encode(tok, list(prompts))
+    with torch.no_grad():
+        return model(**enc).logits
+
+
+def test_gates_start_at_zero_update_and_train(tiny):
+    """σ = 1, s = 1 and PEFT's B = 0: a fresh conditioned adapter computes the base model at every p; σ, s train."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(copy.deepcopy(tiny[0]), LoraConfig(r=R + N, target_modules=["q_proj"],
+                                                              task_type="CAUSAL_LM"))
+    info = cond.attach_gates(model, N, objectives=OBJECTIVES)
+    assert (info.r, info.n, info.form) == (R, N, "svd")
+    gates = [p for n, p in model.named_parameters() if "pama_gates" in n]
+    assert gates and all(p.requires_grad for p in gates)
+    base = _logits(tiny[0], tiny[1])
+    for p in ([1.0, 0.0], [0.3, 0.7]):
+        with cond.preference(model, p):
+            torch.testing.assert_close(_logits(model, tiny[1]), base)
+
+
+def test_conditioning_changes_the_logits_as_p_changes(conditioned, tiny):
+    model = conditioned()
+    outs = []
+    for p in ([1.0, 0.0], [0.5, 0.5], [0.0, 1.0]):
+        with cond.preference(model, p):
+            outs.append(_logits(model, tiny[1]))
+    assert not torch.allclose(outs[0], outs[1], atol=1e-4) and not torch.allclose(outs[1], outs[2], atol=1e-4)
+    with pytest.raises(cond.ConditioningError, match="preference"):
+        _logits(model, tiny[1])   # no preference set: refused, not silently computed
+
+
+@pytest.mark.parametrize("p", [[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]])
+def test_materialize_equals_the_gated_forward(conditioned, tiny, p):
+    """At one-hot e_i the adapter is the plain LoRA ΔW = B·diag(σ, s·e_i)·A; at any p, materialize folds g(p) into A."""
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+    model = conditioned(seed=1)
+    with cond.preference(model, p):
+        gated = _logits(model, tiny[1])
+    state = cond.materialize(model, p)
+    plain = get_peft_model(copy.deepcopy(tiny[0]), LoraConfig(
+        r=R + N, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, task_type="CAUSAL_LM")).eval()
+    set_peft_model_state_dict(plain, state)
+    torch.testing.assert_close(_logits(plain, tiny[1]), gated, atol=1e-5, rtol=1e-5)
+    # by hand for one layer: ΔW = scaling · B · diag(σ_1..σ_r, s·p) · A
+    layer = model.base_model.model.model.layers[0].self_attn.q_proj
+    gate = layer.pama_gates["default"]
+    g = torch.cat([gate.sigma, gate.scale * torch.tensor(p)])
+    with cond.preference(model, p):
+        torch.testing.assert_close(gate.delta_weight(layer, "default"), layer.scaling["default"]
+                                   * layer.lora_B["default"].weight @ torch.diag(g) @ layer.lora_A["default"].weight)
+
+
+def test_save_and_load_give_identical_logits_at_three_preferences(conditioned, tiny, pama_home):
+    model = conditioned(seed=2)
+    folder = pama_home / "runs" / "r_cond" / "step-000001" / "adapter"
+    model.save_pretrained(folder)
+    cond.save_gates(model, folder)
+    assert (folder / cond.CONFIG_FILE).is_file() and (folder / cond.GATES_FILE).is_file()
+    data = cond.read_conditioning(folder)
+    assert data["form"] == "svd" and data["objectives"] == OBJECTIVES and data["r"] == R and data["n"] == N
+    loaded, tok, objectives = cond.load_conditioned(folder)
+    assert objectives == OBJECTIVES
+    for p in ([1.0, 0.0], [0.5, 0.5], [0.2, 0.8]):
+        with cond.preference(model, p):
+            want = _logits(model, tiny[1])
+        with cond.preference(loaded, p):
+            torch.testing.assert_close(_logits(loaded, tok), want)
+    # materialize from the folder equals materialize from the model
+    for k, v in cond.materialize(model, [0.4, 0.6]).items():
+        torch.testing.assert_close(cond.materialize(folder, [0.4, 0.6])[k], v)
+
+
+def test_per_row_preferences_equal_each_row_alone(conditioned, tiny):
+    """One batch, one preference per row: the forward and greedy generation equal each row run alone with its own p
+    (the chat template's shared system prefix is not shared then: the guard is what makes this pass)."""
+    model = conditioned(seed=3)
+    tok = tiny[1]
+    prefs = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.1, 0.9]])
+    enc = models.encode(tok, PROMPTS)
+    assert sampling.shared_prefix_length(enc["input_ids"], enc["attention_mask"], enc["input_ids"].shape[1]) > 0
+    with cond.preference(model, prefs):
+        assert sampling.rows_differ(model)
+        batch = _logits(model, tok)
+        texts = models.generate(model, tok, PROMPTS, max_new_tokens=8, temperature=0)
+    assert not sampling.rows_differ(model)  # restored on exit
+    for i, prompt in enumerate(PROMPTS):
+        with cond.preference(model, prefs[i]):
+            alone = _logits(model, tok, [prompt])
+            assert models.generate(model, tok, [prompt], max_new_tokens=8, temperature=0) == [texts[i]]
+        n = alone.shape[1]
+        torch.testing.assert_close(batch[i, -n:], alone[0], atol=1e-4, rtol=1e-4)
+    # the same prompt at three preferences in one batch: the preference changes what is written
+    same = [PROMPTS[0]] * 3
+    with cond.preference(model, prefs):
+        rows = models.generate(model, tok, same, max_new_tokens=8, temperature=0)
+    assert len(set(rows)) > 1
+
+
+def test_one_preference_merges_the_gated_update_exactly(conditioned, tiny):
+    model = conditioned(seed=4)
+    tok = tiny[1]
+    enc = models.encode(tok, PROMPTS)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer" in n}
+    with cond.preference(model, [0.3, 0.7]):
+        kw = dict(max_new_tokens=8, eos_ids=models.eos_ids(model, tok), pad_id=tok.pad_token_id, temperature=0)
+        merged = sampling.sample(model, enc["input_ids"], enc["attention_mask"], merge_lora=True, **kw)
+        unmerged = sampling.sample(model, enc["input_ids"], enc["attention_mask"], merge_lora=False, **kw)
+    assert torch.equal(merged, unmerged)
+    for n, p in model.named_parameters():
+        if n in weights:
+            assert torch.equal(p, weights[n]), n
+
+
+def test_generate_at_prefix_form_writes_the_preference_before_the_prompt(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(copy.deepcopy(tiny[0]), LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    cond.register_prefix(model, OBJECTIVES)
+    assert cond.prompts_at(model, ["Hi."], [0.3, 0.7]) == [
+        "Preference weights: informativeness 0.30, conciseness 0.70\n\nHi."]
+    assert cond.prompt_prefix(model, [1, 3]) == "Preference weights: informativeness 0.25, conciseness 0.75\n\n"
+    texts = cond.generate_at(model, tiny[1], ["Hi.", "Bye."], [0.3, 0.7], max_new_tokens=4, temperature=0)
+    assert len(texts) == 2
+
+
+@pytest.mark.parametrize("p, fragment", [
+    ([0.2, 0.3, 0.5], "3 entries but the adapter was trained for 2 objectives .informativeness, conciseness."),
+    ([0.5, -0.5], "finite and ≥ 0"),
+    ([0.0, 0.0], "positive weight"),
+    ("abc", "one per objective"),
+])
+def test_bad_preferences_say_what_to_give(conditioned, p, fragment):
+    model = conditioned()
+    with pytest.raises(cond.ConditioningError, match=fragment):
+        with cond.preference(model, p):
+            pass
+
+
+def test_a_plain_adapter_takes_no_preference(random_lora):
+    with pytest.raises(cond.ConditioningError, match="no preference-conditioned adapter"):
+        with cond.preference(random_lora(seed=0), [0.5, 0.5]):
+            pass
