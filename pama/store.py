@@ -28,9 +28,9 @@ from . import paths
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL = ("finished", "failed", "cancelled")
-POINT_KINDS = ("base", "adapter", "mixture")
+POINT_KINDS = ("base", "adapter", "mixture", "conditioned")  # conditioned: one conditioned run at one preference
 VOTE_CHOICES = ("a", "b", "tie", "both_bad")
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 UPGRADE_HINT = "python -m pama db upgrade"
 
 
@@ -349,12 +349,19 @@ class Store:
 
         url = url or paths.default_db_url()
         engine = create_engine(url)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # foreign keys off while migrating: SQLite changes a constraint by copying the table and dropping the old
+            # one, and with them on that drop would cascade-delete the rows of its child tables (0005's points)
+            event.listen(engine, "connect", _sqlite_pragmas_migrating)
         with engine.begin() as conn:
             cfg = alembic_config(url)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() if sqlite else []
+            if broken:  # roll the whole upgrade back rather than leave dangling references
+                raise StoreError(f"the upgrade of '{describe_url(url)}' would leave {len(broken)} rows referring to "
+                                 f"missing rows (first: {tuple(broken[0])}); nothing was changed")
         engine.dispose()
         return SCHEMA_HEAD
 
@@ -658,6 +665,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
         pass
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _sqlite_pragmas_migrating(dbapi_conn, record) -> None:
+    _sqlite_pragmas(dbapi_conn, record)
+    dbapi_conn.execute("PRAGMA foreign_keys=OFF")
 
 
 def describe_url(url: str) -> str:

@@ -189,3 +189,52 @@ def test_a_plain_adapter_takes_no_preference(random_lora):
     with pytest.raises(cond.ConditioningError, match="no preference-conditioned adapter"):
         with cond.preference(random_lora(seed=0), [0.5, 0.5]):
             pass
+
+
+# ------------------------------------------------------------------------------------------------ the store
+
+def test_migration_0005_keeps_the_demo_front_and_admits_conditioned_points(tmp_path):
+    """0004 → 0005 rewrites the points table (SQLite): the demo front's values and generations must survive (with
+    SQLite's foreign keys on, dropping the old table would cascade-delete them), and conditioned points fit after."""
+    import subprocess
+    import sys
+
+    from alembic import command
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import IntegrityError
+
+    from pama import demo
+    from pama.store import SCHEMA_HEAD, SchemaOutOfDateError, Store, alembic_config
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    s = Store(url)
+    sweep_id = demo.import_demo(s)
+    before = {p["id"]: (p["kind"], p["values"]) for p in s.points()}
+    gens = {p: len(s.generations(p)) for p in before}
+    s.close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        cfg = alembic_config(url)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004")
+    with engine.begin() as conn, pytest.raises(IntegrityError):   # 0004's CHECK refuses the new kind
+        conn.exec_driver_sql("UPDATE points SET kind = 'conditioned'")
+    engine.dispose()
+    with pytest.raises(SchemaOutOfDateError, match="python -m pama db upgrade"):
+        Store(url)
+    out = subprocess.run([sys.executable, "-m", "pama", "db", "upgrade", "--db", url], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    s = Store(url)
+    assert s.schema_version() == SCHEMA_HEAD == "0005"
+    assert {p["id"]: (p["kind"], p["values"]) for p in s.points()} == before
+    assert {p: len(s.generations(p)) for p in before} == gens and sum(gens.values()) > 0
+    with s.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    run_id = next(p["run_id"] for p in s.points() if p["run_id"])
+    pid = s.add_point(kind="conditioned", label="c @ (0.30, 0.70)", model="tiny-random", sweep_id=sweep_id,
+                      run_id=run_id, preference=[0.3, 0.7], values={"a": (0.1, 0.0, 0.2)})
+    assert s.get_point(pid)["kind"] == "conditioned"
+    with pytest.raises(ValueError, match="unknown point kind"):
+        s.add_point(kind="nonsense", label="x", model="m", values={})
+    s.close()

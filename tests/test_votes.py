@@ -267,7 +267,7 @@ def test_migration_from_0002_keeps_the_demo_front_and_adds_votes(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     s = Store(url)
-    assert s.schema_version() == SCHEMA_HEAD == "0004"
+    assert s.schema_version() == SCHEMA_HEAD == "0005"
     assert {p["id"]: p["values"] for p in s.points()} == before
     assert sum(len(s.generations(p)) for p in before) == n_gens
     ids = list(before)
