@@ -480,6 +480,9 @@ class Conditioner:
     def save(self, model, directory: Path) -> None:
         pass
 
+    def check(self, directory: Path) -> None:
+        """Raise unless the checkpoint's adapter folder holds what ``load`` needs (before anything is touched)."""
+
     def load(self, model, directory: Path) -> None:
         pass
 
@@ -538,10 +541,14 @@ class PreferenceConditioner(Conditioner):
     def save(self, model, directory):
         save_gates(model, directory)
 
-    def load(self, model, directory):
+    def check(self, directory):
         info = read_conditioning(directory)
         if info is None or info["form"] != self.form or info["objectives"] != self.objectives:
             raise ConditioningError(f"{directory} holds no {self.form}-conditioned adapter for {self.objectives}")
+        if self.form == "svd":
+            _read_gates(Path(directory))
+
+    def load(self, model, directory):
         load_gates(model, directory)
 
 

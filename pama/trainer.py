@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from . import algorithm as alg
 from . import models, paths
 from . import objectives as objmod
+from .conditioning import make_conditioner
 from .config import ConfigError, TrainConfig, from_dict
 from .logprobs import ended_on_eos, response_mask, seq_logprobs_and_hidden
 from .methods import create as create_method
@@ -57,19 +58,29 @@ class Rollout:
     prompts: list[str]
     responses: list[str]
     ended: torch.Tensor | None = None  # (B,) bool: the response ended on EOS before max_new_tokens
+    preference: torch.Tensor | None = None  # (B, n): each sample's preference in a conditioned run, else None
+
+    def subset(self, idx: torch.Tensor) -> "Rollout":
+        """The rows ``idx`` of the tensors a forward needs (a PPO mini-batch)."""
+        return Rollout(self.input_ids[idx], self.attention_mask[idx], self.response_mask[idx], self.query_len, [], [],
+                       preference=None if self.preference is None else self.preference[idx])
 
 
 class ValueHeads(nn.Module):
-    """One linear value head per objective on the policy's last hidden state (a single (H → n) layer)."""
+    """One linear value head per objective on the policy's last hidden state (a single (H → n) layer); in a
+    conditioned run the heads see the sample's preference too: input cat(h, p), (H + extra → n)."""
 
-    def __init__(self, hidden_size: int, n: int):
+    def __init__(self, hidden_size: int, n: int, extra: int = 0):
         super().__init__()
-        self.linear = nn.Linear(hidden_size, n)
+        self.linear = nn.Linear(hidden_size + extra, n)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, T, H) → (n, B, T)
-        return self.linear(h.float()).permute(2, 0, 1)
+    def forward(self, h: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:  # (B, T, H) → (n, B, T)
+        x = h.float()
+        if cond is not None:  # (B, extra), the same on every token
+            x = torch.cat([x, cond.to(x).unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
+        return self.linear(x).permute(2, 0, 1)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -156,7 +167,9 @@ class Trainer:
             model, tokenizer = models.load(cfg.model, seed=cfg.seed, dtype=getattr(torch, cfg.dtype))
         self.tokenizer = tokenizer
         self.eos_ids = models.eos_ids(model, tokenizer)
-        self.model = self._with_adapter(model)
+        # a conditioned run draws a preference per prompt group and feeds it to the policy (docs/conditioned.md)
+        self.conditioner = make_conditioner(cfg, [o.name for o in self.objectives])
+        self.model = self.conditioner.wrap(self._with_adapter(model), cfg.model)
 
         # the run record, created only once model and adapter loaded (a bad model leaves no run behind): the main
         # process creates it; every process learns its id
@@ -169,7 +182,8 @@ class Trainer:
         self.run_dir = paths.run_dir(self.run_id)
 
         self.method = create_method(cfg, self.preference)
-        self.value_heads = ValueHeads(model.config.hidden_size, self.method.n_value_heads(self.n))
+        self.value_heads = ValueHeads(model.config.hidden_size, self.method.n_value_heads(self.n),
+                                      self.conditioner.value_inputs())
         params = [p for p in self.model.parameters() if p.requires_grad] + list(self.value_heads.parameters())
         self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
         self.kl_ctl = alg.AdaptiveKLController(cfg.kl_coef, cfg.target_kl or None, cfg.kl_horizon)
@@ -191,7 +205,7 @@ class Trainer:
         if missing:
             raise ConfigError(f"target_modules {missing} are not modules of {cfg.model}; e.g. q_proj,v_proj for "
                               "Llama-style models, c_attn for GPT-2")
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        lora = LoraConfig(r=self.conditioner.lora_rank(cfg.lora_r), lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules="all-linear" if all_linear else list(cfg.target_modules),
                           task_type="CAUSAL_LM")
         return get_peft_model(model, lora)
@@ -206,6 +220,7 @@ class Trainer:
                 weights = load_file(ckpt / "adapter" / "adapter_model.safetensors")
                 if not isinstance(state, dict) or not {"step", "optimizer", "kl_ctl", "value_heads"} <= set(state):
                     raise ValueError("state.pt lacks step/optimizer/kl_ctl/value_heads")
+                self.conditioner.check(ckpt / "adapter")
                 break
             except Exception as err:  # noqa: BLE001 - torch.load / safetensors raise many types for bad files
                 problems.append(f"{ckpt.name} ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})")
@@ -219,6 +234,7 @@ class Trainer:
             return
         model = self.accelerator.unwrap_model(self.model)
         set_peft_model_state_dict(model, weights)
+        self.conditioner.load(model, ckpt / "adapter")
         self.accelerator.unwrap_model(self.value_heads).load_state_dict(state["value_heads"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
@@ -233,18 +249,21 @@ class Trainer:
         batch = self.sampler.batch(step - 1)
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         prompts = batch[rank::world] if world > 1 else batch
+        pref = self.conditioner.draw(step, len(prompts), self.k, rank=rank, world=world)  # one p per prompt group
         prompts = [p for p in prompts for _ in range(self.k)]  # k samples of a prompt stay adjacent (a group)
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
-        texts, enc, new = models.generate(
-            model, self.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-            top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + step * 101 + rank, return_ids=True)
+        with self.conditioner.policy(model, pref):
+            texts, enc, new = models.generate(
+                model, self.tokenizer, self.conditioner.prompts(prompts, pref), max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + step * 101 + rank,
+                return_ids=True)
         rmask = response_mask(new, self.eos_ids)
         input_ids = torch.cat([enc["input_ids"], new], dim=1)
         attn = torch.cat([enc["attention_mask"], rmask.long()], dim=1)
         ended = ended_on_eos(new, self.eos_ids)
         return Rollout(input_ids, attn, rmask.to(self.device), enc["input_ids"].shape[1], prompts, texts,
-                       ended.to(self.device))
+                       ended.to(self.device), None if pref is None else pref.to(self.device))
 
     def score(self, ro: Rollout) -> torch.Tensor:
         scores = objmod.score_all(self.objectives, ro.prompts, ro.responses)
@@ -274,6 +293,7 @@ class Trainer:
         metrics.update({"time/generate": t1 - t0, "time/score": t2 - t1, "time/update": t3 - t2,
                         "time/step": t3 - t0, "response_length": float(ro.response_mask.sum(1).mean()),
                         "eos_fraction": float(ro.ended.float().mean())})
+        metrics.update(self.conditioner.metrics(ro.preference))
         return metrics
 
     def _forward(self, ro: Rollout, *, adapter: bool = True, grad: bool = True):
@@ -281,15 +301,16 @@ class Trainer:
         with contextlib.nullcontext() if grad else torch.no_grad(), onednn_linears(model):
             temperature = self.cfg.temperature
             if adapter:
-                logp, h = seq_logprobs_and_hidden(self.model, ro.input_ids, ro.attention_mask, ro.query_len,
-                                                  temperature=temperature)
-                return logp, self.value_heads(h)
+                with self.conditioner.policy(model, ro.preference):
+                    logp, h = seq_logprobs_and_hidden(self.model, ro.input_ids, ro.attention_mask, ro.query_len,
+                                                      temperature=temperature)
+                return logp, self.value_heads(h, ro.preference)
             with model.disable_adapter():
                 logp, _ = seq_logprobs_and_hidden(self.model, ro.input_ids, ro.attention_mask, ro.query_len,
                                                   hidden=False, temperature=temperature)
             return logp, None
 
-    def _advantages(self, scores, old_logp, ref_logp, old_values, mask):
+    def _advantages(self, scores, old_logp, ref_logp, old_values, mask, preference=None):
         """KL-shaped per-objective rewards → GAE → whitening → Noon; MORLHF works on the scalarised stream."""
         cfg = self.cfg
         kl = (old_logp - ref_logp) * mask                                   # (B, T)
@@ -297,7 +318,7 @@ class Trainer:
         if self.k > 1:  # per-prompt baseline: centre each objective's reward within each prompt's k samples
             groups = scores.view(scores.shape[0], -1, self.k)
             scores = (groups - groups.mean(-1, keepdim=True)).view_as(scores)
-        scores = self.method.reward_streams(scores)                         # (k, B): MORLHF scalarises
+        scores = self.method.reward_streams(scores, preference)             # (k, B): MORLHF scalarises
         n_streams = scores.shape[0]
         B, T = mask.shape
         last = (mask.sum(1).long() - 1).clamp(min=0)                        # index of the last response token
@@ -310,9 +331,10 @@ class Trainer:
             adv = alg.noon(adv)
         return adv * mask, returns, kl
 
-    def _combine(self, adv, mask):
-        """(n, B, T) advantages → (B, T) combined advantage and (n, B, T) weights, as the method combines them."""
-        return self.method.combine(adv, mask)
+    def _combine(self, adv, mask, preference=None):
+        """(n, B, T) advantages → (B, T) combined advantage and (n, B, T) weights, as the method combines them
+        (with each sample's own preference in a conditioned run)."""
+        return self.method.combine(adv, mask, preference)
 
     def _update(self, ro: Rollout, scores: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
@@ -329,8 +351,8 @@ class Trainer:
             old_logp, old_values = logp.detach(), values.detach()
         else:
             old_logp, old_values = self._forward(ro, grad=False)
-        adv, returns, kl = self._advantages(scores, old_logp, ref_logp, old_values, mask)
-        combined, weights = self._combine(adv, mask)
+        adv, returns, kl = self._advantages(scores, old_logp, ref_logp, old_values, mask, ro.preference)
+        combined, weights = self._combine(adv, mask, ro.preference)
 
         stats: dict[str, list[float]] = {}
         B = mask.shape[0]
@@ -340,8 +362,7 @@ class Trainer:
             for start in range(0, B, mb):
                 idx = order[start:start + mb]
                 if not (fused and epoch == 0):
-                    sub = Rollout(ro.input_ids[idx], ro.attention_mask[idx], mask[idx], ro.query_len, [], [])
-                    logp, values = self._forward(sub)
+                    logp, values = self._forward(ro.subset(idx))
                 s = self._loss_and_step(logp, values, old_logp[idx], old_values[:, idx], returns[:, idx],
                                         adv[:, idx], None if combined is None else combined[idx], mask[idx])
                 for k, v in s.items():
@@ -387,6 +408,7 @@ class Trainer:
         tmp.mkdir()
         model = self.accelerator.unwrap_model(self.model)
         model.save_pretrained(tmp / "adapter")
+        self.conditioner.save(model, tmp / "adapter")   # a conditioned adapter's gates and objectives
         torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),
                     "value_heads": self.accelerator.unwrap_model(self.value_heads).state_dict(),
                     "objectives": [o.name for o in self.objectives], "rng": rng_state()}, tmp / "state.pt")

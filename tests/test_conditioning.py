@@ -4,6 +4,8 @@ each row alone (sampling and the shared prompt prefix included), and bad prefere
 from __future__ import annotations
 
 import copy
+import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -238,3 +240,108 @@ def test_migration_0005_keeps_the_demo_front_and_admits_conditioned_points(tmp_p
     with pytest.raises(ValueError, match="unknown point kind"):
         s.add_point(kind="nonsense", label="x", model="m", values={})
     s.close()
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+TINY_RUN = dict(model="tiny-random", objectives=["sentiment", "conciseness"], conditioned=True, steps=2, batch_size=4,
+                samples_per_prompt=2, max_new_tokens=6, save_every=1, learning_rate=1e-2, seed=0, threads=1,
+                target_modules=["q_proj", "v_proj"])
+
+
+def _run_cfg(**kw):
+    from pama.config import TrainConfig
+
+    return TrainConfig(**{**TINY_RUN, **kw})
+
+
+@pytest.mark.parametrize("method, form", [("pama", "svd"), ("morlhf", "svd"), ("pama", "prefix")])
+def test_a_conditioned_run_trains_draws_a_preference_per_group_and_saves_it(method, form, store):
+    from pama import trainer
+
+    t = trainer.Trainer(_run_cfg(method=method, conditioning=form).validate(), store, progress=False)
+    ro = t.rollout(1)
+    assert ro.preference.shape == (4, 2) and torch.allclose(ro.preference.sum(1), torch.ones(4))
+    assert torch.equal(ro.preference[0], ro.preference[1]) and not torch.equal(ro.preference[1], ro.preference[2])
+    assert t.value_heads.linear.in_features == t.model.config.hidden_size + 2
+    if form == "svd":
+        assert t.model.peft_config["default"].r == t.cfg.lora_r + 2
+        assert ro.prompts[0] == ro.prompts[1] and "Preference weights" not in ro.prompts[0]
+    else:  # the rollout read the preference line; the objectives scored the prompt as the user wrote it
+        text = t.tokenizer.decode(ro.input_ids[0, :ro.query_len])
+        assert "Preference weights: sentiment" in text and "Preference weights" not in ro.prompts[0]
+    gates = {n: p.detach().clone() for n, p in t.model.named_parameters() if "pama_gates" in n}
+    assert bool(gates) == (form == "svd")
+    run_id = t.train()
+    keys = {m["key"] for m in store.metrics(run_id)}
+    assert {"preference/sentiment/mean", "preference/conciseness/mean", "loss/policy"} <= keys
+    folder = Path(store.get_run(run_id)["adapter_path"])
+    data = cond.read_conditioning(folder)
+    assert data["form"] == form and data["objectives"] == ["sentiment", "conciseness"]
+    if form == "svd":  # σ and s learn once B is non-zero (after the first step)
+        assert any(not torch.equal(p.detach(), gates[n]) for n, p in t.model.named_parameters() if n in gates)
+    if form == "svd":  # a changed preference changes the trained policy's log-probs (prefix: p is in the tokens)
+        flipped = dataclasses.replace(ro, preference=ro.preference.flip(1))
+        assert not torch.allclose(t._forward(ro, grad=False)[0], t._forward(flipped, grad=False)[0])
+
+
+def test_a_conditioned_run_resumes_exactly_with_its_gates(store):
+    """2 steps + a resumed 2 equal 4 in one go: the gates are saved and restored, the preferences redrawn alike."""
+    import copy as cp
+
+    from pama import trainer
+
+    cfg = _run_cfg(steps=4)
+    whole = trainer.Trainer(cp.deepcopy(cfg).validate(), store, progress=False)
+    whole.train()
+    half = trainer.Trainer(_run_cfg(steps=2).validate(), store, progress=False)
+    half.train()
+    torch.manual_seed(12345)
+    resumed = trainer.Trainer(cp.deepcopy(cfg).validate(), store, run_id=half.run_id, progress=False)
+    assert resumed.step == 2
+    resumed.train()
+    names = [n for n, p in whole.model.named_parameters() if p.requires_grad]
+    assert any("pama_gates" in n for n in names)
+    for (n, a), (_, b) in zip(whole.model.named_parameters(), resumed.model.named_parameters()):
+        if a.requires_grad:
+            torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6, msg=n)
+    # a checkpoint without its gates is refused with what to do
+    ckpt = trainer.latest_checkpoint(trainer.paths.run_dir(half.run_id))
+    (ckpt / "adapter" / cond.GATES_FILE).unlink()
+    with pytest.raises(trainer.CheckpointError, match="no loadable checkpoint"), \
+            pytest.warns(UserWarning, match="corrupt or truncated"):
+        trainer.Trainer(cp.deepcopy(cfg).validate(), store, run_id=half.run_id, progress=False)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (dict(method="mgda"), "conditioned: true works with method pama or morlhf, not mgda"),
+    (dict(objectives=["sentiment"]), "at least two objectives"),
+    (dict(conditioning="lora"), "conditioning must be svd or prefix"),
+    (dict(preference_alpha=0.0), "preference_alpha must be > 0"),
+    (dict(preference_sampling="random"), "preference_sampling must be dirichlet or grid"),
+])
+def test_bad_conditioned_configs_say_what_to_do(change, fragment, store):
+    from pama import trainer
+    from pama.config import ConfigError
+
+    with pytest.raises(ConfigError, match=fragment):
+        trainer.train(_run_cfg(**change), store, progress=False)
+    assert store.list_runs() == []
+
+
+def test_methods_that_take_a_preference_per_sample_are_the_configs():
+    from pama.config import CONDITIONED_METHODS
+    from pama.methods import METHODS
+
+    assert {name for name, m in METHODS.items() if m.conditionable} == set(CONDITIONED_METHODS)
+
+
+def test_grid_sampling_cycles_the_simplex_grid_with_noise():
+    from pama.config import TrainConfig
+
+    c = cond.make_conditioner(TrainConfig(objectives=["a", "b"], conditioned=True, preference_sampling="grid"),
+                              ["a", "b"])
+    p = c.draw(1, 11, 1)
+    assert p.shape == (11, 2) and torch.allclose(p.sum(1), torch.ones(11))
+    assert torch.allclose(p[:, 0], torch.linspace(1, 0, 11), atol=0.1)
+    assert torch.equal(c.draw(3, 4, 2), c.draw(3, 4, 2))   # from (seed, step, rank) alone: resumable

@@ -2,8 +2,12 @@
 
 A method decides four things: how many value heads (and reward streams) it learns, how the per-objective rewards
 become those streams, how the streams' advantages combine into one per step, and the policy loss (which may need
-extra backward passes, as MGDA's per-objective gradients do). A new baseline or a conditioned variant is one new
-file next to this one, registered in ``pama.methods.METHODS``."""
+extra backward passes, as MGDA's per-objective gradients do). A new baseline is one new file next to this one,
+registered in ``pama.methods.METHODS``.
+
+A conditioned run (``TrainConfig.conditioned``, docs/conditioned.md) passes ``preference``: one preference per sample,
+shape (B, n), to ``reward_streams`` and ``combine``; a method that can use it sets ``conditionable = True`` (and is
+listed in ``config.CONDITIONED_METHODS``). ``None`` means the run's own preference, ``self.preference``."""
 from __future__ import annotations
 
 import torch
@@ -14,6 +18,7 @@ from ..config import TrainConfig
 
 class Method:
     name = ""
+    conditionable = False   # takes a per-sample preference (a conditioned run)
 
     def __init__(self, cfg: TrainConfig, preference: list[float]):
         self.cfg = cfg
@@ -23,13 +28,20 @@ class Method:
         """One value head per reward stream; by default one stream per objective."""
         return n_objectives
 
-    def reward_streams(self, scores: torch.Tensor) -> torch.Tensor:
+    def reward_streams(self, scores: torch.Tensor, preference: torch.Tensor | None = None) -> torch.Tensor:
         """Per-objective scores (n, B) → the reward streams (k, B) that get a return, GAE and a value head each."""
         return scores
 
-    def combine(self, adv: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def combine(self, adv: torch.Tensor, mask: torch.Tensor, preference: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Advantages (k, B, T) → (combined (B, T) or None, per-stream weights (k, B, T) or None)."""
         raise NotImplementedError
+
+    def weights_for(self, preference: torch.Tensor | None, like: torch.Tensor):
+        """The preference the math takes: the run's (n,) list, or a per-sample (B, n) one as (n, B) on ``like``."""
+        if preference is None:
+            return self.preference
+        return preference.to(device=like.device, dtype=like.dtype).T
 
     def combine_stats(self, weights: torch.Tensor | None, mask: torch.Tensor, objectives) -> dict[str, float]:
         """Metrics about the combination of a step (e.g. PAMA's mean weight per objective)."""

@@ -21,7 +21,7 @@ def mgda_loss_weights(losses: list[torch.Tensor], params: list[torch.Tensor]) ->
 class Mgda(Method):
     name = "mgda"
 
-    def combine(self, adv, mask):
+    def combine(self, adv, mask, preference=None):
         return None, None  # mgda combines gradients, not advantages
 
     def policy_loss(self, logp, old_logp, adv, combined, mask, params, objectives):

@@ -9,13 +9,14 @@ from .base import Method
 
 class Morlhf(Method):
     name = "morlhf"
+    conditionable = True
 
     def n_value_heads(self, n_objectives: int) -> int:
         return 1
 
-    def reward_streams(self, scores):
-        pref = torch.as_tensor(self.preference, dtype=scores.dtype, device=scores.device)
-        return alg.linear_scalarise(scores, pref).unsqueeze(0)         # (1, B)
+    def reward_streams(self, scores, preference=None):
+        pref = torch.as_tensor(self.weights_for(preference, scores), dtype=scores.dtype, device=scores.device)
+        return alg.linear_scalarise(scores, pref).unsqueeze(0)         # (1, B): each sample by its own p
 
-    def combine(self, adv, mask):
+    def combine(self, adv, mask, preference=None):
         return adv[0], None

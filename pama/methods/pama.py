@@ -7,11 +7,13 @@ from .base import Method
 
 class Pama(Method):
     name = "pama"
+    conditionable = True
 
-    def combine(self, adv, mask):
+    def combine(self, adv, mask, preference=None):
+        p = self.weights_for(preference, adv)   # per sample: c_b = (1 − λ)·p_b + λ·q_b
         if self.cfg.granularity == "batch":
-            return alg.pama_combine_batch_mean(adv, mask, self.preference, self.cfg.anchor)
-        combined, w = alg.pama_combine(adv, self.preference, self.cfg.anchor)
+            return alg.pama_combine_batch_mean(adv, mask, p, self.cfg.anchor)
+        combined, w = alg.pama_combine(adv, p, self.cfg.anchor)
         return combined * mask, w
 
     def combine_stats(self, weights, mask, objectives):
