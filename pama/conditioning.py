@@ -44,7 +44,7 @@ __all__ = [
     "ConditioningError", "ConditionedAdapter", "PreferenceGate", "attach_gates", "register_prefix", "preference",
     "check_preference", "prompt_prefix", "prompts_at", "save_gates", "load_gates", "read_conditioning",
     "materialize", "export_at", "conditioned_adapters", "load_conditioned", "generate_at", "Conditioner",
-    "make_conditioner",
+    "make_conditioner", "parse_preference", "default_preference",
 ]
 
 
@@ -208,6 +208,21 @@ def check_preference(p, n: int, objectives: Sequence[str] = ()) -> torch.Tensor:
     if bool((total <= 0).any()):
         raise ConditioningError(f"a preference needs a positive weight, got {t.tolist()}; e.g. {example}")
     return (t / total).float()
+
+
+def parse_preference(text: str) -> list[float]:
+    """``"0.3,0.7"`` → [0.3, 0.7] (checked against the adapter later, by ``check_preference``)."""
+    try:
+        return [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ConditioningError(f"--preference takes comma-separated numbers, one per objective (e.g. 0.3,0.7), "
+                                f"not {text!r}") from None
+
+
+def default_preference(config: dict | None, n: int) -> list[float]:
+    """A conditioned run's default preference: its config's ``preference`` if set, else uniform."""
+    pref = list((config or {}).get("preference") or [])
+    return pref if len(pref) == n else [1.0 / n] * n
 
 
 def _targets(model, adapter: str | None) -> list[ConditionedAdapter]:

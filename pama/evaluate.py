@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import adapters as adp
+from . import conditioning as cond
 from . import models
 from . import objectives as objmod
 from .logprobs import ended_on_eos, response_mask, seq_logprobs_and_hidden
@@ -98,11 +99,13 @@ def _response_logprobs(model, enc, new, rmask) -> torch.Tensor:
 def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed: int = 1234,
                    max_new_tokens: int = 48, batch_size: int = 16, temperature: float = EVAL_TEMPERATURE,
                    ref: str | None = "adapter-disabled", confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
-                   progress: bool = False, desc: str = "evaluate") -> EvalResult:
+                   progress: bool = False, desc: str = "evaluate", prompt_prefix: str = "") -> EvalResult:
     """Generate one response per prompt with the model as it is now (base, adapter or mixture) and score it.
 
     ``objectives``: Objective instances or names. ``ref="adapter-disabled"`` computes the KL against the same model
     with its adapters disabled (0 when the model has no active adapter); ``ref=None`` skips the KL (reported as 0).
+    ``prompt_prefix`` is written before every prompt for generation only (a prefix-conditioned adapter's preference
+    line, ``pama.conditioning.prompt_prefix``); the objectives score, and the results keep, the prompts as given.
     """
     objs = [objmod.get(o) if isinstance(o, str) else o for o in objectives]
     prompts = list(prompts)
@@ -121,7 +124,8 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
     starts = range(0, len(prompts), batch_size)
     for b, start in enumerate(tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False)):
         batch = prompts[start:start + batch_size]
-        out, enc, new = models.generate(model, tokenizer, batch, max_new_tokens=max_new_tokens,
+        out, enc, new = models.generate(model, tokenizer, [prompt_prefix + p for p in batch],
+                                        max_new_tokens=max_new_tokens,
                                         temperature=temperature, seed=seed * 1000 + b, return_ids=True)
         rmask = response_mask(new, eos).to(new.device)
         texts += out
@@ -144,6 +148,20 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
                       mean_length=float(np.mean(lengths)), distinct_1=distinct_n(texts, 1),
                       distinct_2=distinct_n(texts, 2), eos_fraction=float(np.mean(ended)), eval_config=eval_config,
                       seconds=time.perf_counter() - t0)
+
+
+def evaluate_at(model, tokenizer, objectives, prompts: Sequence[str], preference, *, adapter: str | None = None,
+                **kwargs) -> EvalResult:
+    """``evaluate_point`` with the model's conditioned adapter (``adapter``, default: every one) at one preference:
+    the svd gates set to p, or the prefix form's preference line written before each prompt. The preference (checked,
+    normalised) and the form are recorded in the result's ``eval_config``."""
+    with cond.preference(model, preference, adapter=adapter) as p:
+        prefix = cond.prompt_prefix(model, p[0], adapter=adapter)
+        result = evaluate_point(model, tokenizer, objectives, prompts, prompt_prefix=prefix, **kwargs)
+    info = cond.conditioned_adapters(model)
+    forms = sorted({i.form for name, i in info.items() if adapter in (None, name)})
+    result.eval_config.update(preference=[round(x, 6) for x in p[0].tolist()], conditioning="+".join(forms))
+    return result
 
 
 def generation_rows(result: EvalResult, limit: int | None = None) -> list[dict]:

@@ -30,8 +30,8 @@ import yaml
 
 from . import paths
 from .config import ConfigError, TrainConfig, from_dict
-from .pareto import preference_grid
 from .procs import pid_alive, track
+from .runs import default_sweep_name, sweep_shape
 from .store import Store, heartbeat_grace_s
 
 ACTIVE = ("queued", "running")
@@ -152,9 +152,8 @@ def start_sweep(cfg, *, store, timeout_s: float | None = None, env: Mapping[str,
     for older callers; nothing is waited for."""
     data = _config_dict(cfg)
     data["preference"] = []
-    grid = preference_grid(len(data["objectives"]), int(data["points"]))
     sweep_id = store.create_sweep(
-        name=name or data.get("name") or f"{data['method']} sweep ×{len(grid)} {'/'.join(data['objectives'])}",
+        name=name or data.get("name") or default_sweep_name(data),
         method=data["method"], model=data["model"], objectives=list(data["objectives"]), config=data)
     try:
         return _launch("sweep", data, sweep_id, db_url=store.url, extra_args=["--resume", sweep_id, "--quiet"],
@@ -181,10 +180,10 @@ def cancel_sweep(store, sweep_id: str) -> bool:
 
 
 def sweep_progress(sweep: Mapping, runs: Sequence[Mapping]) -> dict:
-    """Trained / total grid points of a sweep and its current run, from the store's dicts."""
+    """Trained / total runs of a sweep (one for a conditioned sweep) and its current run, from the store's dicts."""
     cfg = sweep.get("config") or {}
     try:
-            total = len(preference_grid(len(sweep.get("objectives") or []), int(cfg.get("points", 0))))
+        total = sweep_shape({**cfg, "objectives": sweep.get("objectives") or []})[0]
     except Exception:  # noqa: BLE001 - an old or foreign config: show what there is
         total = len(runs)
     done = sum(1 for r in runs if r.get("status") == "finished")

@@ -7,14 +7,32 @@ from . import models
 from . import objectives as objmod
 from .config import TrainConfig
 from .methods import create as create_method
+from .pareto import conditioned_grid, preference_grid
 from .prompts import load_prompts
 from .store import Store
 
 
 def default_run_name(cfg: TrainConfig) -> str:
     pref = ",".join(f"{p:.2f}" for p in cfg.normalised_preference())
+    what = f"conditioned ({cfg.conditioning})" if cfg.conditioned else f"[{pref}]"
     extra = create_method(cfg).run_name_suffix()
-    return f"{cfg.method} [{pref}]{extra} {'/'.join(cfg.objectives)}"
+    return f"{cfg.method} {what}{extra} {'/'.join(cfg.objectives)}"
+
+
+def sweep_shape(config: dict) -> tuple[int, int]:
+    """(runs a sweep trains, points it evaluates besides the base) from its config dict: one run per grid preference,
+    or ONE conditioned run evaluated along ``pareto.conditioned_grid``."""
+    n, points = len(config.get("objectives") or []), int(config.get("points", 0))
+    if config.get("conditioned"):
+        return 1, len(conditioned_grid(n, points))
+    size = len(preference_grid(n, points))
+    return size, size
+
+
+def default_sweep_name(config: dict) -> str:
+    """'pama sweep ×5 a/b', or 'pama conditioned ×11 a/b' for a conditioned sweep."""
+    kind = "conditioned" if config.get("conditioned") else "sweep"
+    return f"{config['method']} {kind} ×{sweep_shape(config)[1]} {'/'.join(config['objectives'])}"
 
 
 def create_run_record(store: Store, cfg: TrainConfig, *, objectives=None, name: str | None = None,

@@ -6,6 +6,10 @@ in the store. It is resumable: ``run_sweep(..., sweep_id=ID)`` (``python -m pama
 preferences that are trained and evaluated, resumes unfinished runs from their checkpoints and evaluates what is
 missing; resuming a complete sweep changes nothing.
 
+A conditioned sweep (``SweepConfig.conditioned``, ``python -m pama sweep --conditioned``) trains ONE preference-
+conditioned run with the sweep's budget instead, then evaluates it at ``pareto.conditioned_grid`` (11 preferences for
+two objectives) with the same eval config; each is a point of kind ``conditioned`` (docs/conditioned.md).
+
 ``front(store, sweep_id, mixtures=K)`` adds K exact mixtures (see :mod:`pama.adapters`) between each pair of
 neighbouring trained adapters on the front (neighbours along the first objective) and returns the front table.
 
@@ -25,12 +29,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import adapters as adp
+from . import conditioning as cond
 from . import models, pareto
 from . import objectives as objmod
 from .config import ConfigError, SweepConfig, TrainConfig, from_dict
-from .evaluate import evaluate_point, store_point
-from .pareto import preference_grid
+from .evaluate import evaluate_at, evaluate_point, store_point
+from .pareto import conditioned_grid, preference_grid
 from .prompts import load_prompts
+from .runs import default_sweep_name
 from .store import Store, StoreError
 from .trainer import RunCancelled, resume, train
 
@@ -70,6 +76,13 @@ def _run_for(runs: list[dict], pref) -> dict | None:
     return None
 
 
+def training_grid(cfg: SweepConfig) -> list[list[float]]:
+    """The preferences a sweep trains one run for: the simplex grid, or one run (the uniform preference as its
+    default) for a conditioned sweep."""
+    n = len(cfg.objectives)
+    return [[1.0 / n] * n] if cfg.conditioned else preference_grid(n, cfg.points)
+
+
 def _log(msg: str, progress: bool) -> None:
     if progress:
         tqdm.write(msg, file=sys.stderr)
@@ -93,12 +106,14 @@ def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, s
         for f in ("points", "eval_samples", "eval_max_new_tokens"):
             if getattr(cfg, f) <= 0:
                 raise ConfigError(f"{f} must be a positive integer, not {getattr(cfg, f)}")
-        grid = preference_grid(len(cfg.objectives), cfg.points)
         sweep_id = store.create_sweep(
-            name=name or cfg.name or f"{cfg.method} sweep ×{len(grid)} {'/'.join(cfg.objectives)}",
+            name=name or cfg.name or default_sweep_name(cfg.to_dict()),
             method=cfg.method, model=cfg.model, objectives=list(cfg.objectives), config=cfg.to_dict())
-    grid = preference_grid(len(cfg.objectives), cfg.points)
-    _log(f"sweep {sweep_id}: {len(grid)} preferences, {cfg.method}, {cfg.steps} steps each", progress)
+    grid = training_grid(cfg)
+    _log(f"sweep {sweep_id}: " + (f"one conditioned {cfg.conditioning} run, {cfg.steps} steps, evaluated at "
+                                  f"{len(conditioned_grid(len(cfg.objectives), cfg.points))} preferences"
+                                  if cfg.conditioned else
+                                  f"{len(grid)} preferences, {cfg.method}, {cfg.steps} steps each"), progress)
     store.update_sweep(sweep_id, status="running")
     try:
         for i, pref in enumerate(grid, 1):
@@ -141,17 +156,22 @@ class _Evaluator:
         missing = {k: v for k, v in adapters.items() if k not in adp.adapter_names(self.model)}
         if missing:
             self.model = adp.load_adapters(self.model, missing)
+            for name, path in missing.items():  # a conditioned adapter's gates (or prefix form) and objectives
+                cond.load_gates(self.model, path, adapter=name)
 
-    def evaluate(self, weights: dict[str, float] | None, desc: str):
+    def evaluate(self, weights: dict[str, float] | None, desc: str, *, preference=None):
+        """The base (no weights), an adapter or a mixture; a conditioned adapter ({run: 1}) at ``preference``."""
         if weights:
             adp.mix(self.model, weights)
         else:
             adp.use_base(self.model)
         cfg = self.cfg
-        return evaluate_point(self.model, self.tok, cfg.objectives, self.prompts, seed=cfg.eval_seed,
-                              max_new_tokens=cfg.eval_max_new_tokens, batch_size=EVAL_BATCH,
-                              temperature=cfg.eval_temperature,
-                              progress=self.progress, desc=desc)
+        kw = dict(seed=cfg.eval_seed, max_new_tokens=cfg.eval_max_new_tokens, batch_size=EVAL_BATCH,
+                  temperature=cfg.eval_temperature, progress=self.progress, desc=desc)
+        if preference is not None:
+            return evaluate_at(self.model, self.tok, cfg.objectives, self.prompts, preference,
+                               adapter=next(iter(weights)), **kw)
+        return evaluate_point(self.model, self.tok, cfg.objectives, self.prompts, **kw)
 
 
 def evaluate_sweep(store: Store, sweep_id: str, *, progress: bool = True) -> list[str]:
@@ -161,9 +181,11 @@ def evaluate_sweep(store: Store, sweep_id: str, *, progress: bool = True) -> lis
     points = store.points(sweep_id=sweep_id)
     need_base = not any(p["kind"] == "base" for p in points)
     done_runs = {p["run_id"] for p in points if p["kind"] == "adapter"}
-    runs = [r for r in reversed(store.list_runs(sweep_id=sweep_id))
-            if r["status"] == "finished" and r["adapter_path"] and r["id"] not in done_runs]
-    if not need_base and not runs:
+    finished = [r for r in reversed(store.list_runs(sweep_id=sweep_id)) if r["status"] == "finished"
+                and r["adapter_path"]]
+    runs = [r for r in finished if r["id"] not in done_runs and not r["config"].get("conditioned")]
+    todo = _conditioned_todo(cfg, points, [r for r in finished if r["config"].get("conditioned")])
+    if not need_base and not runs and not todo:
         return []
     ev = _Evaluator(cfg, progress)
     new = []
@@ -181,7 +203,23 @@ def evaluate_sweep(store: Store, sweep_id: str, *, progress: bool = True) -> lis
         new.append(store_point(store, res, kind="adapter", label=r["name"], model=cfg.model, sweep_id=sweep_id,
                                run_id=r["id"], method=r["method"], preference=pref,
                                max_generations=GENERATIONS_KEPT, extra_config=_train_info(r)))
+    if todo:
+        ev.ensure({r["id"]: r["adapter_path"] for r, _ in todo})
+    for r, pref in todo:
+        _log(f"evaluating conditioned {r['id']} at preference {_pref_label(pref)}", progress)
+        res = ev.evaluate({r["id"]: 1.0}, f"eval {r['id']} {_pref_label(pref)}", preference=pref)
+        new.append(store_point(store, res, kind="conditioned", label=f"{r['name']} @ {_pref_label(pref)}",
+                               model=cfg.model, sweep_id=sweep_id, run_id=r["id"], method=r["method"],
+                               preference=list(pref), max_generations=GENERATIONS_KEPT, extra_config=_train_info(r)))
     return new
+
+
+def _conditioned_todo(cfg: SweepConfig, points: list[dict], runs: list[dict]) -> list[tuple[dict, list[float]]]:
+    """(run, preference) pairs of the sweep's conditioned runs that the grid still lacks a point for."""
+    grid = conditioned_grid(len(cfg.objectives), cfg.points)
+    done = [(p["run_id"], p["preference"]) for p in points if p["kind"] == "conditioned"]
+    return [(r, pref) for r in runs for pref in grid
+            if not any(rid == r["id"] and _same_pref(p, pref) for rid, p in done)]
 
 
 def _train_info(run: dict) -> dict:
@@ -223,12 +261,13 @@ def summarise(store: Store, sweep_id: str) -> dict:
         objectives=objectives, lower=lo.tolist(), upper=hi.tolist(),
         reference=ref.tolist(), reference_raw=lo.tolist(),
         reference_note="objectives normalised by their bounds to [0, 1]; reference = normalised lower bounds (0)",
-        hypervolume=hv(("base", "adapter", "mixture")),
-        hypervolume_adapters=hv(("adapter",)),
-        hypervolume_adapters_and_base=hv(("adapter", "base")),
+        hypervolume=hv(("base", "adapter", "mixture", "conditioned")),
+        hypervolume_adapters=hv(("adapter", "conditioned")),   # every trained point (a conditioned run's included)
+        hypervolume_adapters_and_base=hv(("adapter", "conditioned", "base")),
+        hypervolume_conditioned=hv(("conditioned",)),
         hypervolume_base=hv(("base",)),
         front_point_ids=[points[i]["id"] for i in order],
-        n_points={k: sum(p["kind"] == k for p in points) for k in ("base", "adapter", "mixture")},
+        n_points={k: sum(p["kind"] == k for p in points) for k in ("base", "adapter", "mixture", "conditioned")},
         other_eval_point_ids=[p["id"] for p, k in zip(evaluated, keep) if not k],
         updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
@@ -263,7 +302,7 @@ def front_table(store: Store, sweep_id: str) -> tuple[list[dict], dict]:
                    kl=p["kl"], mean_length=p["mean_length"], distinct_1=p["distinct_1"], distinct_2=p["distinct_2"],
                    eos_fraction=p.get("eos_fraction"),
                    config={k: rc[k] for k in ("method", "anchor", "learning_rate", "steps", "batch_size",
-                                              "max_new_tokens", "seed") if k in rc})
+                                              "max_new_tokens", "seed", "conditioned", "conditioning") if k in rc})
         for j, o in enumerate(objectives):
             v = p["values"][o]
             row[f"{o}/mean"] = v["mean"]
@@ -272,7 +311,7 @@ def front_table(store: Store, sweep_id: str) -> tuple[list[dict], dict]:
             row[f"{o}/normalised"] = float(norm[i, j])
         rows.append(row)
     first = objectives[0] if objectives else None
-    rows.sort(key=lambda r: ({"base": 0, "adapter": 1, "mixture": 1}[r["kind"]], r.get(f"{first}/mean", 0)))
+    rows.sort(key=lambda r: (r["kind"] != "base", r.get(f"{first}/mean", 0)))
     return rows, summary
 
 
@@ -331,7 +370,7 @@ def front(store: Store, sweep_id: str, *, mixtures: int = 0, progress: bool = Tr
 
 def format_table(rows: list[dict], summary: dict) -> str:
     objectives = summary["objectives"]
-    head = f"{'point':<13} {'kind':<8} {'preference / mixture':<30} " + " ".join(
+    head = f"{'point':<13} {'kind':<11} {'preference / mixture':<30} " + " ".join(
         f"{o[:22]:>22}" for o in objectives) + f" {'KL':>6} {'len':>5} {'EOS':>4} front"
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -345,12 +384,14 @@ def format_table(rows: list[dict], summary: dict) -> str:
         for o in objectives:
             m, lo, hi = r[f"{o}/mean"], r[f"{o}/ci_low"], r[f"{o}/ci_high"]
             cells.append(f"{m:>8.3f} [{lo:.3f},{hi:.3f}]".rjust(22))
-        lines.append(f"{r['point_id']:<13} {r['kind']:<8} {what[:30]:<30} " + " ".join(cells)
+        lines.append(f"{r['point_id']:<13} {r['kind']:<11} {what[:30]:<30} " + " ".join(cells)
                      + f" {r['kl'] or 0:>6.2f} {r['mean_length'] or 0:>5.1f} "
                      + ("   -" if r.get("eos_fraction") is None else f"{r['eos_fraction']:>4.0%}")
                      + f"{'  *' if r['on_front'] else ''}")
     lines.append("")
     lines.append(f"hypervolume (normalised objectives, reference {summary['reference']}): "
                  f"all points {summary['hypervolume']:.4f} | trained adapters {summary['hypervolume_adapters']:.4f} | "
+                 + (f"conditioned {summary['hypervolume_conditioned']:.4f} | "
+                    if summary.get("n_points", {}).get("conditioned") else "") +
                  f"base alone {summary['hypervolume_base']:.4f}")
     return "\n".join(lines)

@@ -53,3 +53,25 @@ def test_bench_step_runs_our_trainer_and_trl_round_robin(tmp_path):
     md = (tmp_path / "step-tiny-random-smoke.md").read_text()
     assert "speed vs trl-grpo within each round" in md and "- pama: median" in md
     assert "pama / morlhf seconds per step" in md
+
+
+def test_bench_conditioned_compares_one_conditioned_adapter_with_a_sweep(tmp_path):
+    out = _run(tmp_path, "bench_conditioned.py", "--minutes", "0.02", "--sweep-points", "2", "--eval-samples", "4",
+               "--eval-max-new-tokens", "4", "--bootstrap", "20", "--set", "batch_size=4", "samples_per_prompt=2",
+               "max_new_tokens=4", "threads=1")
+    rows = _rows(tmp_path / "conditioned.csv")
+    assert [r["arm"] for r in rows] == ["sweep ×2", "conditioned-svd", "conditioned-prefix"]
+    assert [int(r["points"]) for r in rows] == [2, 11, 11]
+    for r in rows:
+        lo, hi = (float(x) for x in r["HV 95% CI"].strip("[]").split(","))
+        assert lo <= float(r["HV"]) <= hi
+    assert "Spearman p1~informativeness" in out and "command:" in out and "base model:" in out
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "conditioned.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["base", "sweep-point", "sweep-point", "conditioned", "conditioned"]
+    # --resume: everything is there, nothing is trained again
+    out = _run(tmp_path, "bench_conditioned.py", "--minutes", "0.02", "--sweep-points", "2", "--eval-samples", "4",
+               "--eval-max-new-tokens", "4", "--bootstrap", "20", "--resume")
+    assert "training minutes, then" not in out
+    assert len((tmp_path / "conditioned.jsonl").read_text().splitlines()) == 5

@@ -345,3 +345,102 @@ def test_grid_sampling_cycles_the_simplex_grid_with_noise():
     assert p.shape == (11, 2) and torch.allclose(p.sum(1), torch.ones(11))
     assert torch.allclose(p[:, 0], torch.linspace(1, 0, 11), atol=0.1)
     assert torch.equal(c.draw(3, 4, 2), c.draw(3, 4, 2))   # from (seed, step, rank) alone: resumable
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+def _point(pid, kind, pref, x, y, method="pama"):
+    v = {"a": dict(mean=x, ci_low=x - 0.01, ci_high=x + 0.01), "b": dict(mean=y, ci_low=y - 0.01, ci_high=y + 0.01)}
+    return dict(id=pid, kind=kind, label=pid, method=method, preference=pref, mixture=None, values=v, sweep_id="s",
+                eval_config={})
+
+
+def test_conditioned_points_are_one_series_joined_in_preference_order():
+    from pama import plots
+
+    pts = [_point("c3", "conditioned", [0.0, 1.0], 0.1, 0.9), _point("c1", "conditioned", [1.0, 0.0], 0.9, 0.1),
+           _point("c2", "conditioned", [0.5, 0.5], 0.05, 0.05),   # dominated, still on the curve
+           _point("a1", "adapter", [0.5, 0.5], 0.5, 0.6), _point("b", "base", None, 0.3, 0.3)]
+    assert plots.preference_order(pts[:3]) == [0, 2, 1]      # p_1 = 0, 0.5, 1
+    assert plots.group_of(pts[0]) == "pama conditioned" and plots.group_of(pts[3]) == "pama"
+    data = plots.front_data(pts, ["a", "b"], bounds={o: dict(lower=0, upper=1) for o in "ab"})
+    d = data["pama conditioned"]
+    assert [d["points"][i]["id"] for i in d["order"]] == ["c3", "c2", "c1"]
+    assert d["mask"].tolist() == [True, True, False] and d["hv"] > 0
+    fig = plots.front_figure(pts, ["a", "b"], bounds={o: dict(lower=0, upper=1) for o in "ab"})
+    line = next(t for t in fig.data if t.name == "pama conditioned front")
+    assert list(line.x) == [0.1, 0.05, 0.9]
+    assert any(t.marker.symbol == "square" for t in fig.data if t.mode == "markers")
+
+
+# ------------------------------------------------------------------------------------------------ sweep and CLI
+
+TINY_COND_SWEEP = ["--model", "tiny-random", "--objectives", "sentiment,conciseness", "--steps", "2",
+                   "--batch-size", "2", "--samples-per-prompt", "1", "--max-new-tokens", "5", "--eval-samples", "3",
+                   "--eval-max-new-tokens", "4", "--learning-rate", "0.01", "--save-every", "1", "--threads", "1",
+                   "--target-modules", "q_proj,v_proj", "--quiet"]
+
+
+def test_a_conditioned_sweep_trains_one_run_and_stores_eleven_conditioned_points(store, capsys):
+    from pama import sweep as sw
+    from pama.cli import main
+
+    assert main(["sweep", "--conditioned", *TINY_COND_SWEEP]) == 0
+    out = capsys.readouterr().out
+    sweep_id = out.strip().splitlines()[-1].split()[-1]
+    sweep = store.get_sweep(sweep_id)
+    assert sweep["status"] == "finished" and sweep["name"].startswith("pama conditioned ×11")
+    (run,) = store.list_runs(sweep_id=sweep_id)
+    assert run["config"]["conditioned"] and run["status"] == "finished"
+    points = store.points(sweep_id=sweep_id)
+    cpts = [p for p in points if p["kind"] == "conditioned"]
+    assert sorted(p["kind"] for p in points if p["kind"] != "conditioned") == ["base"] and len(cpts) == 11
+    assert sorted(round(p["preference"][0], 2) for p in cpts) == [round(i / 10, 2) for i in range(11)]
+    assert all(p["run_id"] == run["id"] and len(store.generations(p["id"])) == 3 for p in cpts)
+    assert {p["eval_config"]["n_prompts"] for p in points} == {3}          # the sweep's own eval config
+    assert {p["eval_config"]["conditioning"] for p in cpts} == {"svd"}
+    summary = sweep["summary"]
+    assert summary["n_points"]["conditioned"] == 11 and summary["hypervolume_conditioned"] > 0
+    assert summary["hypervolume"] >= summary["hypervolume_conditioned"] and not summary["other_eval_point_ids"]
+    rows, _ = sw.front_table(store, sweep_id)
+    assert len(rows) == 12 and "conditioned" in out and "conditioned " in sw.format_table(rows, summary)
+
+    # resuming is a no-op; a lost point is evaluated again, to the same values (same prompts, seeds, gates)
+    before = (store.counts(), store.count_metrics())
+    assert main(["sweep", "--resume", sweep_id, "--quiet"]) == 0
+    assert (store.counts(), store.count_metrics()) == before
+    lost = cpts[4]
+    store.delete_point(lost["id"])
+    assert main(["sweep", "--resume", sweep_id, "--quiet"]) == 0
+    again = next(p for p in store.points(sweep_id=sweep_id, kind="conditioned")
+                 if p["preference"] == lost["preference"])
+    assert again["values"] == lost["values"]
+    capsys.readouterr()
+
+    # one preference from the CLI: the same point as the sweep's at that preference (same eval settings)
+    args = ["evaluate", "--run", run["id"], "--preference", ",".join(map(str, lost["preference"])), "--samples", "3",
+            "--max-new-tokens", "4", "--seed", "1234", "--quiet"]
+    assert main(args) == 0
+    single = store.points(run_id=run["id"], kind="conditioned")
+    assert len(single) == 12 and any(p["sweep_id"] is None for p in single)
+    assert main(["generate", "--run", run["id"], "--preference", "0.3,0.7", "--max-new-tokens", "4",
+                 "Say hi."]) == 0
+    assert "preference: sentiment 0.30, conciseness 0.70" in capsys.readouterr().out
+    for bad, fragment in ((["--preference", "0.2,0.3,0.5"], "3 entries but the adapter was trained for 2"),
+                          (["--preference=-1,2"], "finite and ≥ 0"),
+                          (["--preference", "a,b"], "comma-separated numbers")):
+        assert main(["generate", "--run", run["id"], *bad, "Say hi."]) == 2
+        assert fragment in capsys.readouterr().err
+
+
+def test_preference_on_a_plain_run_is_refused(store, capsys):
+    from pama import trainer
+    from pama.cli import main
+
+    run_id = trainer.train(_run_cfg(conditioned=False, steps=1), store, progress=False)
+    assert main(["evaluate", "--run", run_id, "--preference", "0.5,0.5", "--quiet"]) == 2
+    assert "--preference applies to conditioned runs only" in capsys.readouterr().err
+    assert main(["generate", "--run", run_id, "--preference", "0.5,0.5", "Hi."]) == 2
+    assert "drop --preference" in capsys.readouterr().err
+    with pytest.raises(cond.ConditioningError, match="plain adapter"):
+        cond.load_conditioned(run_id, store=store)

@@ -1,11 +1,13 @@
-"""`evaluate`: evaluate one point (a run's adapter, or the base model) on held-out prompts and store it."""
+"""`evaluate`: evaluate one point (a run's adapter, a conditioned run at a preference, or the base model) on held-out
+prompts and store it."""
 from __future__ import annotations
 
 from .. import adapters as adp
+from .. import conditioning as cond
 from .. import models
 from .. import objectives as objmod
 from ..config import DEFAULT_OBJECTIVES, ConfigError
-from ..evaluate import evaluate_point, store_point
+from ..evaluate import evaluate_at, evaluate_point, store_point
 from ..prompts import load_prompts
 from ..store import Store
 from ..sweep import EVAL_BATCH
@@ -23,6 +25,9 @@ def register(sub, add) -> None:
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--preference", default=None, metavar="P1,P2,...",
+                   help="for a conditioned run: the preference to evaluate it at (default: the run's preference, "
+                        "else uniform); stored as a point of kind 'conditioned'")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -37,17 +42,33 @@ def run(args) -> int:
     else:
         objectives = list(DEFAULT_OBJECTIVES)
     objs = [objmod.get(o) for o in objectives]
+    conditioned = bool(run and run["config"].get("conditioned"))
+    if args.preference is not None and not conditioned:
+        raise ConfigError(f"--preference applies to conditioned runs only (trained with --conditioned); "
+                          f"{'run ' + run['id'] + ' is a plain adapter' if run else 'the base model takes none'}: "
+                          "drop --preference")
+    pref = None
+    if conditioned:
+        pref = (cond.parse_preference(args.preference) if args.preference is not None
+                else cond.default_preference(run["config"], len(objectives)))
+        pref = cond.check_preference(pref, len(objectives), objectives)[0].tolist()  # refused before the model load
     prompts = load_prompts(args.prompts)[:max(1, args.samples)]
     model, tok = models.load(model_spec)
     if run:
         if run["status"] != "finished" and not run["adapter_path"]:
             raise ConfigError(f"run {run['id']} has no checkpoint yet (status {run['status']})")
         model = adp.load_adapters(model, {run["id"]: run["adapter_path"]})
-    res = evaluate_point(model, tok, objs, prompts, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                         batch_size=EVAL_BATCH, progress=not args.quiet)
-    pid = store_point(store, res, kind="adapter" if run else "base", label=run["name"] if run else "base model",
+        cond.load_gates(model, run["adapter_path"], adapter=run["id"])
+    kw = dict(seed=args.seed, max_new_tokens=args.max_new_tokens, batch_size=EVAL_BATCH, progress=not args.quiet)
+    if pref is not None:
+        res = evaluate_at(model, tok, objs, prompts, pref, adapter=run["id"], **kw)
+    else:
+        res = evaluate_point(model, tok, objs, prompts, **kw)
+    label = "base model" if not run else f"{run['name']} @ ({', '.join(f'{x:.2f}' for x in pref)})" if pref \
+        else run["name"]
+    pid = store_point(store, res, kind="conditioned" if pref else "adapter" if run else "base", label=label,
                       model=model_spec, run_id=run["id"] if run else None, method=run["method"] if run else None,
-                      preference=run["config"].get("preference") if run else None)
+                      preference=pref or (run["config"].get("preference") if run else None))
     for o, (m, lo, hi) in res.values.items():
         print(f"{o:<24} {m:8.4f}  95% CI [{lo:.4f}, {hi:.4f}]")
     print(f"{'KL to the base':<24} {res.kl:8.4f}\n{'mean length (tokens)':<24} {res.mean_length:8.2f}\n"

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from .. import adapters as adp
+from .. import conditioning as cond
 from .. import models
+from ..config import ConfigError
 from ..store import Store
 
 
@@ -18,6 +20,8 @@ def register(sub, add) -> None:
                        help="a PEFT LoRA adapter folder (under the checkpoints root or the demo folder)")
     which.add_argument("--mix", default=None, metavar="RUN_A=w,RUN_B=w",
                        help="exact mixture Σ w_i ΔW_i of two or more runs' adapters")
+    p.add_argument("--preference", default=None, metavar="P1,P2,...",
+                   help="for a conditioned adapter: the preference to generate at (default: the run's, else uniform)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)
@@ -29,20 +33,40 @@ def run(args) -> int:
     weights: dict[str, float] = {}
     folders: dict[str, str] = {}
     spec = args.model
+    config = None
     if args.run or args.mix:
         store = Store(args.db)
         weights = {args.run: 1.0} if args.run else adp.parse_mix(args.mix)
         folders = adp.run_adapters(store, weights)
-        if spec is None:
-            spec = store.get_run(next(iter(weights)))["model"]
+        first = store.get_run(next(iter(weights)))
+        spec, config = spec or first["model"], first["config"]
     elif args.adapter:
         weights, folders = {"adapter": 1.0}, {"adapter": args.adapter}
+    conditioned = {}
     for name, folder in folders.items():  # refused before the (slow) model load
         adp.check_adapter_path(folder, name=name)
-    model, tok = models.load(spec or models.DEFAULT_MODEL)
+        data = cond.read_conditioning(folder)
+        if data is not None:
+            conditioned[name] = data
+    pref = None
+    if conditioned:
+        objectives = next(iter(conditioned.values()))["objectives"]
+        pref = (cond.parse_preference(args.preference) if args.preference is not None
+                else cond.default_preference(config, len(objectives)))
+        pref = cond.check_preference(pref, len(objectives), objectives)[0].tolist()
+        print(f"preference: {', '.join(f'{o} {w:.2f}' for o, w in zip(objectives, pref))}\n")
+    elif args.preference is not None:
+        raise ConfigError("--preference applies to conditioned adapters only (trained with --conditioned); this "
+                          "one is plain: drop --preference")
+    model, tok = models.load(spec or (next(iter(conditioned.values())).get("model") if conditioned else None)
+                             or models.DEFAULT_MODEL)
     if folders:
         model = adp.mix(adp.load_adapters(model, folders), weights)
-    for prompt, text in zip(args.prompt, models.generate(model, tok, args.prompt, max_new_tokens=args.max_new_tokens,
-                                                          temperature=args.temperature, seed=args.seed)):
+        for name in conditioned:
+            cond.load_gates(model, folders[name], adapter=name)
+    kw = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    texts = (cond.generate_at(model, tok, args.prompt, pref, **kw) if pref is not None
+             else models.generate(model, tok, args.prompt, **kw))
+    for prompt, text in zip(args.prompt, texts):
         print(f"### {prompt}\n{text}\n")
     return 0

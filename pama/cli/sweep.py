@@ -1,4 +1,5 @@
-"""`sweep`: train one adapter per preference of a simplex grid, evaluate them and the base, record the front."""
+"""`sweep`: train one adapter per preference of a simplex grid (or one conditioned adapter, `--conditioned`), evaluate
+them and the base, record the front."""
 from __future__ import annotations
 
 import sys
@@ -12,7 +13,8 @@ from ..trainer import RunCancelled
 
 def register(sub, add) -> None:
     p = add("sweep", run, "Train one adapter per preference of a simplex grid, evaluate them and the base "
-                          "model, record the Pareto front (resumable).")
+                          "model, record the Pareto front (resumable). With --conditioned: train ONE "
+                          "preference-conditioned adapter and evaluate it along a preference grid.")
     p.add_argument("--config", default=None, help="YAML file of SweepConfig fields (flags override it)")
     p.add_argument("--resume", default=None, metavar="SWEEP_ID",
                    help="continue a stopped sweep: skip finished points, resume unfinished runs, evaluate the rest")
