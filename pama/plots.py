@@ -23,17 +23,32 @@ OTHER_EVAL_COLOUR = "#868E96"
 FADED = 0.28
 
 __all__ = [
-    "group_of", "front_data", "front_figure", "front_figure_3d", "pairwise_figure", "hover_text",
+    "group_of", "preference_order", "front_data", "front_figure", "front_figure_3d", "pairwise_figure", "hover_text",
     "reward_curves_figure", "weights_figure", "metric_figure", "metrics_table", "empty_figure",
 ]
 
 
+CONDITIONED = " conditioned"  # suffix of a conditioned adapter's series: its points joined in preference order
+
+
 def group_of(point: Mapping) -> str:
-    """Default series of a point: 'base model', the method (adapters) or '<method> mixtures'."""
+    """Default series of a point: 'base model', the method (adapters), '<method> mixtures' or '<method> conditioned'
+    (one conditioned run evaluated along a preference grid)."""
     if point.get("kind") == "base":
         return "base model"
     method = point.get("method") or "adapter"
+    if point.get("kind") == "conditioned":
+        return method + CONDITIONED
     return f"{method} mixtures" if point.get("kind") == "mixture" else method
+
+
+def preference_order(points: Sequence[Mapping]) -> list[int]:
+    """Indices of the points in the order of their preference: by p_1 from 0 to 1 for two objectives (one end of a
+    conditioned adapter's curve to the other), lexicographically beyond; points without a preference go last."""
+    def key(i: int):
+        pref = points[i].get("preference") or []
+        return (not pref, [float(x) for x in pref], i)
+    return sorted(range(len(points)), key=key)
 
 
 def _fmt(x: float) -> str:
@@ -112,6 +127,9 @@ def front_data(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: 
         signed = mean * signs
         mask = pareto.non_dominated(signed)
         order = pareto.front_order(signed) if len(objectives) >= 2 else np.flatnonzero(mask)
+        by_preference = name.endswith(CONDITIONED)
+        if by_preference:  # a conditioned adapter's curve: every point, dominated or not, in preference order
+            order = np.asarray(preference_order(pts), int)
         norm = _normalised(mean, objectives, bounds)
         hv = None
         if name == OTHER_EVAL:  # drawn apart (own symbol and colour, in the legend), never joined, no HV
@@ -119,7 +137,8 @@ def front_data(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: 
             order = np.zeros(0, int)
         elif norm is not None and pts[0].get("kind") != "base":
             hv = pareto.hypervolume(norm[mask], np.zeros(len(objectives)))
-        out[name] = dict(points=list(pts), mean=mean, low=lo, high=hi, mask=mask, order=order, hv=hv)
+        out[name] = dict(points=list(pts), mean=mean, low=lo, high=hi, mask=mask, order=order, hv=hv,
+                         by_preference=by_preference)
     return out
 
 
@@ -156,6 +175,8 @@ def _symbol(name: str) -> str:
         return "star"
     if name == OTHER_EVAL:
         return "x"
+    if name.endswith(CONDITIONED):
+        return "square"
     return "diamond" if name.endswith(" mixtures") else "circle"
 
 
@@ -303,7 +324,7 @@ def pairwise_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bou
                         subplot_titles=[f"{objectives[j]} vs {objectives[i]}" for i, j in pairs])
     for k, (i, j) in enumerate(pairs):
         # the joined line follows the first objective of the panel among all-objective non-dominated points
-        panel = {n: dict(d, order=_panel_order(d, i, j)) for n, d in data.items()}
+        panel = {n: d if d.get("by_preference") else dict(d, order=_panel_order(d, i, j)) for n, d in data.items()}
         _add_2d(fig, panel, i, j, objectives, selected=set(selected), row=1, col=k + 1, showlegend=(k == 0),
                 error_bars=error_bars)
         fig.update_xaxes(title_text=objectives[i], row=1, col=k + 1)
