@@ -44,7 +44,7 @@ __all__ = [
     "ConditioningError", "ConditionedAdapter", "PreferenceGate", "attach_gates", "register_prefix", "preference",
     "check_preference", "prompt_prefix", "prompts_at", "save_gates", "load_gates", "read_conditioning",
     "materialize", "export_at", "conditioned_adapters", "load_conditioned", "generate_at", "Conditioner",
-    "make_conditioner", "parse_preference", "default_preference",
+    "make_conditioner", "parse_preference", "resolve_preference",
 ]
 
 
@@ -219,10 +219,16 @@ def parse_preference(text: str) -> list[float]:
                                 f"not {text!r}") from None
 
 
-def default_preference(config: dict | None, n: int) -> list[float]:
-    """A conditioned run's default preference: its config's ``preference`` if set, else uniform."""
-    pref = list((config or {}).get("preference") or [])
-    return pref if len(pref) == n else [1.0 / n] * n
+def resolve_preference(text: str | None, config: dict | None, objectives: Sequence[str]) -> list[float]:
+    """The preference a CLI command uses: ``--preference`` text if given, else the run config's ``preference``, else
+    uniform; checked and normalised (one row). Raises ConditioningError."""
+    n = len(objectives)
+    if text is not None:
+        pref = parse_preference(text)
+    else:
+        pref = list((config or {}).get("preference") or [])
+        pref = pref if len(pref) == n else [1.0 / n] * n
+    return check_preference(pref, n, objectives)[0].tolist()
 
 
 def _targets(model, adapter: str | None) -> list[ConditionedAdapter]:
@@ -369,6 +375,12 @@ def load_gates(model, directory: str | Path, *, adapter: str = "default") -> Con
     return info
 
 
+def _require_svd(form: str) -> None:
+    if form != "svd":
+        raise ConditioningError("a prefix-conditioned adapter is a plain adapter already; its preference goes in the "
+                                "prompt (prompt_prefix)")
+
+
 def materialize(model_or_dir, p, *, adapter: str = "default") -> dict[str, torch.Tensor]:
     """The plain LoRA state (PEFT's saved keys, as in ``adapter_model.safetensors``) that a conditioned adapter is at
     one preference ``p``: A's rows scaled by g(p), so B · A' = B · diag(g(p)) · A. Load it into a LoRA of the same
@@ -380,9 +392,7 @@ def materialize(model_or_dir, p, *, adapter: str = "default") -> dict[str, torch
         data = read_conditioning(directory)
         if data is None:
             raise ConditioningError(f"{directory} is a plain adapter: it is what it is at every preference")
-        if data["form"] != "svd":
-            raise ConditioningError("a prefix-conditioned adapter is a plain adapter already; its preference goes in "
-                                    "the prompt (prompt_prefix)")
+        _require_svd(data["form"])
         state = load_file(str(directory / "adapter_model.safetensors"))
         pref = check_preference(p, data["n"], data["objectives"])
         sigma_scale = _read_gates(directory)
@@ -392,9 +402,7 @@ def materialize(model_or_dir, p, *, adapter: str = "default") -> dict[str, torch
         from peft import get_peft_model_state_dict  # heavy
 
         info = _targets(model_or_dir, adapter)[0]
-        if info.form != "svd":
-            raise ConditioningError("a prefix-conditioned adapter is a plain adapter already; its preference goes in "
-                                    "the prompt (prompt_prefix)")
+        _require_svd(info.form)
         state = {k: v.detach().clone() for k, v in
                  get_peft_model_state_dict(_unwrap(model_or_dir), adapter_name=adapter).items()}
         pref = check_preference(p, info.n, info.objectives)

@@ -48,10 +48,8 @@ def run(args) -> int:
                           f"{'run ' + run['id'] + ' is a plain adapter' if run else 'the base model takes none'}: "
                           "drop --preference")
     pref = None
-    if conditioned:
-        pref = (cond.parse_preference(args.preference) if args.preference is not None
-                else cond.default_preference(run["config"], len(objectives)))
-        pref = cond.check_preference(pref, len(objectives), objectives)[0].tolist()  # refused before the model load
+    if conditioned:  # one weight per objective the adapter was trained for; refused before the model load
+        pref = cond.resolve_preference(args.preference, run["config"], run["config"]["objectives"])
     prompts = load_prompts(args.prompts)[:max(1, args.samples)]
     model, tok = models.load(model_spec)
     if run:

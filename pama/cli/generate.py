@@ -51,9 +51,7 @@ def run(args) -> int:
     pref = None
     if conditioned:
         objectives = next(iter(conditioned.values()))["objectives"]
-        pref = (cond.parse_preference(args.preference) if args.preference is not None
-                else cond.default_preference(config, len(objectives)))
-        pref = cond.check_preference(pref, len(objectives), objectives)[0].tolist()
+        pref = cond.resolve_preference(args.preference, config, objectives)
         print(f"preference: {', '.join(f'{o} {w:.2f}' for o, w in zip(objectives, pref))}\n")
     elif args.preference is not None:
         raise ConfigError("--preference applies to conditioned adapters only (trained with --conditioned); this "
