@@ -444,3 +444,15 @@ def test_preference_on_a_plain_run_is_refused(store, capsys):
     assert "drop --preference" in capsys.readouterr().err
     with pytest.raises(cond.ConditioningError, match="plain adapter"):
         cond.load_conditioned(run_id, store=store)
+
+
+def test_a_conditioned_sweeps_progress_and_name_count_one_run():
+    from pama import jobs, runs
+
+    cfg = dict(method="pama", objectives=["a", "b"], points=5, conditioned=True)
+    assert runs.sweep_shape(cfg) == (1, 11) and runs.default_sweep_name(cfg) == "pama conditioned ×11 a/b"
+    assert runs.sweep_shape(dict(cfg, conditioned=False)) == (5, 5)
+    assert runs.sweep_shape(dict(cfg, objectives=["a", "b", "c"])) == (1, 15)
+    sweep = dict(config=cfg, objectives=["a", "b"], status="running")
+    assert jobs.sweep_progress(sweep, [])["total"] == 1
+    assert jobs.sweep_progress(sweep, [dict(status="finished")])["fraction"] == 1.0
