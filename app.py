@@ -7,7 +7,7 @@ import pama  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported anywhe
 
 import streamlit as st
 
-from pama import ui
+from pama.app import reads, settings
 from pama.store import StoreError, describe_url
 
 st.set_page_config(page_title="pama-explorer", page_icon=":material/balance:", layout="wide")
@@ -25,8 +25,8 @@ with st.sidebar:
     st.markdown("### pama-explorer")
     st.caption("PAMA multi-objective RL on LoRA adapters: train, evaluate, explore trade-offs.")
     try:
-        store = ui.st_store()
-        counts = ui.cached("counts")
+        store = reads.store()
+        counts = reads.counts()
     except StoreError as err:
         st.error(str(err))
         st.stop()
@@ -36,12 +36,12 @@ with st.sidebar:
     c2.metric("fronts", counts["sweeps"])
     c3.metric("points", counts["points"])
     st.text_input(
-        "Generation model", key="app_model", value=ui.app_model_override() or "",
+        "Generation model", key="app_model", value=settings.app_model_override() or "",
         placeholder="each point's own model",
         help="Model used by Compare and the mixture slider. Empty = the model each point was trained on. "
              "PAMA_APP_MODEL sets it for the whole app (tests use tiny-random).")
     if st.button("Refresh data", help="Re-read the store now (reads are cached for a few seconds)."):
-        ui.clear_reads()
+        reads.clear()
         st.rerun()
 
 nav.run()

@@ -2,7 +2,7 @@
 
 Points are ``Store.points()`` dicts: ``id, kind, label, method, preference, mixture, values`` with
 ``values = {objective: {mean, ci_low, ci_high}}``. Every marker carries its point id in ``custom_data`` so a
-click in the app maps back to the point (see ``pama.ui.selected_point_ids``).
+click in the app maps back to the point (see ``pama.app.selection.selected_point_ids``).
 """
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ import csv
 import datetime as dt
 import html
 import io
-import json
 from pathlib import Path
 
 import plotly.io as pio
@@ -24,6 +23,7 @@ FORMATS = ("csv", "json", "html")
 VOTE_COLUMNS = ("votes", "wins", "losses", "ties", "both_bad", "win_rate", "bt_score", "bt_low", "bt_high")
 VOTE_FIELDS = ("id", "created_at", "voter", "sweep_id", "point_a", "point_b", "vote", "prompt_index", "prompt",
                "text_a", "text_b", "source", "token")
+RUN_FIELDS = ("id", "name", "method", "model", "status", "step", "total_steps", "config", "adapter_path")
 VOTE_METHOD = ("Bradley-Terry (choix ILSR; a tie = half a win each, both_bad left out), 95% percentile bootstrap "
                "intervals over votes; see docs/votes.md")
 
@@ -67,7 +67,7 @@ def vote_score_rows(store, sweep_id: str, votes: list[dict] | None = None) -> li
 
     votes = votes_rows(store, sweep_id) if votes is None else votes
     scores = vote_scores(votes)
-    points = {p["id"]: p for p in store.points(sweep_id=sweep_id)}
+    points = {p.id: p for p in store.point_records(sweep_id=sweep_id)}
     ids = list(dict.fromkeys([*points, *scores]))
     return V.score_rows([points.get(i) or dict(id=i, label="(deleted point)") for i in ids], scores)
 
@@ -94,17 +94,14 @@ def to_csv(rows: list[dict], summary: dict) -> str:
     for r in rows:
         out = dict(r)
         for k in ("preference", "mixture", "config"):
-            out[k] = "" if r.get(k) in (None, {}, []) else json.dumps(r[k])
+            out[k] = "" if r.get(k) in (None, {}, []) else jsonio.dumps(r[k], indent=None)
         w.writerow(out)
     return buf.getvalue()
 
 
 def to_json(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
-    sweep = store.get_sweep(sweep_id)
-    runs = store.list_runs(sweep_id=sweep_id)
-    data = dict(sweep=sweep, summary=summary, points=rows,
-                runs=[{k: r[k] for k in ("id", "name", "method", "model", "status", "step", "total_steps",
-                                         "config", "adapter_path")} for r in runs])
+    data = dict(sweep=store.sweep_record(sweep_id), summary=summary, points=rows,
+                runs=[{k: getattr(r, k) for k in RUN_FIELDS} for r in store.run_records(sweep_id=sweep_id)])
     votes = votes_rows(store, sweep_id)
     data.update(votes=votes, vote_method=VOTE_METHOD, vote_scores=vote_score_rows(store, sweep_id, votes))
     return jsonio.dumps(data)
@@ -122,9 +119,9 @@ def figure(store, sweep_id: str, summary: dict | None = None):
         except ValueError:
             direction = "maximize"
         bounds[o] = dict(lower=lo, upper=hi, direction=direction)
-    points = store.points(sweep_id=sweep_id)
-    sweep = store.get_sweep(sweep_id)
-    title = (f"{html.escape(sweep['name'])}: hypervolume {summary['hypervolume']:.4f} "
+    points = store.point_records(sweep_id=sweep_id)
+    sweep = store.sweep_record(sweep_id)
+    title = (f"{html.escape(sweep.name)}: hypervolume {summary['hypervolume']:.4f} "
              f"(trained adapters {summary['hypervolume_adapters']:.4f}, base alone {summary['hypervolume_base']:.4f})"
              f"<br><sup>objectives normalised by their bounds; reference = lower bounds ("
              + ", ".join(f"{html.escape(o)} {lo:g}" for o, lo in zip(objectives, summary["lower"])) + ")</sup>")
@@ -133,7 +130,7 @@ def figure(store, sweep_id: str, summary: dict | None = None):
 
 def to_html(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
     fig = figure(store, sweep_id, summary)
-    sweep = store.get_sweep(sweep_id)
+    sweep = store.sweep_record(sweep_id)
     objectives = summary["objectives"]
     head = "".join(f"<th>{html.escape(h)}</th>" for h in
                    ["point", "kind", "label", "preference / mixture"] + [f"{o} (95% CI)" for o in objectives]
@@ -141,7 +138,7 @@ def to_html(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
     body = []
     for r in rows:
         pm = r["mixture"] or r["preference"] or ""
-        pm = json.dumps(pm) if pm else ""
+        pm = jsonio.dumps(pm, indent=None) if pm else ""
         cells = [r["point_id"], r["kind"], r["label"], pm]
         cells += [f"{r[f'{o}/mean']:.4f} [{r[f'{o}/ci_low']:.4f}, {r[f'{o}/ci_high']:.4f}]" for o in objectives]
         cells += [f"{r['kl'] or 0:.3f}", f"{r['mean_length'] or 0:.1f}", f"{r['distinct_2'] or 0:.3f}",
@@ -149,15 +146,15 @@ def to_html(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
                   "✔" if r["on_front"] else ""]
         style = "" if r["on_front"] else " style='opacity:0.55'"
         body.append(f"<tr{style}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    cfg = jsonio.dumps(sweep["config"])
+    cfg = jsonio.dumps(sweep.config)
     plot = pio.to_html(fig, include_plotlyjs=True, full_html=False)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Pareto front {html.escape(sweep_id)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;
 font-size:13px}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}th{{background:#f4f4f4}}
 pre{{background:#f8f8f8;padding:1em;font-size:12px}}</style></head><body>
-<h1>{html.escape(sweep['name'])} <small>({html.escape(sweep_id)})</small></h1>
-<p>Model <code>{html.escape(sweep['model'])}</code>, method <code>{html.escape(sweep['method'])}</code>,
+<h1>{html.escape(sweep.name)} <small>({html.escape(sweep_id)})</small></h1>
+<p>Model <code>{html.escape(sweep.model)}</code>, method <code>{html.escape(sweep.method)}</code>,
 objectives {', '.join(f'<code>{html.escape(o)}</code>' for o in objectives)}.
 Hypervolume (objectives normalised by their bounds, reference = lower bounds): all points
 <b>{summary['hypervolume']:.4f}</b>, trained adapters {summary['hypervolume_adapters']:.4f},

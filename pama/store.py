@@ -25,6 +25,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from . import paths
+from .records import PointRecord, RunRecord, SweepRecord
 
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL = ("finished", "failed", "cancelled")
@@ -653,6 +654,40 @@ class Store:
                 "sweeps": int(s.scalar(select(func.count(Sweep.id)))),
                 "points": int(s.scalar(select(func.count(Point.id)))),
             }
+
+    # -- typed records (pama.records): frozen, read-only; the dict methods above stay for the callers not moved ---
+    def run_record(self, run_id: str) -> RunRecord | None:
+        run = self.get_run(run_id)
+        return None if run is None else RunRecord.from_dict(run)
+
+    def run_records(self, *, status: str | None = None, method: str | None = None, sweep_id: str | None = None,
+                    limit: int | None = None) -> list[RunRecord]:
+        """``list_runs`` as records, each with its objectives (one more query for all of them)."""
+        runs = self.list_runs(status=status, method=method, sweep_id=sweep_id, limit=limit)
+        if not runs:
+            return []
+        objectives: dict[str, list[dict]] = {}
+        with self.session() as s:
+            q = (select(RunObjective).where(RunObjective.run_id.in_([r["id"] for r in runs]))
+                 .order_by(RunObjective.run_id, RunObjective.position))
+            for o in s.scalars(q):
+                objectives.setdefault(o.run_id, []).append(_row(o))
+        return [RunRecord.from_dict({**r, "objectives": objectives.get(r["id"], [])}) for r in runs]
+
+    def sweep_record(self, sweep_id: str) -> SweepRecord | None:
+        sweep = self.get_sweep(sweep_id)
+        return None if sweep is None else SweepRecord.from_dict(sweep)
+
+    def sweep_records(self) -> list[SweepRecord]:
+        return [SweepRecord.from_dict(x) for x in self.list_sweeps()]
+
+    def point_record(self, point_id: str) -> PointRecord | None:
+        point = self.get_point(point_id)
+        return None if point is None else PointRecord.from_dict(point)
+
+    def point_records(self, *, sweep_id: str | None = None, run_id: str | None = None, kind: str | None = None,
+                      ids: Iterable[str] | None = None) -> list[PointRecord]:
+        return [PointRecord.from_dict(p) for p in self.points(sweep_id=sweep_id, run_id=run_id, kind=kind, ids=ids)]
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

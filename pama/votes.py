@@ -21,6 +21,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .records import Estimate, Record
+
 CHOICES = ("a", "b", "tie", "both_bad")
 SCORE_NAME = "blind-vote score"   # the pseudo-objective under which the front page plots the score
 ALPHA = 0.1          # choix's LSR regularisation: 3 wins of one point over another → a gap of 1.8, not infinity
@@ -269,16 +271,22 @@ def ballot(points: Sequence[Mapping], votes: Sequence[Mapping], generations: Map
     return out
 
 
-def as_objective(points: Sequence[Mapping], score: Mapping[str, Mapping], name: str = SCORE_NAME) -> list[dict]:
+def as_objective(points: Sequence[Mapping], score: Mapping[str, Mapping], name: str = SCORE_NAME) -> list:
     """Copies of the points whose ``values`` also hold the score as an objective ({mean, ci_low, ci_high}), so that
-    any front figure can put it on an axis with its interval as the error bar. Unscored points get no such value."""
+    any front figure can put it on an axis with its interval as the error bar. Unscored points get no such value.
+    Records (``pama.records.PointRecord``) come back as records with an ``Estimate``, dicts as dicts."""
     out = []
     for p in points:
-        q = dict(p, values=dict(p.get("values") or {}))
         s = score.get(p["id"]) or {}
+        values = dict(p.get("values") or {})
+        if isinstance(p, Record):
+            if s.get("score") is not None:
+                values[name] = Estimate(mean=s["score"], ci_low=s["low"], ci_high=s["high"])
+            out.append(p.replace(values=values))
+            continue
         if s.get("score") is not None:
-            q["values"][name] = dict(mean=s["score"], ci_low=s["low"], ci_high=s["high"])
-        out.append(q)
+            values[name] = dict(mean=s["score"], ci_low=s["low"], ci_high=s["high"])
+        out.append(dict(p, values=values))
     return out
 
 

@@ -173,14 +173,14 @@ FORM_CASES = [
 
 @pytest.mark.parametrize("name, change, fragment", FORM_CASES, ids=[c[0] for c in FORM_CASES])
 def test_bad_form_values_are_refused_before_anything_starts(name, change, fragment, seeded):
-    from pama import ui
+    from pama.app import forms, settings
 
     change = dict(change)
     sweep = change.pop("sweep", False)
     form = {**FORM, **change}
     before = snapshot(seeded)
-    with pytest.raises((ConfigError, ui.UIError, ValueError), match=None) as info:
-        ui.build_train_config(form, sweep=sweep)
+    with pytest.raises((ConfigError, settings.UIError, ValueError), match=None) as info:
+        forms.build_train_config(form, sweep=sweep)
     assert fragment.lower() in str(info.value).lower()
     assert snapshot(seeded) == before
 

@@ -12,7 +12,9 @@ import pama  # noqa: F401  (before torch)
 
 import pytest
 
-from pama import jobs, paths, ui
+from pama import jobs, paths
+from pama.app import deletion, exports, forms
+from pama.app.settings import UIError
 from pama.config import ConfigError, SweepConfig, TrainConfig
 
 OBJS = [dict(name="sentiment", lower=-1.0, upper=1.0), dict(name="conciseness", lower=0.0, upper=1.0)]
@@ -78,9 +80,9 @@ def test_sweep_progress():
 # ------------------------------------------------------------------------------------------ pure: the train form
 
 def test_build_train_config_accepts_a_valid_form_and_normalises():
-    cfg = ui.build_train_config(dict(TINY, preference="3, 1", steps=2, method="pama", anchor=0.5))
+    cfg = forms.build_train_config(dict(TINY, preference="3, 1", steps=2, method="pama", anchor=0.5))
     assert isinstance(cfg, TrainConfig) and cfg.preference == pytest.approx([0.75, 0.25])
-    sweep = ui.build_train_config(dict(TINY, preference="1,2", points=3, steps=1), sweep=True)
+    sweep = forms.build_train_config(dict(TINY, preference="1,2", points=3, steps=1), sweep=True)
     assert isinstance(sweep, SweepConfig) and sweep.points == 3 and sweep.preference == []
 
 
@@ -93,17 +95,17 @@ def test_build_train_config_accepts_a_valid_form_and_normalises():
     (dict(steps=0, lora_r=-1), "steps must be a positive integer"),
 ])
 def test_build_train_config_refuses_bad_forms(form, message):
-    with pytest.raises((ConfigError, ui.UIError), match=None) as err:
-        ui.build_train_config(dict(TINY, **form))
+    with pytest.raises((ConfigError, UIError), match=None) as err:
+        forms.build_train_config(dict(TINY, **form))
     assert message in str(err.value)
 
 
 def test_split_objectives_and_parse_floats():
-    assert ui.split_objectives(["sentiment"], "length:target=20,unit=words\n\n  safety ") == \
+    assert forms.split_objectives(["sentiment"], "length:target=20,unit=words\n\n  safety ") == \
         ["sentiment", "length:target=20,unit=words", "safety"]
-    assert ui.parse_floats("") == [] and ui.parse_floats("0.2; 0.8") == [0.2, 0.8]
-    with pytest.raises(ui.UIError, match="finite"):
-        ui.parse_floats("nan, 1")
+    assert forms.parse_floats("") == [] and forms.parse_floats("0.2; 0.8") == [0.2, 0.8]
+    with pytest.raises(UIError, match="finite"):
+        forms.parse_floats("nan, 1")
 
 
 # ------------------------------------------------------------------------------------------ deletion and exports
@@ -112,12 +114,12 @@ def test_deletable_paths_stay_inside_the_checkpoints_root(pama_home, tmp_path):
     run_dir = paths.run_dir("r1")
     (run_dir / "step-000002" / "adapter").mkdir(parents=True)
     run = dict(id="r1", adapter_path=str(run_dir / "step-000002" / "adapter"))
-    assert ui.deletable_paths(run) == [run_dir.resolve()]
+    assert deletion.deletable_paths(run) == [run_dir.resolve()]
     outside = tmp_path / "elsewhere" / "adapter"
     outside.mkdir(parents=True)
     demo = paths.REPO / "demo" / "front" / "adapters" / "x"
     for ap in (str(outside), str(demo), str(pama_home), "/", str(pama_home / ".." / "..")):
-        assert ui.deletable_paths(dict(id="zz", adapter_path=ap)) == [], ap
+        assert deletion.deletable_paths(dict(id="zz", adapter_path=ap)) == [], ap
     assert outside.exists()
 
 
@@ -130,19 +132,19 @@ def test_delete_run_removes_run_files_and_log(store, pama_home):
     store.update_run(rid, adapter_path=str(adapter))
     jobs.logs_dir().mkdir(parents=True)
     jobs.log_path(rid).write_text("log")
-    removed = ui.delete_run(store, rid)
+    removed = deletion.delete_run(store, rid)
     assert removed == [str(paths.run_dir(rid).resolve())]
     assert store.get_run(rid) is None and not paths.run_dir(rid).exists() and not jobs.log_path(rid).exists()
-    with pytest.raises(ui.UIError, match="already deleted"):
-        ui.delete_run(store, rid)
+    with pytest.raises(UIError, match="already deleted"):
+        deletion.delete_run(store, rid)
 
 
 def test_exports(store):
     rid = store.create_run(name="x", method="pama", model="tiny-random", config={"seed": 1}, objectives=OBJS)
     store.log_metrics(rid, 1, {"kl": 0.5, "rewards/sentiment/mean": 0.25})
-    csv_text = ui.metrics_csv(store.metrics(rid))
+    csv_text = exports.metrics_csv(store.metrics(rid))
     assert csv_text.splitlines() == ["step,key,value", "1,kl,0.5", "1,rewards/sentiment/mean,0.25"]
-    doc = json.loads(ui.run_json(store, rid))
+    doc = json.loads(exports.run_json(store, rid))
     assert doc["run"]["id"] == rid and doc["run"]["config"] == {"seed": 1} and len(doc["metrics"]) == 2
     assert doc["points"] == []
 

@@ -5,7 +5,8 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from pama import pareto, plots, ui
+from pama import pareto, plots
+from pama.app import selection
 
 BOUNDS = {"a": dict(lower=0.0, upper=1.0), "b": dict(lower=0.0, upper=1.0)}
 
@@ -147,7 +148,7 @@ def test_selected_point_ids_from_a_plotly_event():
         {"curve_number": 1, "point_number": 0, "customdata": ["p2"]},     # duplicate
         {"custom_data": "p9"},
     ], "point_indices": [0, 2]}}
-    assert ui.selected_point_ids(event) == ["p2", "p3", "p9"]
+    assert selection.selected_point_ids(event) == ["p2", "p3", "p9"]
 
 
 def test_selected_point_ids_from_attribute_style_state_and_empties():
@@ -155,36 +156,36 @@ def test_selected_point_ids_from_attribute_style_state_and_empties():
         __getattr__ = dict.get
 
     event = Obj(selection=Obj(points=[Obj(customdata=["a1"])]))
-    assert ui.selected_point_ids(event) == ["a1"]
-    assert ui.selected_point_ids(None) == []
-    assert ui.selected_point_ids({"selection": {"points": []}}) == []
-    assert ui.selected_point_ids({}) == []
+    assert selection.selected_point_ids(event) == ["a1"]
+    assert selection.selected_point_ids(None) == []
+    assert selection.selected_point_ids({"selection": {"points": []}}) == []
+    assert selection.selected_point_ids({}) == []
 
 
 def test_merge_selection_keeps_known_unique_ids_up_to_the_limit():
-    assert ui.merge_selection(["a"], []) == ["a"]                     # no click: keep the picker
-    assert ui.merge_selection(["a"], ["b", "c"]) == ["b", "c"]        # a click replaces the selection
-    assert ui.merge_selection([], ["a", "a", "zz", "b"], valid=["a", "b"]) == ["a", "b"]
-    assert ui.merge_selection([], list("abcdef")) == list("abcd")
+    assert selection.merge_selection(["a"], []) == ["a"]                     # no click: keep the picker
+    assert selection.merge_selection(["a"], ["b", "c"]) == ["b", "c"]        # a click replaces the selection
+    assert selection.merge_selection([], ["a", "a", "zz", "b"], valid=["a", "b"]) == ["a", "b"]
+    assert selection.merge_selection([], list("abcdef")) == list("abcd")
 
 
 def test_filters_labels_objectives():
-    assert ui.objectives_of(POINTS[:1] + [pt("z", 0, 0, c=1)]) == ["a", "b", "c"]
-    assert ui.methods_of(POINTS) == ["morlhf", "pama"]
-    only = ui.filter_points(POINTS, methods=["morlhf"], include_base=False)
+    assert selection.objectives_of(POINTS[:1] + [pt("z", 0, 0, c=1)]) == ["a", "b", "c"]
+    assert selection.methods_of(POINTS) == ["morlhf", "pama"]
+    only = selection.filter_points(POINTS, methods=["morlhf"], include_base=False)
     assert [p["id"] for p in only] == ["m1", "m2"]
-    assert [p["id"] for p in ui.filter_points(POINTS, methods=["pama"], include_mixtures=False)] == \
+    assert [p["id"] for p in selection.filter_points(POINTS, methods=["pama"], include_mixtures=False)] == \
         ["p1", "p2", "p3", "p4", "base"]
-    assert ui.point_label(dict(id="p1", label="pama w=0.25", kind="adapter", sweep_id="s1"),
+    assert selection.point_label(dict(id="p1", label="pama w=0.25", kind="adapter", sweep_id="s1"),
                           sweeps={"s1": {"name": "front A"}}) == "pama w=0.25 · front A  [p1]"
-    bounds = ui.objective_bounds(["sentiment", "hf:some/model", "nope"],
+    bounds = selection.objective_bounds(["sentiment", "hf:some/model", "nope"],
                                  [dict(objectives=[dict(name="nope", lower=-2, upper=2)])])
     assert bounds["nope"] == dict(lower=-2.0, upper=2.0, direction="maximize")
     assert "sentiment" in bounds and "hf:some/model" not in bounds
 
 
 def test_objectives_follow_the_sweeps_order_then_first_seen():
-    from pama.ui import objectives_of
+    from pama.app.selection import objectives_of
 
     pts = [{"values": {"readability": {}, "relevance": {}}}, {"values": {"safety": {}}}]
     assert objectives_of(pts) == ["readability", "relevance", "safety"]

@@ -1,47 +1,49 @@
 """Compare: up to four points side by side on one prompt (trained adapters, the base model, exact mixtures)."""
 import streamlit as st
 
-from pama import ui
 from pama import votes as V
+from pama.app import ballots, hosting, reads, selection
+from pama.app.settings import (BASE_ID, GENERATION_MAX_NEW_TOKENS, GENERATION_TEMPERATURE, MAX_COMPARE,
+                               UIError)
 from pama.prompts import PromptError, load_prompts
 from pama.store import StoreError, VoteRefused
 
-store = ui.st_store()
+store = reads.store()
 st.title("Compare generations")
 
 mode = st.segmented_control("Mode", ["Side by side", "Blind vote"], default="Side by side", required=True,
                             key="cmp_mode", help="Blind vote: two unnamed responses, you pick the better one, then "
                                                  "see which points wrote them. Votes become scores on the front.")
 if mode == "Blind vote":
-    all_points = ui.cached("points")
-    sweep_list = ui.cached("list_sweeps")
-    sweep_by = {s["id"]: s for s in sweep_list}
+    all_points = reads.points()
+    sweep_list = reads.sweeps()
+    sweep_by = {s.id: s for s in sweep_list}
     ANY = "(points of any sweep)"
     b1, b2 = st.columns([2, 1])
-    scope = b1.selectbox("Sweep", [s["id"] for s in reversed(sweep_list)] + [ANY], key="blind_sweep",
-                         format_func=lambda i: i if i == ANY else f"{sweep_by[i]['name']} [{i}]")
-    pool = ui.blind_scope(all_points, None if scope == ANY else scope)
-    pool_by = {p["id"]: p for p in pool}
+    scope = b1.selectbox("Sweep", [s.id for s in reversed(sweep_list)] + [ANY], key="blind_sweep",
+                         format_func=lambda i: i if i == ANY else f"{sweep_by[i].name} [{i}]")
+    pool = ballots.blind_scope(all_points, None if scope == ANY else scope)
+    pool_by = {p.id: p for p in pool}
     picked = b1.multiselect("Points in the draw (empty = all of them)", list(pool_by), key="blind_points",
-                            format_func=lambda i: ui.point_label(pool_by[i], sweeps=sweep_by))
+                            format_func=lambda i: selection.point_label(pool_by[i], sweeps=sweep_by))
     b2.text_input("Your name (optional)", key="blind_voter", max_chars=200)
     seed = b2.number_input("Seed", 0, 2**31 - 1, 0, key="blind_seed",
                            help="Pairs, prompts and the A/B order are drawn from this seed: the same seed and votes "
                                 "give the same sequence.")
-    scope_pts = ui.blind_scope(pool, None, picked or None)
-    by_id = {p["id"]: p for p in scope_pts}
+    scope_pts = ballots.blind_scope(pool, None, picked or None)
+    by_id = {p.id: p for p in scope_pts}
     if len(scope_pts) < 2:
         st.info("Blind votes need at least two evaluated points: choose a sweep with a front (the demo front has "
                 "six), or train one on the **Train** page.")
         st.stop()
-    votes = ui.cached("votes", point_ids=tuple(sorted(by_id)))
-    score = ui.vote_scores(votes)
+    votes = reads.votes(point_ids=tuple(sorted(by_id)))
+    score = reads.vote_scores(votes)
     draws = st.session_state.setdefault("blind_draws", 0)
     ballot = st.session_state.get("blind_ballot")
     if ballot is None or {ballot["point_a"], ballot["point_b"]} - set(by_id):
-        order = list(sweep_by[scope]["objectives"]) if scope in sweep_by else []
-        first = (ui.objectives_of(scope_pts, order) or [None])[0]
-        gens = {pid: ui.cached("generations", pid) for pid in by_id}
+        order = list(sweep_by[scope].objectives) if scope in sweep_by else []
+        first = (selection.objectives_of(scope_pts, order) or [None])[0]
+        gens = {pid: reads.generations(pid) for pid in by_id}
         try:
             heldout = load_prompts("builtin:heldout")
         except PromptError:
@@ -61,10 +63,10 @@ if mode == "Blind vote":
     if ballot["text_a"] is None or ballot["text_b"] is None:
         try:
             with st.spinner("No stored responses to this prompt: generating both…"):
-                ballot = ui.fill_ballot(store, ballot, by_id, app_model=st.session_state.get("app_model"),
+                ballot = ballots.fill_ballot(store, ballot, by_id, app_model=st.session_state.get("app_model"),
                                         seed=int(seed) + draws)
             st.session_state["blind_ballot"] = ballot
-        except (ui.UIError, ValueError, StoreError, ImportError, OSError) as err:
+        except (UIError, ValueError, StoreError, ImportError, OSError) as err:
             st.error(f"One of the two points cannot generate: {err}")
             st.button("Draw another pair", key="blind_skip_err", on_click=next_pair)
             st.stop()
@@ -82,78 +84,78 @@ if mode == "Blind vote":
             st.subheader(side.upper(), anchor=False)
             st.code(ballot[f"text_{side}"] or "(empty response)", language=None, wrap_lines=True)
             if done:
-                who = ui.point_label(by_id[ballot[f"point_{side}"]], sweeps=sweep_by if scope == ANY else None)
+                who = selection.point_label(by_id[ballot[f"point_{side}"]], sweeps=sweep_by if scope == ANY else None)
                 st.markdown(f"**{side.upper()} was** `{who}`")
     def cast(choice: str, shown: dict) -> None:
         """Runs before the rerun, with the ballot that was on screen when the button was pressed."""
         try:
-            res = ui.submit_vote(store, shown, choice, st.session_state.get("blind_voter"))
+            res = ballots.submit_vote(store, shown, choice, st.session_state.get("blind_voter"))
             st.session_state["blind_done"] = dict(token=shown["token"], choice=choice, **res)
         except VoteRefused as err:
             st.session_state["blind_notice"] = str(err)
             next_pair()
-        ui.clear_reads()
+        reads.clear()
 
-    vcols = st.columns(len(ui.VOTE_BUTTONS) + 1)
-    for col, (choice, text, key) in zip(vcols, ui.VOTE_BUTTONS):
+    vcols = st.columns(len(ballots.VOTE_BUTTONS) + 1)
+    for col, (choice, text, key) in zip(vcols, ballots.VOTE_BUTTONS):
         col.button(text, key=f"blind_vote_{choice}", shortcut=key, disabled=done is not None, on_click=cast,
                    args=(choice, ballot), use_container_width=True)
     vcols[-1].button("Next pair" if done else "Skip", key="blind_next", shortcut="N", on_click=next_pair,
                      type="primary" if done else "secondary", use_container_width=True)
     if done:
-        said = dict((c, t) for c, t, _ in ui.VOTE_BUTTONS)[done["choice"]]
+        said = dict((c, t) for c, t, _ in ballots.VOTE_BUTTONS)[done["choice"]]
         st.success(f"Vote recorded: {said}." + (" (This ballot had already been counted; it counts once.)"
                                                 if done.get("duplicate") else ""))
     else:
         st.caption("Which response is better? Keys: A, B, T (tie), X (both bad), N (skip / next). The points are "
                    "revealed after your vote.")
     with st.expander(f"Scores so far ({len(votes)} votes on these points)", expanded=done is not None):
-        st.dataframe(ui.vote_table(scope_pts, score, sweeps=sweep_by if scope == ANY else None), hide_index=True)
+        st.dataframe(ballots.vote_table(scope_pts, score, sweeps=sweep_by if scope == ANY else None), hide_index=True)
         st.caption("Bradley–Terry log-strength (mean 0) with a 95% bootstrap interval; a tie is half a win each, "
                    "*both bad* is counted but not fitted. The Pareto front page can colour the points by it or plot "
                    "it as an axis. Pairs are drawn where they say most: neighbours on the front first, then pairs "
                    "with overlapping intervals and few votes (docs/votes.md).")
     st.stop()
 
-points = ui.cached("points")
-sweeps = {s["id"]: s for s in ui.cached("list_sweeps")}
-by_id = {p["id"]: p for p in points}
-base_item = dict(id=ui.BASE_ID, kind="base", label="base model (no adapter)", values={}, model=None, method=None)
-options = [ui.BASE_ID] + [p["id"] for p in points]
+points = reads.points()
+sweeps = {s.id: s for s in reads.sweeps()}
+by_id = {p.id: p for p in points}
+base_item = dict(id=BASE_ID, kind="base", label="base model (no adapter)", values={}, model=None, method=None)
+options = [BASE_ID] + [p.id for p in points]
 mixtures = st.session_state.setdefault("compare_mixtures", {})
 
 
 def label(i: str) -> str:
-    if i == ui.BASE_ID:
+    if i == BASE_ID:
         return "base model (no adapter)"
     if i in mixtures:
         return mixtures[i]["label"]
-    return ui.point_label(by_id[i], sweeps=sweeps)
+    return selection.point_label(by_id[i], sweeps=sweeps)
 
 
 if "compare_ids" in st.session_state:  # handed over by the Pareto front page
-    st.session_state["compare_pick"] = [i for i in st.session_state.pop("compare_ids") if i in by_id][:ui.MAX_COMPARE]
+    st.session_state["compare_pick"] = [i for i in st.session_state.pop("compare_ids") if i in by_id][:MAX_COMPARE]
 elif "compare_pick" in st.session_state:
     st.session_state["compare_pick"] = [i for i in st.session_state["compare_pick"]
-                                        if i in by_id or i in mixtures or i == ui.BASE_ID]
+                                        if i in by_id or i in mixtures or i == BASE_ID]
 if not points:
     st.info("No evaluated points yet, so only the base model can be compared. Train adapters on the **Train** "
             "page, or import the demo front (`python -m pama setup`).")
 
 picked = st.multiselect("Points to compare (up to four)", options + list(mixtures), key="compare_pick",
-                        max_selections=ui.MAX_COMPARE, format_func=label,
+                        max_selections=MAX_COMPARE, format_func=label,
                         help="Tip: select points by clicking them on the Pareto front page.")
 
-adapter_pts = [p for p in points if p["kind"] == "adapter" and p.get("run_id")]
+adapter_pts = [p for p in points if p.kind == "adapter" and p.run_id]
 with st.expander("Add an exact mixture of two adapters"):
     if len(adapter_pts) < 2:
         st.caption("Needs at least two trained adapters in the store.")
     else:
         m1, m2 = st.columns(2)
-        a = m1.selectbox("Adapter A", [p["id"] for p in adapter_pts], key="cmp_mix_a",
-                         format_func=lambda i: ui.point_label(by_id[i], sweeps=sweeps))
-        b = m2.selectbox("Adapter B", [p["id"] for p in adapter_pts], index=1, key="cmp_mix_b",
-                         format_func=lambda i: ui.point_label(by_id[i], sweeps=sweeps))
+        a = m1.selectbox("Adapter A", [p.id for p in adapter_pts], key="cmp_mix_a",
+                         format_func=lambda i: selection.point_label(by_id[i], sweeps=sweeps))
+        b = m2.selectbox("Adapter B", [p.id for p in adapter_pts], index=1, key="cmp_mix_b",
+                         format_func=lambda i: selection.point_label(by_id[i], sweeps=sweeps))
         t = st.slider("t: weight of B", 0.0, 1.0, 0.5, 0.05, key="cmp_mix_t")
 
         def add_mixture():
@@ -161,10 +163,10 @@ with st.expander("Add an exact mixture of two adapters"):
             a, b = st.session_state["cmp_mix_a"], st.session_state["cmp_mix_b"]
             if a == b:
                 st.session_state["cmp_mix_error"] = "Choose two different adapters."
-            elif len(current) >= ui.MAX_COMPARE:
-                st.session_state["cmp_mix_error"] = f"At most {ui.MAX_COMPARE} columns: remove a point first."
+            elif len(current) >= MAX_COMPARE:
+                st.session_state["cmp_mix_error"] = f"At most {MAX_COMPARE} columns: remove a point first."
             else:
-                item = ui.mixture_item(by_id[a], by_id[b], st.session_state["cmp_mix_t"])
+                item = hosting.mixture_item(by_id[a], by_id[b], st.session_state["cmp_mix_t"])
                 mixtures[item["id"]] = item
                 st.session_state["compare_pick"] = current + [item["id"]]
 
@@ -174,14 +176,14 @@ with st.expander("Add an exact mixture of two adapters"):
 
 
 def item_of(i: str) -> dict:
-    if i == ui.BASE_ID:
+    if i == BASE_ID:
         return base_item
     return mixtures.get(i) or by_id[i]
 
 
-base_item["model"] = next((by_id[i]["model"] for i in picked if i in by_id), None)
+base_item["model"] = next((by_id[i].model for i in picked if i in by_id), None)
 items = [item_of(i) for i in picked]
-objectives = ui.objectives_of([p for p in items if p.get("values")]) or ui.objectives_of(points)
+objectives = selection.objectives_of([p for p in items if p.get("values")]) or selection.objectives_of(points)
 
 tab_gen, tab_stored = st.tabs(["Generate on a prompt", "Stored evaluation samples"])
 
@@ -199,10 +201,10 @@ with tab_gen:
         prompt = c1.text_area("Your prompt", key="cmp_prompt_text", placeholder="Write a short review of a café.",
                               max_chars=2000)
     seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="cmp_seed")
-    temperature = c2.slider("Temperature (0 = greedy)", 0.0, 1.5, ui.GENERATION_TEMPERATURE, 0.05, key="cmp_temp",
+    temperature = c2.slider("Temperature (0 = greedy)", 0.0, 1.5, GENERATION_TEMPERATURE, 0.05, key="cmp_temp",
                             help="0.7 is what fronts are evaluated with by default; the adapters were trained at "
                                  "1.0, where they stop sooner (docs/learnability.md).")
-    max_new = c2.number_input("Max new tokens", 1, 256, ui.GENERATION_MAX_NEW_TOKENS, key="cmp_max_new")
+    max_new = c2.number_input("Max new tokens", 1, 256, GENERATION_MAX_NEW_TOKENS, key="cmp_max_new")
     go = st.button("Generate", type="primary", disabled=not items or not (prompt or "").strip(), key="cmp_generate")
     results = st.session_state.setdefault("compare_results", {})
     settings = (prompt, int(seed), float(temperature), int(max_new), st.session_state.get("app_model") or "")
@@ -211,10 +213,10 @@ with tab_gen:
         for k, item in enumerate(items):
             bar.progress(k / len(items), text=f"Generating with {item['label']} ({k + 1}/{len(items)})…")
             try:
-                host = ui.model_host(ui.model_for(item, st.session_state.get("app_model")))
+                host = hosting.host_for(item, st.session_state.get("app_model"))
                 res = host.generate(store, item, prompt, objectives=objectives, seed=int(seed),
                                     temperature=float(temperature), max_new_tokens=int(max_new))
-            except (ui.UIError, ValueError, StoreError, ImportError, OSError) as err:
+            except (UIError, ValueError, StoreError, ImportError, OSError) as err:
                 res = dict(error=str(err))
             results[(item["id"], settings)] = res
         bar.empty()
@@ -227,7 +229,7 @@ with tab_gen:
             with col:
                 st.subheader(item["label"], anchor=False)
                 st.caption(f"{item['kind']} · {item.get('method') or 'no method'} · model "
-                           f"{ui.model_for(item, st.session_state.get('app_model'))}")
+                           f"{hosting.model_for(item, st.session_state.get('app_model'))}")
                 vals = item.get("values") or {}
                 if vals:
                     st.caption("Stored evaluation: " + " · ".join(
@@ -254,7 +256,7 @@ with tab_stored:
     if not stored:
         st.info("Choose stored points above to browse the responses generated when they were evaluated.")
     else:
-        gens = {p["id"]: ui.cached("generations", p["id"]) for p in stored}
+        gens = {p.id: reads.generations(p.id) for p in stored}
         prompts_seen: dict[int, str] = {}
         for rows in gens.values():
             for g in rows:

@@ -1,41 +1,42 @@
 """Pareto front: choose sweeps, methods and objectives; click points to compare; mix two adapters exactly."""
 import streamlit as st
 
-from pama import plots, ui
+from pama import plots
 from pama import votes as V
+from pama.app import hosting, reads, selection
+from pama.app.settings import MAX_COMPARE, QUICK_PROMPTS, UIError
 from pama.store import StoreError
 
-store = ui.st_store()
+store = reads.store()
 st.title("Pareto front")
 
-points_all = ui.cached("points")
-sweeps = ui.cached("list_sweeps")
-runs = ui.cached("list_runs")
+points_all = reads.points()
+sweeps = reads.sweeps()
 if not points_all:
     st.info("No fronts yet: no evaluated point is in the store. Train adapters on the **Train** page (choose "
             "*sweep grid* to get a whole front), or run `python -m pama sweep` in a terminal.")
     st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-sweep_by_id = {s["id"]: s for s in sweeps}
+sweep_by_id = {s.id: s for s in sweeps}
 NO_SWEEP = "(points outside a sweep)"
-sweep_options = [s["id"] for s in sweeps] + ([NO_SWEEP] if any(p["sweep_id"] is None for p in points_all) else [])
-default_sweeps = [sweeps[-1]["id"]] if sweeps else sweep_options[:1]
+sweep_options = [s.id for s in sweeps] + ([NO_SWEEP] if any(p.sweep_id is None for p in points_all) else [])
+default_sweeps = [sweeps[-1].id] if sweeps else sweep_options[:1]
 
 c1, c2, c3 = st.columns([2, 1.4, 2])
 chosen_sweeps = c1.multiselect(
     "Sweeps (fronts)", sweep_options, default=default_sweeps, key="front_sweeps",
-    format_func=lambda s: s if s == NO_SWEEP else f"{sweep_by_id[s]['name']} · {sweep_by_id[s]['method']} "
-                                                  f"({sweep_by_id[s]['status']})")
+    format_func=lambda s: s if s == NO_SWEEP else f"{sweep_by_id[s].name} · {sweep_by_id[s].method} "
+                                                  f"({sweep_by_id[s].status})")
 in_sweeps = [p for p in points_all
-             if (p["sweep_id"] in chosen_sweeps) or (p["sweep_id"] is None and NO_SWEEP in chosen_sweeps)]
-methods = ui.methods_of(in_sweeps)
+             if (p.sweep_id in chosen_sweeps) or (p.sweep_id is None and NO_SWEEP in chosen_sweeps)]
+methods = selection.methods_of(in_sweeps)
 chosen_methods = c2.multiselect("Methods", methods, default=methods, key="front_methods")
-objectives = ui.objectives_of(in_sweeps, [o for s in chosen_sweeps if s in sweep_by_id
-                                           for o in sweep_by_id[s]["objectives"]])
+objectives = selection.objectives_of(in_sweeps, [o for s in chosen_sweeps if s in sweep_by_id
+                                                  for o in sweep_by_id[s].objectives])
 # blind votes between these points (Compare page, blind mode): a Bradley–Terry score per point, usable as an axis
-votes = ui.cached("votes", point_ids=tuple(sorted(p["id"] for p in in_sweeps)))
-score = ui.vote_scores(votes)
+votes = reads.votes(point_ids=tuple(sorted(p.id for p in in_sweeps)))
+score = reads.vote_scores(votes)
 if any(s.get("score") is not None for s in score.values()):
     objectives = objectives + [V.SCORE_NAME]
 chosen_objs = c3.multiselect("Objectives (2 or 3)", objectives, default=objectives[:2], max_selections=3,
@@ -51,18 +52,19 @@ colour_votes = o5.checkbox("Colour by vote score", key="front_colour_votes", dis
                            help="Bradley–Terry score of the blind votes cast on the Compare page (grey: no votes "
                                 "yet). The score can also be chosen as an objective (axis) above.")
 
-shown = ui.filter_points(in_sweeps, methods=chosen_methods, include_base=show_base, include_mixtures=show_mix)
+shown = selection.filter_points(in_sweeps, methods=chosen_methods, include_base=show_base, include_mixtures=show_mix)
 shown = V.as_objective(shown, score)
-by_id = {p["id"]: p for p in shown}
+by_id = {p.id: p for p in shown}
 if len(chosen_sweeps) > 1:
     def group(p):
-        name = sweep_by_id[p["sweep_id"]]["name"] if p.get("sweep_id") in sweep_by_id else "no sweep"
-        return f"{name}: {plots.group_of(p)}" if p.get("kind") != "base" else "base model"
+        name = sweep_by_id[p.sweep_id].name if p.sweep_id in sweep_by_id else "no sweep"
+        return f"{name}: {plots.group_of(p)}" if p.kind != "base" else "base model"
 else:
     group = plots.group_of
 
-detailed = [ui.cached("get_run", r["id"]) for r in runs if r.get("sweep_id") in chosen_sweeps][:50]
-bounds = ui.objective_bounds(chosen_objs, [r for r in detailed if r])
+# the objectives' bounds as the sweeps' runs stored them (each run record carries its objectives)
+bounds = selection.objective_bounds(chosen_objs, [r for s in chosen_sweeps if s in sweep_by_id
+                                                  for r in reads.runs(sweep_id=s)])
 selected_now = st.session_state.get("front_pick", [])
 
 if len(chosen_objs) < 2:
@@ -82,27 +84,27 @@ if fig is not None:
         st.caption("3-D view: drag to rotate; pick points for comparison below.")
     else:
         event = st.plotly_chart(fig, key="front_chart", on_select="rerun", selection_mode="points")
-        clicked = ui.selected_point_ids(event)
+        clicked = selection.selected_point_ids(event)
         st.caption("Click a point (shift-click for several) to select it for comparison; hover for its "
                    "configuration. Faded points are dominated; lines join each method's front.")
 
 # the plot's selection drives the picker (the picker also works alone: keyboard, tests)
 if clicked and clicked != st.session_state.get("front_last_click"):
     st.session_state["front_last_click"] = clicked
-    st.session_state["front_pick"] = ui.merge_selection(selected_now, clicked, valid=by_id)
+    st.session_state["front_pick"] = selection.merge_selection(selected_now, clicked, valid=by_id)
 elif "front_pick" in st.session_state:
     st.session_state["front_pick"] = [i for i in st.session_state["front_pick"] if i in by_id]
 
 picked = st.multiselect("Selected points (up to four)", list(by_id), key="front_pick",
-                        max_selections=ui.MAX_COMPARE,
-                        format_func=lambda i: ui.point_label(by_id[i], sweeps=sweep_by_id))
+                        max_selections=MAX_COMPARE,
+                        format_func=lambda i: selection.point_label(by_id[i], sweeps=sweep_by_id))
 b1, b2 = st.columns([1, 3])
 if b1.button("Compare selected", type="primary", disabled=not picked, key="front_compare"):
     st.session_state["compare_ids"] = list(picked)
     st.switch_page("views/compare.py")
 
 # ------------------------------------------------------------------------------------------ exact mixtures
-adapters_picked = [by_id[i] for i in picked if by_id[i]["kind"] == "adapter" and by_id[i].get("run_id")]
+adapters_picked = [by_id[i] for i in picked if by_id[i].kind == "adapter" and by_id[i].run_id]
 with st.expander("Mix two selected adapters", expanded=len(adapters_picked) == 2):
     if len(adapters_picked) != 2:
         st.info("Select exactly two trained adapters (circles) on the plot to mix them: the mixture "
@@ -110,9 +112,9 @@ with st.expander("Mix two selected adapters", expanded=len(adapters_picked) == 2
                 "on the plot as a diamond.")
     else:
         a, b = adapters_picked
-        st.markdown(f"**A** = `{a['label']}` · **B** = `{b['label']}`")
+        st.markdown(f"**A** = `{a.label}` · **B** = `{b.label}`")
         t = st.slider("t: weight of B (0 = A alone, 1 = B alone)", 0.0, 1.0, 0.5, 0.05, key="mix_t")
-        n_prompts = st.number_input("Held-out prompts per mixture", 2, 64, ui.QUICK_PROMPTS, key="mix_n",
+        n_prompts = st.number_input("Held-out prompts per mixture", 2, 64, QUICK_PROMPTS, key="mix_n",
                                     help="Few prompts keep it quick on CPU; the CI error bars show the uncertainty.")
         m1, m2 = st.columns(2)
         queue = st.session_state.setdefault("mix_queue", [])
@@ -124,15 +126,15 @@ with st.expander("Mix two selected adapters", expanded=len(adapters_picked) == 2
             aid, bid, tt = queue[0]
             bar = st.progress(0.0, text=f"Evaluating t = {tt:.2f} ({len(queue)} left)…")
             try:
-                pa, pb = by_id.get(aid) or store.get_point(aid), by_id.get(bid) or store.get_point(bid)
-                host = ui.model_host(ui.model_for(pa, st.session_state.get("app_model")))
+                pa, pb = by_id.get(aid) or reads.point.fresh(aid), by_id.get(bid) or reads.point.fresh(bid)
+                host = hosting.host_for(pa, st.session_state.get("app_model"))
                 with st.spinner(f"Generating and scoring {int(n_prompts)} responses for t = {tt:.2f}…"):
-                    ui.evaluate_mixture(store, host, pa, pb, tt, n_prompts=int(n_prompts))
+                    hosting.evaluate_mixture(store, host, pa, pb, tt, n_prompts=int(n_prompts))
                 queue.pop(0)
                 bar.progress(1.0)
-                ui.clear_reads()
+                reads.clear()
                 st.rerun()  # redraw the plot with the new point, then evaluate the next one
-            except (ui.UIError, ValueError, StoreError, ImportError) as err:
+            except (UIError, ValueError, StoreError, ImportError) as err:
                 queue.clear()
                 st.error(f"Could not evaluate the mixture: {err}")
 
@@ -140,13 +142,13 @@ with st.expander("Mix two selected adapters", expanded=len(adapters_picked) == 2
 with st.expander(f"Points ({len(shown)})"):
     rows = []
     for p in shown:
-        row = {"id": p["id"], "label": p["label"], "kind": p["kind"], "method": p.get("method") or "",
-               "sweep": sweep_by_id.get(p.get("sweep_id") or "", {}).get("name", "")}
+        sw = sweep_by_id.get(p.sweep_id or "")
+        row = {"id": p.id, "label": p.label, "kind": p.kind, "method": p.method or "", "sweep": sw.name if sw else ""}
         for o in chosen_objs:
-            v = (p.get("values") or {}).get(o)
-            row[o] = round(v["mean"], 4) if v else None
-        row["KL"] = p.get("kl")
-        s = score.get(p["id"]) or {}
+            v = p.values.get(o)
+            row[o] = round(v.mean, 4) if v else None
+        row["KL"] = p.kl
+        s = score.get(p.id) or {}
         row["votes"] = s.get("votes", 0)
         row["win rate"] = None if s.get("win_rate") is None else round(s["win_rate"], 3)
         row["BT score [95%]"] = ("" if s.get("score") is None
@@ -162,15 +164,16 @@ with st.expander(f"Points ({len(shown)})"):
         from pama.sweep import front_table
 
         sid = real_sweeps[0]
+        sweep_votes = reads.votes(sweep_id=sid)
         d1, d2, d3 = st.columns(3)
         try:
             f_rows, f_summary = front_table(store, sid)
-            f_rows = report.add_vote_columns(f_rows, ui.vote_scores(report.votes_rows(store, sid)))
+            f_rows = report.add_vote_columns(f_rows, reads.vote_scores(sweep_votes))
             d1.download_button("Front with vote scores (CSV)", report.to_csv(f_rows, f_summary),
                                file_name=f"front-{sid}.csv", mime="text/csv", key="front_dl_csv")
         except (StoreError, ValueError) as err:
             d1.caption(f"Front export unavailable: {err}")
-        d2.download_button("Votes (CSV)", report.votes_csv(report.votes_rows(store, sid)),
+        d2.download_button("Votes (CSV)", report.votes_csv(sweep_votes),
                            file_name=f"votes-{sid}.csv", mime="text/csv", key="front_dl_votes_csv")
         d3.download_button("Votes and scores (JSON)", report.votes_json(store, sid), file_name=f"votes-{sid}.json",
                            mime="application/json", key="front_dl_votes_json")

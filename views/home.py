@@ -1,10 +1,10 @@
 """Home: what the tool does, the store in use, counts, and the first step."""
 import streamlit as st
 
-from pama import ui
+from pama.app import reads, selection, settings
 from pama.store import describe_url
 
-store = ui.st_store()
+store = reads.store()
 st.title("pama-explorer")
 st.markdown(
     "Train LoRA adapters of a small chat model with **PAMA** (multi-objective RL), one adapter per trade-off "
@@ -12,11 +12,11 @@ st.markdown(
     "adapters exactly, and compare their generations side by side.")
 
 imported = None
-if ui.demo_enabled() and not any(ui.cached("counts").values()):
-    imported = ui.import_demo(store)
+if settings.demo_enabled() and not any(reads.counts().values()):
+    imported = settings.import_demo(store)
     if imported:
-        ui.clear_reads()
-counts = ui.cached("counts")
+        reads.clear()
+counts = reads.counts()
 
 st.caption(f"Store in use: `{describe_url(store.url)}` (set `PAMA_DB_URL` or `PAMA_HOME` to use another).")
 c1, c2, c3 = st.columns(3)
@@ -45,8 +45,8 @@ st.page_link("views/train.py", label="Train: start a run or a sweep in the backg
 st.page_link("views/runs.py", label="Runs: every run's curves, config, evaluations; export or delete",
              icon=":material/table_rows:")
 
-runs = ui.cached("list_runs", limit=5)
+runs = reads.runs(limit=5)
 if runs:
     st.subheader("Latest runs")
-    st.dataframe(ui.runs_rows(runs), hide_index=True, column_order=["id", "name", "status", "method", "step",
+    st.dataframe(selection.runs_rows(runs), hide_index=True, column_order=["id", "name", "status", "method", "step",
                                                                     "created"])

@@ -1,20 +1,22 @@
 """Runs: every training run with status and filters; one run's curves, config and evaluations; export; delete."""
 import streamlit as st
 
-from pama import jobs, plots, ui
+from pama import jobs, plots
+from pama.app import deletion, exports, reads, selection
+from pama.app.settings import UIError
 from pama.store import RUN_STATUSES, StoreError
 
-store = ui.st_store()
+store = reads.store()
 st.title("Runs")
 if st.session_state.get("runs_deleted"):
     st.success(st.session_state.pop("runs_deleted"))
 try:
     if jobs.reap(store):
-        ui.clear_reads()
+        reads.clear()
 except StoreError as err:
     st.warning(f"Could not check for dead runs: {err}")
 
-runs = ui.cached("list_runs")
+runs = reads.runs()
 if not runs:
     st.info("No runs yet. Start one on the **Train** page or with `python -m pama train --steps 5`.")
     st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
@@ -22,43 +24,44 @@ if not runs:
 
 f1, f2, f3 = st.columns([2, 2, 3])
 statuses = f1.multiselect("Status", RUN_STATUSES, key="runs_status")
-methods = f2.multiselect("Method", sorted({r["method"] for r in runs}), key="runs_method")
+methods = f2.multiselect("Method", sorted({r.method for r in runs}), key="runs_method")
 text = f3.text_input("Search id / name / model", key="runs_text")
-shown = ui.filter_runs(runs, statuses=statuses or None, methods=methods or None, text=text)
-st.dataframe(ui.runs_rows(shown), hide_index=True,
+shown = selection.filter_runs(runs, statuses=statuses or None, methods=methods or None, text=text)
+st.dataframe(selection.runs_rows(shown), hide_index=True,
              column_config={"error": st.column_config.TextColumn("error", width="medium")})
 if not shown:
     st.info("No run matches the filters.")
     st.stop()
 
-by_id = {r["id"]: r for r in shown}
+by_id = {r.id: r for r in shown}
 run_id = st.selectbox("Run", list(by_id), key="runs_pick",
-                      format_func=lambda i: f"{by_id[i]['name']} · {by_id[i]['status']} · {i}")
-run = store.get_run(run_id)
+                      format_func=lambda i: f"{by_id[i].name} · {by_id[i].status} · {i}")
+# the chosen run's details are read now (its progress moves while the list above may be a few seconds old)
+run = reads.run.fresh(run_id)
 if run is None:
     st.warning("That run was just deleted.")
-    ui.clear_reads()
+    reads.clear()
     st.stop()
 
-prog = jobs.progress(run, store.metrics(run_id, keys=["time/step"]))
-st.markdown(f"### {run['name']}")
-st.caption(f"`{run['id']}` · {run['method']} · {run['model']} · status **{run['status']}** · step "
-           f"{run['step']}/{run['total_steps']}" + (f" · ETA {prog['eta']}" if prog["active"] else ""))
-if run["status"] == "failed":
-    st.error(f"Failed: {run.get('error') or 'no message'}")
-elif run["status"] == "cancelled":
-    st.warning(f"Cancelled at step {run['step']}. Resume with `python -m pama train --resume {run_id}`.")
+metrics = reads.metrics.fresh(run_id)
+prog = jobs.progress(run, [m for m in metrics if m["key"] == "time/step"])
+st.markdown(f"### {run.name}")
+st.caption(f"`{run.id}` · {run.method} · {run.model} · status **{run.status}** · step "
+           f"{run.step}/{run.total_steps}" + (f" · ETA {prog['eta']}" if prog["active"] else ""))
+if run.status == "failed":
+    st.error(f"Failed: {run.error or 'no message'}")
+elif run.status == "cancelled":
+    st.warning(f"Cancelled at step {run.step}. Resume with `python -m pama train --resume {run_id}`.")
 if prog["active"]:
     st.progress(prog["fraction"])
     if st.button("Cancel this run", key="runs_cancel"):
         jobs.cancel(store, run_id)
-        ui.clear_reads()
+        reads.clear()
         st.rerun()
 
 tab_curves, tab_config, tab_evals, tab_export, tab_delete = st.tabs(
     ["Curves", "Config", "Evaluations", "Export", "Delete"])
-metrics = store.metrics(run_id)
-obj_names = [o["name"] for o in run.get("objectives") or []]
+obj_names = run.objective_names
 
 with tab_curves:
     if not metrics:
@@ -79,32 +82,30 @@ with tab_curves:
                                             yaxis="share"), key="runs_eos")
 
 with tab_config:
-    st.json(run.get("config") or {}, expanded=True)
-    st.caption("Objectives: " + ", ".join(f"{o['name']} [{o['lower']:g}, {o['upper']:g}]"
-                                          for o in run.get("objectives") or []))
-    st.caption(f"Adapter: `{run.get('adapter_path') or 'not saved yet'}`")
+    st.json(run.config, expanded=True)
+    st.caption("Objectives: " + ", ".join(f"{o.name} [{o.lower:g}, {o.upper:g}]" for o in run.objectives))
+    st.caption(f"Adapter: `{run.adapter_path or 'not saved yet'}`")
 
 with tab_evals:
-    pts = store.points(run_id=run_id)
+    pts = reads.points.fresh(run_id=run_id)
     if not pts:
         st.info("This run's adapter has not been evaluated yet (sweeps evaluate every adapter they train).")
     else:
         rows = []
         # blind votes are scored within the sweep (the points they were compared with)
-        vscore = ui.vote_scores(ui.cached("votes", sweep_id=run["sweep_id"])) if run.get("sweep_id") else {}
+        vscore = reads.vote_scores(reads.votes(sweep_id=run.sweep_id)) if run.sweep_id else {}
         for p in pts:
-            row = {"point": p["id"], "kind": p["kind"], "label": p["label"]}
-            for o, v in p["values"].items():
-                row[o] = f"{v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
-            row["KL"] = p.get("kl")
-            vs = vscore.get(p["id"]) or {}
+            row = {"point": p.id, "kind": p.kind, "label": p.label}
+            row.update({o: str(v) for o, v in p.values.items()})   # mean [95% interval]
+            row["KL"] = p.kl
+            vs = vscore.get(p.id) or {}
             row["votes"] = vs.get("votes", 0)
             row["win rate"] = None if vs.get("win_rate") is None else round(vs["win_rate"], 3)
             row["BT score"] = None if vs.get("score") is None else round(vs["score"], 3)
             rows.append(row)
         st.dataframe(rows, hide_index=True)
-        pid = st.selectbox("Samples of point", [p["id"] for p in pts], key="runs_samples_point")
-        gens = store.generations(pid, limit=20)
+        pid = st.selectbox("Samples of point", [p.id for p in pts], key="runs_samples_point")
+        gens = reads.generations.fresh(pid, limit=20)
         for g in gens:
             with st.container(border=True):
                 st.caption(f"#{g['prompt_index']} · " + " · ".join(f"{k} {float(v):.3f}"
@@ -113,13 +114,13 @@ with tab_evals:
                 st.code(g["text"] or "(empty response)", language=None, wrap_lines=True)
 
 with tab_export:
-    st.download_button("Metrics (CSV)", ui.metrics_csv(metrics), file_name=f"{run_id}-metrics.csv",
+    st.download_button("Metrics (CSV)", exports.metrics_csv(metrics), file_name=f"{run_id}-metrics.csv",
                        mime="text/csv", key="runs_csv")
-    st.download_button("Run, metrics and evaluations (JSON)", ui.run_json(store, run_id),
+    st.download_button("Run, metrics and evaluations (JSON)", exports.run_json(store, run_id),
                        file_name=f"{run_id}.json", mime="application/json", key="runs_json")
 
 with tab_delete:
-    victims = ui.deletable_paths(run)
+    victims = deletion.deletable_paths(run)
     st.markdown("Deleting removes the run, its metrics, its evaluated points (and mixtures using it) from the "
                 "store" + (", and these folders:" if victims else "; it has no files under the checkpoints root."))
     for v in victims:
@@ -127,11 +128,11 @@ with tab_delete:
     confirm = st.checkbox(f"Yes, delete run {run_id} permanently", key=f"runs_confirm_{run_id}")
     if st.button("Delete run", type="primary", disabled=not confirm, key="runs_delete"):
         try:
-            removed = ui.delete_run(store, run_id)
-        except ui.UIError as err:
+            removed = deletion.delete_run(store, run_id)
+        except UIError as err:
             st.error(str(err))
         else:
-            ui.clear_reads()
+            reads.clear()
             st.session_state.pop("runs_pick", None)
             st.session_state["runs_deleted"] = f"Deleted run {run_id}" + (
                 f" and {len(removed)} folder(s)." if removed else ".")

@@ -1,14 +1,17 @@
 """Train: a form that starts a background training run (or a sweep) and live progress read from the store."""
 import streamlit as st
 
-from pama import jobs, objectives, plots, ui
+from pama import jobs, objectives, plots
+from pama.app import forms, reads
+from pama.app.settings import UIError, default_model
 from pama.config import DEFAULT_OBJECTIVES, DEFAULT_PREFERENCE, METHODS, ConfigError, SweepConfig, TrainConfig
 from pama.sampling import bf16_native
+from pama.records import RunRecord, SweepRecord
 from pama.store import StoreError
 
 BF16_SLOW = ("This CPU has no bfloat16 instructions (AVX512-BF16 or AMX): bfloat16 base weights run on a slow "
              "fall-back here, slower than float32.")
-store = ui.st_store()
+store = reads.store()
 st.title("Train")
 DEFAULTS = TrainConfig()
 SWEEP_DEFAULTS = SweepConfig()
@@ -16,7 +19,7 @@ SWEEP_DEFAULTS = SweepConfig()
 with st.form("train_form"):
     st.markdown("**What to train**")
     c1, c2 = st.columns(2)
-    model = c1.text_input("Model", value=ui.default_model(), key="tf_model",
+    model = c1.text_input("Model", value=default_model(), key="tf_model",
                           help="smollm2-135m (embedded, offline), tiny-random (seconds; for trying the app), "
                                "or a local model folder.")
     method = c2.selectbox("Method", METHODS, key="tf_method",
@@ -68,15 +71,15 @@ with st.form("train_form"):
 
 if submitted:
     sweep = mode.startswith("a sweep")
-    form = dict(name=name, model=model.strip(), objectives=ui.split_objectives(chosen, extra), method=method,
+    form = dict(name=name, model=model.strip(), objectives=forms.split_objectives(chosen, extra), method=method,
                 preference=preference, anchor=float(anchor), steps=int(steps), batch_size=int(batch),
                 max_new_tokens=int(new_tokens), lora_r=int(rank), lora_alpha=2 * int(rank),
                 learning_rate=float(lr), dtype=dtype)
     if sweep:
         form.update(points=int(points), eval_samples=int(eval_samples))
     try:
-        cfg = ui.build_train_config(form, sweep=sweep)
-    except (ConfigError, ui.UIError, ValueError) as err:
+        cfg = forms.build_train_config(form, sweep=sweep)
+    except (ConfigError, UIError, ValueError) as err:
         st.error(f"Nothing was started. {err}\n\nFix the fields above and submit again.")
     else:
         if sweep and not jobs.sweep_available():
@@ -90,54 +93,51 @@ if submitted:
                 st.error(str(err))
             else:
                 st.session_state.setdefault("sweep_watch" if sweep else "train_watch", []).append(job.id)
-                ui.clear_reads()
+                reads.clear()
                 st.success(f"Started {'sweep' if sweep else 'run'} `{job.id}` in the background (pid {job.pid}, log "
                            f"`{job.log}`). It keeps running if you close this tab; progress is below and on Runs.")
                 if dtype == "bfloat16" and bf16_slow:
                     st.warning(BF16_SLOW)
 
 
-def draw_run(run: dict) -> None:
-    prog = jobs.progress(run, store.metrics(run["id"], keys=["time/step"]) if run["step"] else [])
+def draw_run(run: RunRecord) -> None:
+    metrics = reads.metrics.fresh(run.id) if run.step else []
+    prog = jobs.progress(run, [m for m in metrics if m["key"] == "time/step"])
     with st.container(border=True):
         h1, h2 = st.columns([4, 1])
-        h1.markdown(f"**Run: {run['name']}**  \n`{run['id']}` · {run['method']} · {run['model']} · "
-                    f"*{prog['phase']}*")
+        h1.markdown(f"**Run: {run.name}**  \n`{run.id}` · {run.method} · {run.model} · *{prog['phase']}*")
         if prog["active"]:
-            h2.button("Cancel", key=f"cancel_{run['id']}", on_click=jobs.cancel, args=(store, run["id"]))
+            h2.button("Cancel", key=f"cancel_{run.id}", on_click=jobs.cancel, args=(store, run.id))
         st.progress(prog["fraction"], text=f"step {prog['step']}/{prog['total']}"
                     + (f" · ETA {prog['eta']}" if prog["active"] else "")
                     + (f" · {prog['seconds_per_step']:.1f} s/step" if prog["seconds_per_step"] else ""))
-        if run["status"] == "failed":
-            st.error(f"Failed: {run.get('error') or 'no message'}")
-        elif run["status"] == "cancelled":
-            st.warning("Cancelled. Resume it from a terminal with "
-                       f"`python -m pama train --resume {run['id']}`.")
-        elif run["status"] == "finished":
+        if run.status == "failed":
+            st.error(f"Failed: {run.error or 'no message'}")
+        elif run.status == "cancelled":
+            st.warning(f"Cancelled. Resume it from a terminal with `python -m pama train --resume {run.id}`.")
+        elif run.status == "finished":
             st.success("Finished. Its adapter is saved; evaluate it in a sweep or compare it on Compare.")
-        if run["step"]:
-            metrics = store.metrics(run["id"])
+        if run.step:
             g1, g2 = st.columns(2)
-            objs = (run.get("config") or {}).get("objectives")
-            g1.plotly_chart(plots.reward_curves_figure(metrics, objs, height=280), key=f"rw_{run['id']}")
-            g2.plotly_chart(plots.weights_figure(metrics, objs, height=280), key=f"wt_{run['id']}")
+            objs = run.config.get("objectives")
+            g1.plotly_chart(plots.reward_curves_figure(metrics, objs, height=280), key=f"rw_{run.id}")
+            g2.plotly_chart(plots.weights_figure(metrics, objs, height=280), key=f"wt_{run.id}")
 
 
-def draw_sweep(sweep: dict, runs: list[dict]) -> None:
+def draw_sweep(sweep: SweepRecord, runs: list[RunRecord]) -> None:
     prog = jobs.sweep_progress(sweep, runs)
     with st.container(border=True):
         h1, h2 = st.columns([4, 1])
-        h1.markdown(f"**Sweep: {sweep['name']}**  \n`{sweep['id']}` · {sweep['method']} · {sweep['model']} · "
-                    f"*{prog['phase']}*")
+        h1.markdown(f"**Sweep: {sweep.name}**  \n`{sweep.id}` · {sweep.method} · {sweep.model} · *{prog['phase']}*")
         if prog["active"]:
-            h2.button("Cancel sweep", key=f"cancel_sweep_{sweep['id']}", on_click=jobs.cancel_sweep,
-                      args=(store, sweep["id"]))
+            h2.button("Cancel sweep", key=f"cancel_sweep_{sweep.id}", on_click=jobs.cancel_sweep,
+                      args=(store, sweep.id))
         st.progress(prog["fraction"], text=f"{prog['done']}/{prog['total']} adapters trained")
-        if sweep["status"] == "failed":
-            st.error("Failed. " + str((sweep.get("summary") or {}).get("error") or "See the sweep's runs on Runs."))
-        elif sweep["status"] == "cancelled":
-            st.warning(f"Cancelled. Resume it with `python -m pama sweep --resume {sweep['id']}`.")
-        elif sweep["status"] == "finished":
+        if sweep.status == "failed":
+            st.error("Failed. " + str(sweep.summary.get("error") or "See the sweep's runs on Runs."))
+        elif sweep.status == "cancelled":
+            st.warning(f"Cancelled. Resume it with `python -m pama sweep --resume {sweep.id}`.")
+        elif sweep.status == "finished":
             st.success("Finished: every adapter is trained and evaluated. See it on the Pareto front page.")
         if prog["current"] is not None:
             draw_run(prog["current"])
@@ -148,28 +148,26 @@ def progress_panel() -> None:
         jobs.reap(store)
     except StoreError:
         pass
-    # the live view reads the store directly (not through the few-seconds cache)
-    sweeps = {s["id"]: s for s in store.list_sweeps()
-              if s["status"] in jobs.ACTIVE or s["id"] in st.session_state.get("sweep_watch", [])}
-    active = store.list_runs(status="running") + store.list_runs(status="queued")
-    watched = [r for r in (store.get_run(i) for i in st.session_state.get("train_watch", [])) if r]
-    runs = {r["id"]: r for r in active + watched if r.get("sweep_id") not in sweeps}
+    # the live view reads the store now (not through the few-seconds cache)
+    sweeps = {s.id: s for s in reads.sweeps.fresh() if s.active or s.id in st.session_state.get("sweep_watch", [])}
+    active = reads.runs.fresh(status="running") + reads.runs.fresh(status="queued")
+    watched = [r for r in (reads.run.fresh(i) for i in st.session_state.get("train_watch", [])) if r]
+    runs = {r.id: r for r in active + watched if r.sweep_id not in sweeps}
     if not runs and not sweeps:
         st.caption("No training is running. Runs started here (or from a terminal) appear below while they run.")
         return
-    for sw in sorted(sweeps.values(), key=lambda s: s["created_at"], reverse=True):
-        draw_sweep(sw, store.list_runs(sweep_id=sw["id"]))
-    for run in sorted(runs.values(), key=lambda r: r["created_at"], reverse=True):
+    for sw in sorted(sweeps.values(), key=lambda s: s.created_at, reverse=True):
+        draw_sweep(sw, reads.runs.fresh(sweep_id=sw.id))
+    for run in sorted(runs.values(), key=lambda r: r.created_at, reverse=True):
         draw_run(run)
-    still = any(r["status"] in jobs.ACTIVE for r in runs.values()) or any(
-        s["status"] in jobs.ACTIVE for s in sweeps.values())
+    still = any(r.active for r in runs.values()) or any(s.active for s in sweeps.values())
     if not still and st.session_state.get("train_polling"):
         st.session_state["train_polling"] = False
         st.rerun()  # everything ended: stop polling
 
 
 st.subheader("Progress")
-polling = bool(store.list_runs(status="running") or store.list_runs(status="queued")
-               or any(s["status"] in jobs.ACTIVE for s in store.list_sweeps()))
+polling = bool(reads.runs.fresh(status="running") or reads.runs.fresh(status="queued")
+               or any(s.active for s in reads.sweeps.fresh()))
 st.session_state["train_polling"] = polling
 st.fragment(run_every=2.0 if polling else None)(progress_panel)()

@@ -19,14 +19,14 @@ def register(sub, add) -> None:
 def run(args) -> int:
     store = Store(args.db)
     if not args.sweep_id:
-        sweeps = store.list_sweeps()
+        sweeps = store.sweep_records()
         if not sweeps:
             print("no sweeps yet: start one with `python -m pama sweep --points 5 --steps 20`")
             return 0
         for s in sweeps:
-            hv = (s["summary"] or {}).get("hypervolume")
-            print(f"{s['id']:<13} {s['status']:<9} {s['method']:<7} {'/'.join(s['objectives']):<28} "
-                  f"{'' if hv is None else f'HV {hv:.4f}  '}{s['name']}")
+            hv = s.summary.get("hypervolume")
+            print(f"{s.id:<13} {s.status:<9} {s.method:<7} {'/'.join(s.objectives):<28} "
+                  f"{'' if hv is None else f'HV {hv:.4f}  '}{s.name}")
         return 0
     rows, summary = sw.front(store, args.sweep_id, mixtures=args.mixtures, progress=not args.quiet)
     print(sw.format_table(rows, summary))

@@ -1,8 +1,7 @@
 """`runs`: list the store's runs."""
 from __future__ import annotations
 
-import json
-
+from .. import jsonio
 from ..store import Store
 
 
@@ -17,9 +16,9 @@ def register(sub, add) -> None:
 def run(args) -> int:
     store = Store(args.db)
     store.mark_stale_failed()
-    runs = store.list_runs(status=args.status, method=args.method, limit=args.limit)
+    runs = store.run_records(status=args.status, method=args.method, limit=args.limit)
     if args.json:
-        print(json.dumps(runs, default=str, indent=2))
+        print(jsonio.dumps(runs))   # each run with its objectives; dates in ISO 8601
         return 0
     if not runs:
         print("no runs yet: start one with `python -m pama train --steps 5` or from the app's Train page")
@@ -28,6 +27,6 @@ def run(args) -> int:
     print(header)
     print("-" * len(header))
     for r in runs:
-        print(f"{r['id']:<13} {r['status']:<9} {r['method']:<7} {r['step']:>4}/{r['total_steps']:<4}  "
-              f"{r['created_at']:%Y-%m-%d %H:%M:%S}  {r['name']}")
+        print(f"{r.id:<13} {r.status:<9} {r.method:<7} {r.step:>4}/{r.total_steps:<4}  "
+              f"{r.created_at:%Y-%m-%d %H:%M:%S}  {r.name}")
     return 0

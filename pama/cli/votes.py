@@ -34,13 +34,13 @@ def format_votes(rows: list[dict], n_votes: int) -> str:
 def run(args) -> int:
     store = Store(args.db)
     if not args.sweep_id:
-        sweeps = store.list_sweeps()
+        sweeps = store.sweep_records()
         if not sweeps:
             print("no sweeps yet, so no votes: import the demo front with `python -m pama setup`")
         for s in sweeps:
-            print(f"{s['id']:<13} {len(store.votes(sweep_id=s['id'])):>5} votes  {s['name']}")
+            print(f"{s.id:<13} {len(store.votes(sweep_id=s.id)):>5} votes  {s.name}")
         return 0
-    if store.get_sweep(args.sweep_id) is None:
+    if store.sweep_record(args.sweep_id) is None:
         raise ValueError(f"no sweep {args.sweep_id!r}; `python -m pama votes` lists them")
     votes = report.votes_rows(store, args.sweep_id)
     print(f"sweep {args.sweep_id}: " + format_votes(report.vote_score_rows(store, args.sweep_id, votes), len(votes)))

@@ -1,0 +1,62 @@
+"""Blind votes on the Compare page: which points a session draws from, generating the responses a ballot lacks,
+casting the vote, and the scores table (the draw itself and the Bradley–Terry fit are ``pama.votes``)."""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+from .hosting import host_for
+from .selection import point_label
+from .settings import GENERATION_MAX_NEW_TOKENS, GENERATION_TEMPERATURE
+
+VOTE_BUTTONS = (("a", "A is better", "A"), ("b", "B is better", "B"), ("tie", "Tie", "T"),
+                ("both_bad", "Both bad", "X"))     # (choice, button label, keyboard shortcut)
+
+
+def blind_scope(points: Sequence[Mapping], sweep_id: str | None, picked: Iterable[str] | None = None) -> list:
+    """The points a blind session draws from: the sweep's (or every point when ``sweep_id`` is None), kept to
+    ``picked`` when the person narrowed the set."""
+    pts = [p for p in points if sweep_id is None or p.get("sweep_id") == sweep_id]
+    if picked is not None:
+        keep = set(picked)
+        pts = [p for p in pts if p["id"] in keep]
+    return pts
+
+
+def fill_ballot(store, ballot: dict, by_id: Mapping[str, Mapping], *, app_model: str | None = None,
+                temperature: float = GENERATION_TEMPERATURE, max_new_tokens: int = GENERATION_MAX_NEW_TOKENS,
+                seed: int = 0) -> dict:
+    """Generate the responses a ballot lacks (no stored response for its prompt), each with its point's model,
+    the same seed for both; returns the ballot with ``text_a`` / ``text_b`` filled."""
+    out = dict(ballot)
+    for side in ("a", "b"):
+        if out.get(f"text_{side}") is None:
+            item = by_id[out[f"point_{side}"]]
+            res = host_for(item, app_model).generate(store, item, out["prompt"], seed=seed, temperature=temperature,
+                                                     max_new_tokens=max_new_tokens)
+            out[f"text_{side}"] = res["text"]
+    return out
+
+
+def submit_vote(store, ballot: Mapping, choice: str, voter: str | None = None) -> dict:
+    """Store a ballot's vote ({id, duplicate}); ``store.VoteRefused`` when a point was deleted meanwhile."""
+    return store.add_vote(token=ballot["token"], point_a=ballot["point_a"], point_b=ballot["point_b"],
+                          prompt=ballot["prompt"], text_a=ballot["text_a"] or "", text_b=ballot["text_b"] or "",
+                          vote=choice, voter=voter, sweep_id=ballot.get("sweep_id"),
+                          prompt_index=ballot.get("prompt_index"), source=ballot.get("source"))
+
+
+def vote_table(points: Sequence[Mapping], score: Mapping[str, Mapping], *,
+               sweeps: Mapping[str, Mapping] | None = None) -> list[dict]:
+    """Rows for the scores table: best score first, points without votes last."""
+    rows = []
+    for p in points:
+        s = score.get(p["id"]) or {}
+        rows.append({
+            "point": point_label(p, sweeps=sweeps), "votes": s.get("votes", 0),
+            "W-L-T": f"{s.get('wins', 0)}-{s.get('losses', 0)}-{s.get('ties', 0)}", "both bad": s.get("both_bad", 0),
+            "win rate": None if s.get("win_rate") is None else round(s["win_rate"], 3),
+            "BT score": None if s.get("score") is None else round(s["score"], 3),
+            "95% interval": "" if s.get("low") is None else f"[{s['low']:+.2f}, {s['high']:+.2f}]",
+        })
+    rows.sort(key=lambda r: (r["BT score"] is None, -(r["BT score"] or 0)))
+    return rows
