@@ -31,10 +31,10 @@ import yaml
 from . import paths
 from .config import ConfigError, TrainConfig, from_dict
 from .procs import pid_alive, track
+from .records import ACTIVE_STATUSES as ACTIVE  # queued or running: a process may still own the run
 from .runs import default_sweep_name, sweep_shape
 from .store import Store, heartbeat_grace_s
 
-ACTIVE = ("queued", "running")
 GRACE_S = 120.0
 
 class JobError(RuntimeError):

@@ -188,7 +188,3 @@ class PointRecord(Record):
     extra: dict = field(default_factory=dict)
 
     _nested: ClassVar[dict[str, type]] = {"values": Estimate}
-
-    @property
-    def objectives(self) -> list[str]:
-        return list(self.values)

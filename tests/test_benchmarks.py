@@ -13,9 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(tmp_path: Path, script: str, *args: str) -> str:
+def _run(tmp_path: Path, script: str, *args: str, model: str | None = "tiny-random") -> str:
     env = dict(os.environ, PAMA_BENCH_RESULTS=str(tmp_path), PAMA_HOME=str(tmp_path / "home"))
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--model", "tiny-random", *args],
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *(["--model", model] if model else []),
+                           *args],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -34,6 +35,14 @@ def test_bench_weights_times_pama_and_mgda_for_each_n(tmp_path):
     for r in rows:  # MGDA's n backward passes cannot be cheaper than PAMA's elementwise combination
         assert float(r["mgda_ms"]) > float(r["pama_ms"]) > 0
     assert "| n |" in out and "command:" in out
+
+
+def test_bench_embedder_times_both_embedders_and_checks_that_they_agree(tmp_path):
+    out = _run(tmp_path, "bench_embedder.py", "--pairs", "4", "--rounds", "1", model=None)  # MiniLM, not a policy
+    rows = _rows(tmp_path / "embedder.csv")
+    assert [r["embedder"] for r in rows] == ["hand-rolled (AutoModel + mean pooling)", "sentence-transformers"]
+    assert all(float(r["max_abs_cos_diff"]) <= 1e-4 and float(r["median_s"]) > 0 for r in rows)
+    assert "command:" in out and "niceness of this process" in out
 
 
 def test_bench_rollout_compares_every_variant(tmp_path):
