@@ -41,3 +41,13 @@ def test_every_subcommand_renders_its_help():
                                  "evaluate"]
     for name, p in sub.choices.items():
         assert p.format_help().startswith(f"usage: python -m pama {name}"), name
+
+
+def test_pages_read_the_store_only_through_the_typed_reads():
+    """Pages stay thin: every read goes through pama.app.reads (cached, or .fresh() for live views), never a raw
+    store method next to a cached read; writes go through the app helpers and pama.jobs, which take the store."""
+    import re
+
+    for page in [REPO / "app.py", *sorted((REPO / "views").glob("*.py"))]:
+        calls = re.findall(r"\bstore\.(\w+)\(", page.read_text())
+        assert not calls, f"{page.name} calls the store directly: {calls}; add a typed read to pama/app/reads.py"
