@@ -462,3 +462,25 @@ def finite(x) -> bool:
         return math.isfinite(float(x))
     except (TypeError, ValueError):
         return False
+
+
+LIVE_COLOUR = "#d6336c"
+
+
+def add_live_point(fig: go.Figure, point: Mapping, objectives: Sequence[str], *, name: str = "live generation") -> bool:
+    """Place one unstored point (the app's preference slider: a response generated now, scored once) on a 2-objective
+    front figure as a large marker; False (nothing drawn) when it lacks a score on either axis."""
+    objectives = list(objectives)
+    values = point.get("values") or {}
+    if len(objectives) != 2 or not all(o in values and finite(_mean(values[o])) for o in objectives):
+        return False
+    x, y = (_mean(values[o]) for o in objectives)
+    fig.add_trace(go.Scatter(
+        x=[x], y=[y], mode="markers", name=html.escape(name), showlegend=True,
+        marker=dict(symbol="x", size=16, color=LIVE_COLOUR, line=dict(color="#000000", width=1)),
+        hovertext=[html.escape(str(point.get("label") or name))], hovertemplate="%{hovertext}<extra></extra>"))
+    return True
+
+
+def _mean(v) -> float:
+    return float(v["mean"] if isinstance(v, Mapping) else v)

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from pama import votes as V
-from pama.app import ballots, hosting, reads, selection
+from pama.app import ballots, hosting, reads, selection, steering
 from pama.app.settings import (BASE_ID, GENERATION_MAX_NEW_TOKENS, GENERATION_TEMPERATURE, MAX_COMPARE,
                                UIError)
 from pama.prompts import PromptError, load_prompts
@@ -175,6 +175,46 @@ with st.expander("Add an exact mixture of two adapters"):
             st.error(st.session_state.pop("cmp_mix_error"))
 
 
+cond_runs = steering.conditioned_runs(points)
+with st.expander("Add preferences of one conditioned adapter", expanded=bool(cond_runs) and not picked):
+    if not cond_runs:
+        st.caption("Needs a conditioned adapter evaluated in the store (Train: *one conditioned adapter*).")
+    else:
+        run_id = st.selectbox("Conditioned adapter", list(cond_runs), key="cmp_cond_run",
+                              format_func=lambda r: f"{cond_runs[r]['label']} [{r}]")
+        run_rec = reads.run(run_id)
+        cobjs = list((run_rec.config if run_rec else {}).get("objectives") or cond_runs[run_id]["objectives"])
+        st.text_area(f"Preferences, one per line ({', '.join(cobjs)}; 2-4 lines; same seed for all)",
+                     key="cmp_cond_prefs", height=110,
+                     value="\n".join(", ".join(f"{w:g}" for w in row) for row in
+                                     ([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]] if len(cobjs) == 2
+                                      else [[1.0 if k == j else 0.0 for k in range(len(cobjs))]
+                                            for j in range(min(len(cobjs), MAX_COMPARE))])))
+
+        def add_preferences():
+            try:
+                prefs = steering.parse_preferences(st.session_state.get("cmp_cond_prefs", ""), len(cobjs))
+            except UIError as err:
+                st.session_state["cmp_cond_error"] = str(err)
+                return
+            if not prefs:
+                st.session_state["cmp_cond_error"] = "Type at least one preference."
+                return
+            new = [steering.preference_item(run_id, cond_runs[run_id], p) for p in prefs]
+            current = [i for i in st.session_state.get("compare_pick", []) if i not in {it["id"] for it in new}]
+            if len(current) + len(new) > MAX_COMPARE:
+                current = []   # the preferences replace the picked columns rather than being cut short
+            if len(new) > MAX_COMPARE:
+                st.session_state["cmp_cond_error"] = f"At most {MAX_COMPARE} columns: the first {MAX_COMPARE} shown."
+            for it in new[:MAX_COMPARE]:
+                mixtures[it["id"]] = it
+            st.session_state["compare_pick"] = current + [it["id"] for it in new[:MAX_COMPARE]]
+
+        st.button("Compare these preferences", key="cmp_cond_add", on_click=add_preferences)
+        if st.session_state.get("cmp_cond_error"):
+            st.error(st.session_state.pop("cmp_cond_error"))
+
+
 def item_of(i: str) -> dict:
     if i == BASE_ID:
         return base_item
@@ -213,9 +253,9 @@ with tab_gen:
         for k, item in enumerate(items):
             bar.progress(k / len(items), text=f"Generating with {item['label']} ({k + 1}/{len(items)})…")
             try:
-                host = hosting.host_for(item, st.session_state.get("app_model"))
-                res = host.generate(store, item, prompt, objectives=objectives, seed=int(seed),
-                                    temperature=float(temperature), max_new_tokens=int(max_new))
+                res = hosting.generate_item(store, item, prompt, objectives=objectives,
+                                            override=st.session_state.get("app_model"), seed=int(seed),
+                                            temperature=float(temperature), max_new_tokens=int(max_new))
             except (UIError, ValueError, StoreError, ImportError, OSError) as err:
                 res = dict(error=str(err))
             results[(item["id"], settings)] = res

@@ -3,8 +3,9 @@ import streamlit as st
 
 from pama import plots
 from pama import votes as V
-from pama.app import hosting, reads, selection
-from pama.app.settings import MAX_COMPARE, QUICK_PROMPTS, UIError
+from pama.app import hosting, reads, selection, steering
+from pama.app.settings import GENERATION_MAX_NEW_TOKENS, MAX_COMPARE, QUICK_PROMPTS, UIError
+from pama.prompts import PromptError, load_prompts
 from pama.store import StoreError
 
 store = reads.store()
@@ -77,16 +78,82 @@ else:
                              error_bars=error_bars, colour_title=V.SCORE_NAME,
                              colour_by={i: s["score"] for i, s in score.items()} if colour_votes else None)
 
+# ------------------------------------------------------------------------------------------ the preference slider
+# a conditioned run's points are one curve (plots.group_of / front_data); its adapter generates at any preference
+chart_slot = st.container()   # the plot goes here, drawn below once the slider's live point is known
+live = None
+cond_runs = steering.conditioned_runs(in_sweeps)
+if cond_runs:
+    with st.container(border=True):
+        st.markdown("**Preference slider**: one conditioned adapter, any trade-off, generated now (× on the plot)")
+        s1, s2 = st.columns([2, 3])
+        run_id = s1.selectbox("Conditioned adapter", list(cond_runs), key="cond_run",
+                              format_func=lambda r: f"{cond_runs[r]['label']} [{r}]")
+        info = cond_runs[run_id]
+        run_rec = reads.run(run_id)
+        objs = list((run_rec.config if run_rec else {}).get("objectives") or info["objectives"])
+        p = None
+        if len(objs) == 2:
+            w = s2.slider(f"Weight of {objs[0]} (the rest goes to {objs[1]})", 0.0, 1.0, 0.5, 0.05, key="cond_p")
+            p = steering.two_objective_preference(w)
+        else:
+            raw = [c.slider(o, 0.0, 1.0, round(1 / len(objs), 2), 0.05, key=f"cond_w_{k}")
+                   for k, (c, o) in enumerate(zip(s2.columns(len(objs)), objs))]
+            try:
+                p = steering.normalise(raw)
+            except UIError as err:
+                s2.warning(str(err))
+        s2.caption("Preference: " + (steering.preference_text(objs, p) if p else "none"))
+        source = s1.radio("Prompt", ["held-out set", "my own"], horizontal=True, key="cond_source")
+        try:
+            heldout = load_prompts("builtin:heldout")
+        except PromptError:
+            heldout = []
+        if source == "held-out set" and heldout:
+            prompt = s1.selectbox("Held-out prompt", heldout, key="cond_prompt_pick")
+        else:
+            prompt = s1.text_area("Your prompt", key="cond_prompt_text", max_chars=2000,
+                                  placeholder="Write a short review of a café.")
+        g1, g2 = s2.columns(2)
+        seed = g1.number_input("Seed", 0, 2**31 - 1, 0, key="cond_seed")
+        max_new = g2.number_input("Max new tokens", 1, 256, GENERATION_MAX_NEW_TOKENS, key="cond_max_new")
+        app_model = st.session_state.get("app_model") or ""
+        results = st.session_state.setdefault("cond_results", {})
+        key = (run_id, tuple(round(x, 4) for x in p or ()), prompt, int(seed), int(max_new), app_model)
+        if p and (prompt or "").strip() and key not in results:
+            try:
+                with st.spinner(f"Generating at {steering.preference_text(objs, p)}…"):
+                    host = hosting.conditioned_host(run_id, hosting.model_for(info, app_model))
+                    results[key] = host.generate_at(store, prompt, p, seed=int(seed), max_new_tokens=int(max_new))
+            except (UIError, ValueError, StoreError, ImportError, OSError) as err:
+                st.error(f"Could not generate with this adapter: {err}")
+        res = results.get(key)
+        if res:
+            st.code(res["text"] or "(empty response)", language=None, wrap_lines=True)
+            st.caption("Scores: " + (" · ".join(f"{o} {v:.3f}" for o, v in res["scores"].items()) or "none"))
+            for problem in res.get("problems", []):
+                st.warning(problem)
+            live = steering.live_point(run_id, p, res["scores"],
+                                       label=f"{info['label']} @ ({steering.preference_text(objs, p)}), live")
+        elif not (prompt or "").strip():
+            st.caption("Type a prompt to generate.")
+
+if fig is not None and live is not None and len(chosen_objs) == 2:
+    if not plots.add_live_point(fig, live, chosen_objs, name="live generation (×)"):
+        st.caption("The live generation has no score on both plotted objectives, so it is not on the plot.")
+
 clicked: list[str] = []
 if fig is not None:
-    if len(chosen_objs) == 3 and view3d == "3-D":
-        st.plotly_chart(fig, key="front_chart_3d")
-        st.caption("3-D view: drag to rotate; pick points for comparison below.")
-    else:
-        event = st.plotly_chart(fig, key="front_chart", on_select="rerun", selection_mode="points")
-        clicked = selection.selected_point_ids(event)
-        st.caption("Click a point (shift-click for several) to select it for comparison; hover for its "
-                   "configuration. Faded points are dominated; lines join each method's front.")
+    with chart_slot:
+        if len(chosen_objs) == 3 and view3d == "3-D":
+            st.plotly_chart(fig, key="front_chart_3d")
+            st.caption("3-D view: drag to rotate; pick points for comparison below.")
+        else:
+            event = st.plotly_chart(fig, key="front_chart", on_select="rerun", selection_mode="points")
+            clicked = selection.selected_point_ids(event)
+            st.caption("Click a point (shift-click for several) to select it for comparison; hover for its "
+                       "configuration. Faded points are dominated; lines join each method's front (a "
+                       "conditioned adapter's points in preference order).")
 
 # the plot's selection drives the picker (the picker also works alone: keyboard, tests)
 if clicked and clicked != st.session_state.get("front_last_click"):

@@ -32,7 +32,10 @@ with st.form("train_form"):
                          help="Built-ins with parameters, or hf: reward models. py: objectives run code and are "
                               "accepted only from config files and the command line.")
     st.markdown("**Trade-off**")
-    mode = st.radio("Train", ["one preference", "a sweep grid (a whole front)"], horizontal=True, key="tf_mode")
+    mode = st.radio("Train", forms.MODES, horizontal=True, key="tf_mode",
+                    help="A sweep grid trains one adapter per preference. One conditioned adapter (pama or morlhf) "
+                         "learns the whole front at once and is then evaluated along a preference grid; the Pareto "
+                         "front page draws it as a curve with a live preference slider (docs/conditioned.md).")
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     preference = c1.text_input("Preference (one weight per objective)", key="tf_preference",
                                value=", ".join(f"{p:g}" for p in DEFAULT_PREFERENCE),
@@ -70,13 +73,16 @@ with st.form("train_form"):
     submitted = st.form_submit_button("Start training", type="primary")
 
 if submitted:
-    sweep = mode.startswith("a sweep")
+    sweep = forms.mode_is_sweep(mode)
     form = dict(name=name, model=model.strip(), objectives=forms.split_objectives(chosen, extra), method=method,
                 preference=preference, anchor=float(anchor), steps=int(steps), batch_size=int(batch),
                 max_new_tokens=int(new_tokens), lora_r=int(rank), lora_alpha=2 * int(rank),
                 learning_rate=float(lr), dtype=dtype)
     if sweep:
         form.update(points=int(points), eval_samples=int(eval_samples))
+    if forms.mode_is_conditioned(mode):
+        form.update(conditioned=True)
+        form.pop("points")   # a conditioned sweep evaluates along pareto.conditioned_grid (11 points for two)
     try:
         cfg = forms.build_train_config(form, sweep=sweep)
     except (ConfigError, UIError, ValueError) as err:

@@ -12,6 +12,19 @@ from .settings import UIError
 SWEEP_ONLY = ("points", "eval_samples", "eval_prompts", "eval_max_new_tokens", "eval_seed")
 
 
+MODES = ("one preference", "a sweep grid (a whole front)", "one conditioned adapter (whole front)")
+
+
+def mode_is_sweep(mode: str) -> bool:
+    """A grid and a conditioned adapter both run as a sweep (the conditioned one: one run, evaluated along the
+    preference grid as points of kind ``conditioned``)."""
+    return mode in MODES[1:]
+
+
+def mode_is_conditioned(mode: str) -> bool:
+    return mode == MODES[2]
+
+
 def parse_floats(text: str, what: str = "preference") -> list[float]:
     """'0.3, 0.7' → [0.3, 0.7]; '' → []; anything else → UIError naming the bad entry."""
     out = []

@@ -44,6 +44,19 @@ def model_for(item: Mapping, override: str | None = None) -> str:
     return (override or "").strip() or app_model_override() or item.get("model") or default_model()
 
 
+def score_text(prompt: str, text: str, objectives: Sequence[str]) -> dict:
+    """{scores: {objective: score}, problems: [what could not be scored]} of one response."""
+    scores: dict[str, float] = {}
+    problems: list[str] = []
+    for name in objectives:
+        try:
+            obj = objmod.get(name, allow_python=False)
+            scores[name] = float(obj.score([prompt], [text])[0])
+        except ValueError as err:
+            problems.append(f"{name}: {err}")
+    return dict(scores=scores, problems=problems)
+
+
 class ModelHost:
     """One base model (and its tokenizer) with every adapter loaded so far; a lock serialises adapter switching and
     generation, since the object is shared by every browser session (``st.cache_resource``)."""
@@ -87,15 +100,7 @@ class ModelHost:
         with self.use(store, item) as (model, tok):
             text = models.generate(model, tok, [prompt], max_new_tokens=int(max_new_tokens),
                                    temperature=float(temperature), seed=int(seed))[0]
-        scores: dict[str, float] = {}
-        problems: list[str] = []
-        for name in objectives:
-            try:
-                obj = objmod.get(name, allow_python=False)
-                scores[name] = float(obj.score([prompt], [text])[0])
-            except ValueError as err:
-                problems.append(f"{name}: {err}")
-        return dict(text=text, scores=scores, problems=problems)
+        return dict(text=text, **score_text(prompt, text, objectives))
 
     def evaluate(self, store, item: Mapping, objectives: Sequence[str], prompts: Sequence[str], *, seed: int = 1234,
                  max_new_tokens: int = 32):
@@ -115,6 +120,68 @@ def model_host(spec: str) -> ModelHost:
 def host_for(item: Mapping, override: str | None = None) -> ModelHost:
     """The shared host of the model a comparison item generates with (``model_for``)."""
     return model_host(model_for(item, override))
+
+
+class ConditionedHost:
+    """One preference-conditioned run loaded once (``pama.conditioning.load_conditioned``), shared by every session;
+    a lock serialises generation, and each call sets its own preference (``generate_at``): moving the slider never
+    reloads anything."""
+
+    def __init__(self, run_id: str, spec: str):
+        self.run_id, self.spec = run_id, spec
+        self.lock = threading.RLock()
+        self.model = self.tokenizer = None
+        self.objectives: list[str] = []
+        self.loads = 0
+
+    def _ensure(self, store):
+        if self.model is None:
+            from .. import conditioning as cond  # heavy: torch, transformers and peft
+
+            try:
+                self.model, self.tokenizer, self.objectives = cond.load_conditioned(self.run_id, store=store,
+                                                                                    model=self.spec)
+            except (KeyError, FileNotFoundError) as err:
+                raise UIError(f"run {self.run_id} has no loadable conditioned adapter: {err}") from None
+            self.loads += 1
+        return self.model
+
+    def generate_at(self, store, prompt: str, p: Sequence[float], *, seed: int = 0,
+                    temperature: float = GENERATION_TEMPERATURE,
+                    max_new_tokens: int = GENERATION_MAX_NEW_TOKENS) -> dict:
+        """One response to ``prompt`` at preference ``p``, scored with the run's objectives."""
+        from .. import conditioning as cond  # heavy: torch
+
+        with self.lock:
+            self._ensure(store)
+            text = cond.generate_at(self.model, self.tokenizer, [prompt], list(p), max_new_tokens=int(max_new_tokens),
+                                    temperature=float(temperature), seed=int(seed))[0]
+            objectives = list(self.objectives)
+        return dict(text=text, preference=list(p), **score_text(prompt, text, objectives))
+
+
+@st.cache_resource(show_spinner=False)
+def conditioned_host(run_id: str, spec: str) -> ConditionedHost:
+    """The host of conditioned run ``run_id`` on base model ``spec``, shared by every session of this server."""
+    return ConditionedHost(run_id, spec)
+
+
+def conditioned_host_for(item: Mapping, override: str | None = None) -> ConditionedHost:
+    """The shared host of a conditioned point / preference item (its run, on ``model_for``'s model)."""
+    if not item.get("run_id"):
+        raise UIError(f"point {item.get('id')} has no conditioned run to load")
+    return conditioned_host(item["run_id"], model_for(item, override))
+
+
+def generate_item(store, item: Mapping, prompt: str, *, objectives: Sequence[str] = (), override: str | None = None,
+                  **kw) -> dict:
+    """Compare's generation of any item: a conditioned point / preference item at its preference (scored with its
+    run's objectives), else base / adapter / mixture on the shared model host."""
+    if item.get("kind") == "conditioned":
+        if not item.get("preference"):
+            raise UIError(f"point {item.get('id')} has no preference to generate at")
+        return conditioned_host_for(item, override).generate_at(store, prompt, item["preference"], **kw)
+    return host_for(item, override).generate(store, item, prompt, objectives=objectives, **kw)
 
 
 def evaluate_mixture(store, host: ModelHost, a: Mapping, b: Mapping, t: float, *, n_prompts: int = QUICK_PROMPTS,

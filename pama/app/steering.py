@@ -1,0 +1,79 @@
+"""Preference-conditioned adapters in the app (pure, no Streamlit): which runs of the shown points are conditioned,
+slider values → a preference, comparison items at a preference, the typed preferences of the Compare page, and the
+live point the Pareto front page places on its plot."""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+from .forms import parse_floats
+from .settings import UIError
+
+LIVE_ID = "live"
+
+
+def conditioned_runs(points: Sequence[Mapping]) -> dict[str, dict]:
+    """{run id: {model, method, sweep_id, label, objectives}} of the runs behind the points of kind ``conditioned``,
+    in the order first seen (the objectives: those the points were evaluated on)."""
+    out: dict[str, dict] = {}
+    for p in points:
+        if p.get("kind") != "conditioned" or not p.get("run_id"):
+            continue
+        label = str(p.get("label") or p["run_id"]).split(" @ ")[0]
+        info = out.setdefault(p["run_id"], dict(model=p.get("model"), method=p.get("method"),
+                                                sweep_id=p.get("sweep_id"), label=label, objectives=[]))
+        for o in (p.get("values") or {}):
+            if o not in info["objectives"]:
+                info["objectives"].append(o)
+    return out
+
+
+def normalise(weights: Sequence[float]) -> list[float]:
+    """Slider or typed weights → a preference summing to 1; UIError if one is negative / not finite or all are 0."""
+    w = [float(x) for x in weights]
+    if not w or any(not math.isfinite(x) or x < 0 for x in w):
+        raise UIError(f"preference weights must be finite and ≥ 0, got {w}")
+    total = sum(w)
+    if total <= 0:
+        raise UIError("give at least one objective a positive weight")
+    return [x / total for x in w]
+
+
+def two_objective_preference(first: float) -> list[float]:
+    """The two-objective slider: the first objective's weight p₁ → (p₁, 1 − p₁)."""
+    first = min(max(float(first), 0.0), 1.0)
+    return [first, 1.0 - first]
+
+
+def preference_text(objectives: Sequence[str], p: Sequence[float]) -> str:
+    return ", ".join(f"{o} {float(w):.2f}" for o, w in zip(objectives, p))
+
+
+def parse_preferences(text: str, n: int) -> list[list[float]]:
+    """The Compare page's typed preferences, one per line ('0.2, 0.8'), each normalised; UIError naming a bad line."""
+    out = []
+    for k, line in enumerate((text or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        w = parse_floats(line, what=f"preference on line {k}")
+        if len(w) != n:
+            raise UIError(f"preference on line {k} has {len(w)} weights; the adapter takes {n}, one per objective")
+        try:
+            out.append(normalise(w))
+        except UIError as err:
+            raise UIError(f"preference on line {k}: {err}") from None
+    return out
+
+
+def preference_item(run_id: str, info: Mapping[str, Any], p: Sequence[float]) -> dict:
+    """A comparison item: the conditioned run ``run_id`` at preference ``p`` (not a stored point)."""
+    p = [round(float(x), 4) for x in p]
+    return dict(id=f"pref:{run_id}:{','.join(f'{x:.4f}' for x in p)}", kind="conditioned", run_id=run_id,
+                preference=p, model=info.get("model"), method=info.get("method"), sweep_id=info.get("sweep_id"),
+                values={}, label=f"{info.get('label') or run_id} @ ({', '.join(f'{x:.2f}' for x in p)})")
+
+
+def live_point(run_id: str, p: Sequence[float], scores: Mapping[str, float], *, label: str = "") -> dict:
+    """The slider's generation as a point for the plot (one response: no interval)."""
+    return dict(id=LIVE_ID, kind="live", run_id=run_id, preference=list(p), label=label or "live",
+                values={o: dict(mean=float(v), ci_low=float(v), ci_high=float(v)) for o, v in scores.items()})
