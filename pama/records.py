@@ -102,8 +102,18 @@ class Estimate(Record):
         return f"{self.mean:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}]"
 
 
+class Status:
+    """``active`` for the records that have a status (runs, sweeps)."""
+    status: str
+
+    @property
+    def active(self) -> bool:
+        """Queued or running (its process may still have died: ``pama.jobs.reap`` finds out)."""
+        return self.status in ACTIVE_STATUSES
+
+
 @dataclass(frozen=True)
-class RunRecord(Record):
+class RunRecord(Record, Status):
     """A training run: its row and its objectives in order."""
     id: str
     name: str
@@ -135,14 +145,10 @@ class RunRecord(Record):
     def objective_names(self) -> list[str]:
         return [o.name for o in self.objectives]
 
-    @property
-    def active(self) -> bool:
-        """Queued or running (its process may still have died: ``pama.jobs.reap`` finds out)."""
-        return self.status in ACTIVE_STATUSES
 
 
 @dataclass(frozen=True)
-class SweepRecord(Record):
+class SweepRecord(Record, Status):
     """A sweep: one adapter per preference of a grid, evaluated, forming a front."""
     id: str
     name: str
@@ -159,10 +165,6 @@ class SweepRecord(Record):
     def from_dict(cls, row):
         return super().from_dict({**row, "objectives": tuple(row.get("objectives") or ()),
                                   "summary": row.get("summary") or {}, "config": row.get("config") or {}})
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
 
 
 @dataclass(frozen=True)
