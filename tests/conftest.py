@@ -14,6 +14,17 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """A config with ``threads: 1`` sets torch's thread count for the whole process (the trainer runs in-process in
+    most tests); restore it, or later tests run at another thread count: the embedded model's 12-step integration
+    run lowers its preferred reward at 1 thread (measured), so its outcome depended on which tests ran before it."""
+    n = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 @pytest.fixture
 def pama_home(tmp_path, monkeypatch):
     """Each test gets its own checkpoints root and SQLite store; the base-model cache stays shared."""
