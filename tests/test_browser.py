@@ -263,6 +263,7 @@ def test_twenty_blind_votes_on_the_demo_front_survive_a_restart(page):
         revealed = page.locator('[data-testid="stMarkdown"]', has_text="was")
         for k in range(20):
             page.get_by_text("Which response is better?").wait_for()
+            wait_idle(page)   # the run that drew the caption may still be going: its stale reveals go when it ends
             no_exception(page)
             assert revealed.count() == 0                     # the points stay hidden until the vote
             assert page.locator('[data-testid="stCode"]').count() == 2
