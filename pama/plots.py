@@ -483,4 +483,4 @@ def add_live_point(fig: go.Figure, point: Mapping, objectives: Sequence[str], *,
 
 
 def _mean(v) -> float:
-    return float(v["mean"] if isinstance(v, Mapping) else v)
+    return float(v if isinstance(v, (int, float)) else v["mean"])  # a dict, a record's Estimate, or a number
