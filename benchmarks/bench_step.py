@@ -1,7 +1,8 @@
 """Seconds per training step and samples/s: our trainer (pama, morlhf, mgda) against TRL's GRPOTrainer.
 
     .venv/bin/python benchmarks/bench_step.py [--model smollm2-135m|tiny-random] [--rounds 5] [--warmup 1]
-                                             [--methods pama,morlhf,mgda,trl-grpo] [--threads 2]
+                                             [--methods pama,morlhf,mgda,trl-grpo,pama+svd,pama+prefix]
+                                             [--threads 2]
                                              [--dtype float32|bfloat16] [--omp-wait default|passive]
 
 Equal settings for every method: the same model and precision (``--dtype`` of the frozen base weights; LoRA
@@ -21,6 +22,8 @@ wait idle on a pipe, so machine noise (another job on the CPU) hits all methods 
 ``time/*`` metrics; TRL's from wrapping ``GRPOTrainer._generate`` (generate) and ``_calculate_rewards`` (score),
 update = step − generate − score (for both: reference and policy forwards, loss, backward, optimiser). Our steps
 are ``Trainer.train_step`` (no store logging, no checkpoint); TRL's are its own training loop steps.
+``pama+svd`` / ``pama+prefix`` (or ``morlhf+...``) train one preference-conditioned adapter of that form
+(docs/conditioned.md): a preference drawn per prompt group and per-row combination, the cost of conditioning per step.
 Writes benchmarks/results/step[-<model>].csv (one row per timed step) and step[-<model>].md (the summary).
 """
 from __future__ import annotations
@@ -66,7 +69,10 @@ def worker_ours(args) -> None:
     torch.set_num_threads(args.threads)
     home = tempfile.mkdtemp(prefix="bench-step-")
     store = Store(f"sqlite:///{home}/bench.db")
-    cfg = TrainConfig(model=args.model, objectives=list(OBJECTIVES), preference=list(PREFERENCE), method=args.worker,
+    method, _, form = args.worker.partition("+")     # "pama+svd": one preference-conditioned adapter (issue 16)
+    conditioning = dict(conditioned=True, conditioning=form) if form else {}
+    cfg = TrainConfig(model=args.model, objectives=list(OBJECTIVES), preference=list(PREFERENCE), method=method,
+                      **conditioning,
                       anchor=0.5, steps=10_000, batch_size=args.batch, max_new_tokens=args.tokens, temperature=1.0,
                       top_p=1.0, learning_rate=LR, lora_r=8, lora_alpha=16, lora_dropout=0.0,
                       target_modules=["q_proj", "v_proj"], kl_coef=BETA, threads=args.threads, seed=0,
