@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -422,8 +423,6 @@ def materialize(model_or_dir, p, *, adapter: str = "default") -> dict[str, torch
 
 def export_at(directory: str | Path, p, out_dir: str | Path) -> Path:
     """Write the conditioned adapter of ``directory`` at preference ``p`` as a plain PEFT adapter folder."""
-    import shutil
-
     from safetensors.torch import save_file  # heavy-ish
 
     directory, out_dir = Path(directory), Path(out_dir)

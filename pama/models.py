@@ -67,7 +67,7 @@ def _file_lock(path: Path):
 
 def build_cache(progress: bool = True) -> Path:
     """De-quantise the embedded GGUF once into fp32 safetensors (GGUF models refuse save_pretrained and training)."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # with transformers below: both only to build the cache once
     from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: transformers takes seconds to import
 
     target = cache_dir()

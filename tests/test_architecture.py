@@ -51,3 +51,42 @@ def test_pages_read_the_store_only_through_the_typed_reads():
     for page in [REPO / "app.py", *sorted((REPO / "views").glob("*.py"))]:
         calls = re.findall(r"\bstore\.(\w+)\(", page.read_text())
         assert not calls, f"{page.name} calls the store directly: {calls}; add a typed read to pama/app/reads.py"
+
+
+def unexplained_function_imports(source: str) -> list[int]:
+    """Line numbers of imports inside functions with no comment saying why (heavy or optional): on the import's
+    line, on the line above, or on another line of the same run of consecutive imports."""
+    import ast
+
+    lines = source.splitlines()
+    bad = []
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        runs: list[list[int]] = []
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                if runs and node.lineno - runs[-1][-1] <= 1:
+                    runs[-1].append(node.end_lineno or node.lineno)
+                else:
+                    runs.append([node.lineno, node.end_lineno or node.lineno])
+        for run in runs:
+            span = lines[max(run[0] - 2, 0):run[-1]]
+            if not any("#" in line for line in span):
+                bad.append(run[0])
+    return sorted(set(bad))
+
+
+def test_unexplained_function_imports_are_found():
+    src = ("def f():\n    import json\n    return json\n\n"
+           "def g():\n    import torch  # heavy\n    from peft import LoraConfig\n    return torch, LoraConfig\n\n"
+           "def h():\n    # optional: only with the hf extra\n    import datasets\n    return datasets\n")
+    assert unexplained_function_imports(src) == [2]
+
+
+def test_imports_inside_functions_say_why():
+    """The issue's rule: no import inside a function unless the module is heavy or optional, and a comment says so
+    (a stray one, like `import shutil` once in conditioning.py, belongs at the top of the module)."""
+    files = [REPO / "app.py", *sorted((REPO / "pama").rglob("*.py")), *sorted((REPO / "views").glob("*.py"))]
+    found = {str(p.relative_to(REPO)): bad for p in files if (bad := unexplained_function_imports(p.read_text()))}
+    assert not found, f"imports inside functions without a comment saying why (heavy / optional): {found}"
