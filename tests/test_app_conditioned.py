@@ -18,25 +18,29 @@ TINY_RUN = dict(model="tiny-random", objectives=OBJECTIVES, conditioned=True, st
                 target_modules=["q_proj", "v_proj"])
 
 
-def conditioned_front(store) -> dict:
-    """A trained tiny conditioned run and a sweep holding five of its points (kind conditioned) and a base point."""
+def conditioned_front(store, objectives=OBJECTIVES) -> dict:
+    """A trained tiny conditioned run and a sweep holding five of its points (kind conditioned) and a base point.
+    With a third objective, its weight stays 0 at the points and its values are made up."""
     from pama.config import TrainConfig
     from pama.trainer import train
 
-    sweep = store.create_sweep(name="conditioned front", method="pama", model="tiny-random", objectives=OBJECTIVES,
+    objectives = list(objectives)
+    sweep = store.create_sweep(name="conditioned front", method="pama", model="tiny-random", objectives=objectives,
                                config={"conditioned": True})
-    run_id = train(TrainConfig(**TINY_RUN).validate(), store, progress=False)
+    run_id = train(TrainConfig(**{**TINY_RUN, "objectives": objectives}).validate(), store, progress=False)
     store.update_run(run_id, sweep_id=sweep)
     points = []
     for i, w in enumerate((1.0, 0.75, 0.5, 0.25, 0.0)):
         s, c = 0.8 - 0.7 * i / 4, 0.2 + 0.6 * i / 4
-        points.append(store.add_point(kind="conditioned", label=f"cond run @ ({w:.2f}, {1 - w:.2f})",
-                                      model="tiny-random", sweep_id=sweep, run_id=run_id, method="pama",
-                                      preference=[w, 1 - w],
-                                      values={"sentiment": (s, s - 0.05, s + 0.05),
-                                              "conciseness": (c, c - 0.05, c + 0.05)}))
+        values = {"sentiment": (s, s - 0.05, s + 0.05), "conciseness": (c, c - 0.05, c + 0.05)}
+        values.update({o: (0.5, 0.45, 0.55) for o in objectives[2:]})
+        pref = [w, 1 - w] + [0.0] * (len(objectives) - 2)
+        points.append(store.add_point(kind="conditioned", model="tiny-random", sweep_id=sweep, run_id=run_id,
+                                      label=f"cond run @ ({', '.join(f'{x:.2f}' for x in pref)})", method="pama",
+                                      preference=pref, values=values))
     store.add_point(kind="base", label="base", model="tiny-random", sweep_id=sweep,
-                    values={"sentiment": (0.1, 0.05, 0.15), "conciseness": (0.4, 0.35, 0.45)})
+                    values={"sentiment": (0.1, 0.05, 0.15), "conciseness": (0.4, 0.35, 0.45),
+                            **{o: (0.5, 0.45, 0.55) for o in objectives[2:]}})
     store.update_sweep(sweep, status="finished")
     return dict(sweep=sweep, run=run_id, points=points)
 
@@ -91,6 +95,58 @@ def test_front_draws_the_conditioned_curve_and_the_slider_generates_at_its_prefe
     assert second[-1].startswith("[p=0.90]") and second[-1] != first[-1]
     assert any("sentiment 0.90, conciseness 0.10" in c for c in texts(at, "caption"))
     assert spy["loads"] == 1
+
+
+def test_the_tiny_conditioned_adapter_writes_other_text_at_other_preferences(empty_store):
+    """What the browser test of the slider relies on (tests/test_browser.py): the app's own generation
+    (hosting.ConditionedHost: the first held-out prompt, seed 0, the app's default length and temperature) from the
+    tiny conditioned run differs between the slider's start (0.5, 0.5) and its ends (1, 0) and (0, 1), and is the same
+    when asked again, so a browser that moves the slider must see the text change, and cannot see it by chance."""
+    from pama.app import hosting
+    from pama.prompts import load_prompts
+
+    ids = conditioned_front(empty_store)
+    host = hosting.ConditionedHost(ids["run"], "tiny-random")
+    prompt = load_prompts("builtin:heldout")[0]
+    at = {p: host.generate_at(empty_store, prompt, p, seed=0)["text"] for p in [(0.5, 0.5), (1.0, 0.0), (0.0, 1.0)]}
+    assert all(t.strip() for t in at.values())
+    assert len(set(at.values())) == 3, at
+    assert host.generate_at(empty_store, prompt, (1.0, 0.0), seed=0)["text"] == at[(1.0, 0.0)]
+    assert host.generate_at(empty_store, prompt, (0.5, 0.5), seed=0)["text"] == at[(0.5, 0.5)]
+    assert host.loads == 1
+
+
+def test_three_objectives_have_linked_weights_and_generate_at_them(empty_store, spy):
+    """Three objectives: one slider per weight, linked (steering.rebalance): moving one keeps its value and shares
+    the rest among the others in proportion, so the sliders always show the preference used, and that is what
+    generate_at receives."""
+    objectives = OBJECTIVES + ["length"]
+    ids = conditioned_front(empty_store, objectives)
+    at = app("views/front.py")
+    assert not at.exception, at.exception
+    assert not at.error, texts(at, "error")
+    sliders = [at.slider(key=f"cond_w_{k}") for k in range(3)]
+    assert [s.label for s in sliders] == objectives
+    assert [s.value for s in sliders] == [0.34, 0.33, 0.33]
+    assert spy["prefs"] == [[0.34, 0.33, 0.33]]   # at once, at the equal split on the sliders' grid
+
+    at.slider(key="cond_w_0").set_value(0.6).run()   # the others share 0.4 in proportion 33:33
+    assert not at.exception, at.exception
+    assert [at.slider(key=f"cond_w_{k}").value for k in range(3)] == [0.6, 0.2, 0.2]
+    assert spy["prefs"][-1] == [0.6, 0.2, 0.2]
+    at.slider(key="cond_w_2").set_value(0.5).run()   # 0.5 left for 0.6 : 0.2 → 0.375 : 0.125, on the grid
+    assert not at.exception and not at.error, texts(at, "error")
+    assert [at.slider(key=f"cond_w_{k}").value for k in range(3)] == [0.38, 0.12, 0.5]
+    assert spy["prefs"][-1] == [0.38, 0.12, 0.5]
+    assert any("sentiment 0.38, conciseness 0.12, length 0.50" in c for c in texts(at, "caption"))
+    assert any(c.startswith("[p=0.38]") for c in texts(at, "code"))
+    at.slider(key="cond_w_1").set_value(1.0).run()   # all to one objective: the others go to 0
+    assert [at.slider(key=f"cond_w_{k}").value for k in range(3)] == [0.0, 1.0, 0.0]
+    assert spy["prefs"][-1] == [0.0, 1.0, 0.0]
+    at.slider(key="cond_w_1").set_value(0.7).run()   # from 0 : 0 the rest is shared equally
+    assert [at.slider(key=f"cond_w_{k}").value for k in range(3)] == [0.15, 0.7, 0.15]
+    assert spy["prefs"][-1] == [0.15, 0.7, 0.15] and spy["loads"] == 1
+    assert ids["run"] == at.selectbox(key="cond_run").value
 
 
 def test_compare_several_preferences_of_one_conditioned_adapter(empty_store, spy):
@@ -162,6 +218,25 @@ def test_steering_helpers():
     assert steering.parse_preferences("1, 0\n\n0.2;0.8", 2) == [[1.0, 0.0], [0.2, 0.8]]
     with pytest.raises(UIError, match="line 1 has 3 weights"):
         steering.parse_preferences("1,1,1", 2)
+    # linked weights (3+ objectives)
+    assert steering.linked_weights([None, None, None], 3) == [0.34, 0.33, 0.33]
+    assert steering.linked_weights([0.2, 0.3, 0.5], 3) == [0.2, 0.3, 0.5]
+    assert steering.linked_weights([0.2, 0.3, 0.6], 3) == [0.34, 0.33, 0.33]       # not a preference: equal split
+    assert steering.linked_weights([0.5, 0.5], 3) == [0.34, 0.33, 0.33]            # another run's length
+    assert steering.linked_weights([0.25] * 4, 4) == [0.25] * 4
+    assert steering.rebalance([0.6000000000000001, 0.33, 0.33], 0) == [0.6, 0.2, 0.2]
+    assert steering.rebalance([0.6, 0.2, 0.5], 2) == [0.38, 0.12, 0.5]             # largest remainder, ties first
+    assert steering.rebalance([0.1, 0.0, 0.0, 0.9], 0) == [0.1, 0.0, 0.0, 0.9]     # in proportion: 0s stay 0
+    assert steering.rebalance([0.4, 0.0, 0.0], 0) == [0.4, 0.3, 0.3]               # all others 0: equal shares
+    assert steering.rebalance([1.5, 0.2, 0.3], 0) == [1.0, 0.0, 0.0]               # clamped
+    assert steering.rebalance([-0.2, 0.2, 0.3], 0) == [0.0, 0.4, 0.6]
+    for values in ([0.33, 0.2, 0.47], [0.01, 0.98, 0.01], [0.77, 0.1, 0.1, 0.03]):
+        for k in range(len(values)):
+            for v in (0.0, 0.01, 0.37, 0.5, 0.99, 1.0):
+                out = steering.rebalance([*values[:k], v, *values[k + 1:]], k)
+                assert out[k] == v and round(sum(out) * 100) == 100 and min(out) >= 0
+    with pytest.raises(UIError):
+        steering.rebalance([1.0], 0)
     item = steering.preference_item("r1", dict(label="run", model="m"), [0.25, 0.75])
     assert item["kind"] == "conditioned" and item["label"] == "run @ (0.25, 0.75)" and item["id"].startswith("pref:")
     pts = [dict(kind="conditioned", run_id="r1", label="run @ (1.00, 0.00)", values={"a": {}, "b": {}}),

@@ -201,6 +201,74 @@ def test_pages_front_compare_train_runs(served, page):
     print(f"browser walk-through: {time.time() - t0:.1f} s")
 
 
+# ---------------------------------------------------------------------------------------------- preference slider
+
+# loading the conditioned run and generating 128 tokens take seconds, but minutes at nice 19 beside a busy benchmark
+GENERATE_S = 420
+LIVE_TRACE = ("() => { const gd = document.querySelector('.js-plotly-plot');"
+              " const t = gd && gd.data && gd.data.find(t => (t.name || '').startsWith('live generation'));"
+              " return t ? {label: String(t.hovertext[0]), x: t.x[0], y: t.y[0]} : null }")
+
+
+def test_preference_slider_moves_the_text(page):
+    """Issue 16: on the Pareto front of a tiny conditioned run, the preference slider generates at once; moving it
+    by keyboard (End: all weight on the first objective) generates again, and the text and the × point change.
+    That the text differs between these two preferences is checked without a browser in
+    test_app_conditioned.py::test_the_tiny_conditioned_adapter_writes_other_text_at_other_preferences."""
+    from test_app_conditioned import conditioned_front
+
+    from pama.store import Store
+
+    home = Path(tempfile.mkdtemp(prefix="pama-slider-"))
+    old = os.environ.get("PAMA_HOME")
+    os.environ["PAMA_HOME"] = str(home)
+    try:
+        store = Store(f"sqlite:///{home / 'pama.db'}")
+        conditioned_front(store)
+        store.close()
+    finally:
+        if old is None:
+            os.environ.pop("PAMA_HOME", None)
+        else:
+            os.environ["PAMA_HOME"] = old
+    proc, url = _start_app(home, demo=False)
+    try:
+        t0 = time.time()
+        page.goto(url + "/front")
+        caption = page.locator('[data-testid="stCaptionContainer"]', has_text="Preference:")
+        code = page.locator('[data-testid="stCode"]')
+        code.first.wait_for(timeout=GENERATE_S * 1000)   # the first generation, at (0.5, 0.5), at once
+        page.wait_for_function(f"() => ({LIVE_TRACE})() !== null", timeout=60_000)
+        wait_idle(page)
+        no_exception(page)
+        assert "sentiment 0.50, conciseness 0.50" in caption.first.inner_text()
+        before, live_before = code.first.inner_text(), page.evaluate(LIVE_TRACE)
+        assert before.strip() and "sentiment 0.50, conciseness 0.50" in live_before["label"]
+
+        thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Weight of sentiment").get_by_role("slider")
+        thumb.focus()
+        thumb.press("End")   # all the weight on sentiment: (1, 0)
+        page.wait_for_function(  # the rerun is over when both the caption and the text are the new ones
+            "([before]) => { const c = [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+            ".some(e => e.innerText.includes('Preference: sentiment 1.00, conciseness 0.00'));"
+            " const code = document.querySelector('[data-testid=\"stCode\"]');"
+            " return c && code && code.innerText !== before }", arg=[before], timeout=GENERATE_S * 1000)
+        page.wait_for_function(f"() => {{ const t = ({LIVE_TRACE})(); return t && t.label.includes('sentiment 1.00') }}",
+                               timeout=60_000)
+        wait_idle(page)
+        no_exception(page)
+        assert page.locator('[data-testid="stAlertContainer"]').filter(has_text="Could not generate").count() == 0
+        after, live_after = code.first.inner_text(), page.evaluate(LIVE_TRACE)
+        assert after.strip() and after != before
+        assert "sentiment 1.00, conciseness 0.00" in live_after["label"]
+        shot(page, "10-front-slider")
+        print(f"preference slider: {time.time() - t0:.1f} s; × moved from ({live_before['x']:.3f}, "
+              f"{live_before['y']:.3f}) to ({live_after['x']:.3f}, {live_after['y']:.3f})")
+    finally:
+        _stop_app(proc)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------------- blind votes
 
 def _start_app(home: Path, *, demo: bool = True) -> tuple[subprocess.Popen, str]:

@@ -96,13 +96,22 @@ if cond_runs:
         if len(objs) == 2:
             w = s2.slider(f"Weight of {objs[0]} (the rest goes to {objs[1]})", 0.0, 1.0, 0.5, 0.05, key="cond_p")
             p = steering.two_objective_preference(w)
-        else:
-            raw = [c.slider(o, 0.0, 1.0, round(1 / len(objs), 2), 0.05, key=f"cond_w_{k}")
-                   for k, (c, o) in enumerate(zip(s2.columns(len(objs)), objs))]
-            try:
-                p = steering.normalise(raw)
-            except UIError as err:
-                s2.warning(str(err))
+        else:   # linked weights: moving one rescales the others (steering.rebalance), so what is shown is used
+            keys = [f"cond_w_{k}" for k in range(len(objs))]
+            shown_w = steering.linked_weights([st.session_state.get(k) for k in keys], len(objs))
+            for k, v in zip(keys, shown_w):
+                if st.session_state.get(k) != v:
+                    st.session_state[k] = v
+
+            def _linked(moved: int) -> None:
+                for k, v in zip(keys, steering.rebalance([st.session_state[k] for k in keys], moved)):
+                    st.session_state[k] = v
+
+            for k, (c, o) in enumerate(zip(s2.columns(len(objs)), objs)):
+                c.slider(o, 0.0, 1.0, step=steering.LINKED_STEP, key=keys[k], on_change=_linked, args=(k,),
+                         help="The weights are linked: they always sum to 1. Moving one keeps the value you set and "
+                              "shares the rest among the others in proportion to their weights.")
+            p = [float(st.session_state[k]) for k in keys]
         s2.caption("Preference: " + (steering.preference_text(objs, p) if p else "none"))
         source = s1.radio("Prompt", ["held-out set", "my own"], horizontal=True, key="cond_source")
         try:

@@ -45,6 +45,53 @@ def two_objective_preference(first: float) -> list[float]:
     return [first, 1.0 - first]
 
 
+# the linked weights of three or more objectives: one slider per objective on a grid of LINKED_STEP; moving one keeps
+# the value set and rescales the others so that the sliders always show the preference used (their sum is 1)
+LINKED_STEP = 0.01
+
+
+def _share(total: int, parts: Sequence[float]) -> list[int]:
+    """``total`` grid units split in proportion to ``parts`` (equally when they are all 0): largest remainders, ties
+    to the first, so the units always add up to ``total``."""
+    n = len(parts)
+    s = sum(parts)
+    exact = [total * x / s for x in parts] if s > 0 else [total / n] * n
+    units = [math.floor(e + 1e-9) for e in exact]
+    order = sorted(range(n), key=lambda i: (-(exact[i] - units[i]), i))
+    for i in order[:total - sum(units)]:
+        units[i] += 1
+    return units
+
+
+def linked_weights(values: Sequence[Any], n: int, *, step: float = LINKED_STEP) -> list[float]:
+    """The linked sliders' values to show: ``values`` (the sliders' state) when they are n finite weights ≥ 0 on the
+    grid that sum to 1, else the equal split (1/n each on the grid, the remainder to the first)."""
+    units = round(1 / step)
+    try:
+        w = [float(x) for x in values]
+    except (TypeError, ValueError):
+        w = []
+    if (len(w) == n and all(math.isfinite(x) and x >= 0 for x in w)
+            and all(abs(x / step - round(x / step)) < 1e-6 for x in w) and sum(round(x / step) for x in w) == units):
+        return [round(x / step) / units for x in w]
+    return [u / units for u in _share(units, [1.0] * n)]
+
+
+def rebalance(values: Sequence[float], moved: int, *, step: float = LINKED_STEP) -> list[float]:
+    """Linked weights after the user set slider ``moved`` to ``values[moved]``: that weight is kept (clamped to
+    [0, 1], on the grid of ``step``) and the rest, 1 − it, is shared by the other weights in proportion to their
+    values before the move (equally when they were all 0). The result sums to 1 exactly on the grid."""
+    n = len(values)
+    if n < 2 or not 0 <= moved < n:
+        raise UIError(f"cannot rebalance weight {moved} of {n}")
+    units = round(1 / step)
+    v = float(values[moved])
+    kept = min(max(round(v / step) if math.isfinite(v) else 0, 0), units)
+    others = [max(float(x), 0.0) if math.isfinite(float(x)) else 0.0 for i, x in enumerate(values) if i != moved]
+    shared = iter(_share(units - kept, others))
+    return [(kept if i == moved else next(shared)) / units for i in range(n)]
+
+
 def preference_text(objectives: Sequence[str], p: Sequence[float]) -> str:
     return ", ".join(f"{o} {float(w):.2f}" for o, w in zip(objectives, p))
 
