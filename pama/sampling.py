@@ -138,6 +138,50 @@ def _op_works(op, dtype: torch.dtype) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=1)
+def _reorder_op():
+    """oneDNN's weight prepacking for ``_linear_pointwise`` (what inductor's freezing calls): a private op, absent in
+    some torch builds."""
+    return getattr(getattr(torch.ops, "mkldnn", None), "_reorder_linear_weight", None)
+
+
+@functools.lru_cache(maxsize=8)
+def _prepack_works(op, reorder, dtype: torch.dtype) -> bool:
+    """Whether a weight prepacked by oneDNN (its blocked layout, chosen for this CPU's ISA) computes what ``F.linear``
+    does, for both the row count it was packed for and another one."""
+    if reorder is None or not _op_works(op, dtype):
+        return False
+    try:
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(1)
+            w, b = torch.randn((70, 40), generator=g).to(dtype), torch.randn((70,), generator=g).to(dtype)
+            packed = reorder(w, 8)
+            tol = 1e-5 if dtype == torch.float32 else 2e-2
+            for x in (torch.randn((8, 40), generator=g).to(dtype), torch.randn((2, 13, 40), generator=g).to(dtype)):
+                if not torch.allclose(op(x, packed, b, "none", [], "").float(),
+                                      torch.nn.functional.linear(x, w, b).float(), atol=tol, rtol=tol):
+                    return False
+            return True
+    except (RuntimeError, TypeError):
+        return False
+
+
+def prepack_requested() -> bool:
+    """``PAMA_ONEDNN_PREPACK=1``: the decode loop packs its large weights into oneDNN's blocked layout once per rollout
+    instead of handing oneDNN the plain row-major weights at every step (the layout its kernel is built for: AB16b64a
+    with both AVX-512 and AVX2). Off by default: not yet measured to pay (benchmarks/bench_avx2.py measures it, on the
+    native ISA and under AVX2 emulation); it costs a second copy of those weights (~510 MB for SmolLM2-135M in
+    float32) for the duration of the rollout."""
+    return os.environ.get("PAMA_ONEDNN_PREPACK", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def prepack_dtypes() -> tuple[torch.dtype, ...]:
+    """The dtypes ``onednn_linears(..., prepack=True)`` can prepack on this CPU (a probe per dtype: where it fails, the
+    layers run through oneDNN with plain weights, or ``F.linear``, as without prepacking)."""
+    op = _onednn_linear()
+    return tuple(d for d in onednn_dtypes() if _prepack_works(op, _reorder_op(), d)) if op is not None else ()
+
+
 def bf16_forced_off() -> bool:
     """``PAMA_ONEDNN_BF16=0`` makes this process behave as on a CPU without bfloat16 support (AVX2-only x86), so the
     fall-back and the Train form's warning can be tested on any machine."""
@@ -181,7 +225,8 @@ ONEDNN_DTYPES = (torch.float32, torch.bfloat16)  # both measured faster through 
 
 
 @contextlib.contextmanager
-def onednn_linears(model, *, min_numel: int = 300_000) -> Iterator[None]:
+def onednn_linears(model, *, min_numel: int = 300_000, prepack: bool = False,
+                   rows: int | None = None) -> Iterator[None]:
     """Inside: the model's large CPU float32 / bfloat16 ``nn.Linear`` layers run through oneDNN's matmul.
 
     Why: at the few rows of a decode step MKL's sgemm streams the weights at ~10 GB/s on the 2-core machine and
@@ -190,10 +235,21 @@ def onednn_linears(model, *, min_numel: int = 300_000) -> Iterator[None]:
     A frozen layer (LoRA's base) on the gradient path goes through oneDNN both ways (``_FrozenLinear``); a layer
     with trainable weights stays on ``F.linear``. Below ``min_numel`` weights oneDNN's fixed cost per call (~16 µs)
     eats the gain, so small layers are left alone. A dtype oneDNN cannot run on this CPU (bfloat16 without AVX512)
-    stays on ``F.linear`` (``onednn_dtypes``). Results differ from MKL's by rounding only."""
+    stays on ``F.linear`` (``onednn_dtypes``). Results differ from MKL's by rounding only.
+
+    ``prepack``: for inference only (the decode loop, ``PAMA_ONEDNN_PREPACK=1``), each layer's weight is packed once
+    on entry into oneDNN's blocked layout for ``rows`` rows (``prepack_requested``); a forward with gradients, or a
+    weight changed in place since, uses the plain weight. The packed copies are freed on exit."""
     op, dtypes = _onednn_linear(), onednn_dtypes()
     layers = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.device.type == "cpu"
               and m.weight.dtype in dtypes and m.weight.numel() >= min_numel]
+    packed: dict[int, tuple[int, torch.Tensor]] = {}
+    if prepack and layers:
+        packable, reorder = prepack_dtypes(), _reorder_op()
+        with torch.no_grad():
+            for layer in layers:
+                if layer.weight.dtype in packable:
+                    packed[id(layer)] = (layer.weight._version, reorder(layer.weight.detach(), rows))
 
     def make_forward(layer):
         def forward(x: torch.Tensor) -> torch.Tensor:
@@ -203,7 +259,10 @@ def onednn_linears(model, *, min_numel: int = 300_000) -> Iterator[None]:
             # autocast's casts, mixed dtypes and trainable weights are F.linear's job
             if x.dtype != weight.dtype or torch.is_autocast_enabled("cpu") or (needs_grad and trainable):
                 return torch.nn.functional.linear(x, weight, bias)
-            return _FrozenLinear.apply(x, weight, bias) if needs_grad else op(x, weight, bias, "none", [], "")
+            if needs_grad:
+                return _FrozenLinear.apply(x, weight, bias)
+            version, pw = packed.get(id(layer), (None, None))
+            return op(x, pw if version == weight._version else weight, bias, "none", [], "")
         return forward
 
     for layer in layers:
@@ -328,7 +387,7 @@ def _sample(model, input_ids, attention_mask, *, max_new_tokens, eos_ids, pad_id
     out_tokens = []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     merge = merged_lora(model) if merge_lora else contextlib.nullcontext()
-    with merge, onednn_linears(model):
+    with merge, onednn_linears(model, prepack=prepack_requested(), rows=B):
         out, L, mask = forward_sharing_prefix(model, input_ids, attention_mask, Q, share=share_prefix, **kwargs)
         attn = torch.cat([mask, mask.new_ones(B, max_new_tokens)], dim=1)  # the cache's column layout
         for t in range(max_new_tokens):

@@ -84,3 +84,18 @@ def test_bench_conditioned_compares_one_conditioned_adapter_with_a_sweep(tmp_pat
                "--eval-max-new-tokens", "4", "--bootstrap", "20", "--resume")
     assert "training minutes, then" not in out
     assert len((tmp_path / "conditioned.jsonl").read_text().splitlines()) == 5
+
+
+def test_bench_avx2_runs_native_and_avx2_emulated_workers(tmp_path):
+    out = _run(tmp_path, "bench_avx2.py", "--rounds", "1", "--tokens", "2", "--batch", "2", "--threads", "1",
+               "--top", "3", "--tag", "smoke")
+    rows = _rows(tmp_path / "avx2-tiny-random-smoke.csv")
+    assert {r["mode"] for r in rows} == {"native", "avx2"}
+    variants = {r["variant"] for r in rows}
+    assert {"matmul:mkl", "matmul:onednn", "rollout:ours", "rollout:ours-prepack", "rollout:ours-no-onednn",
+            "update:onednn", "update:mkl"} <= variants
+    assert all(float(r["seconds"]) > 0 for r in rows)
+    md = (tmp_path / "avx2-tiny-random-smoke.md").read_text()
+    avx2 = next(line for line in md.splitlines() if line.startswith("| avx2 |"))
+    assert "AVX512" not in avx2.split("|")[2]  # the emulation took effect: ATen stops at AVX2 (or below)
+    assert "command:" in out and "top operators" in md

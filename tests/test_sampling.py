@@ -215,6 +215,89 @@ def test_pama_onednn_bf16_0_behaves_as_a_cpu_without_bf16(tiny, monkeypatch):
     assert out.shape[0] == len(PROMPTS)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_prepacked_onednn_weights_give_the_same_logits_and_follow_in_place_changes(tiny, dtype, monkeypatch):
+    """PAMA_ONEDNN_PREPACK=1's path: weights packed once into oneDNN's layout for this CPU's ISA (AVX-512 or AVX2)."""
+    base, tok = tiny
+    model = base if dtype == torch.float32 else copy.deepcopy(base).to(dtype)
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert sampling._reorder_op() is not None  # the pinned torch has the op: the packed path is really tested
+    assert torch.float32 in sampling.prepack_dtypes()  # any x86-64 with AVX2 packs float32
+    packable = dtype in sampling.prepack_dtypes()  # bfloat16 only where oneDNN has bf16 kernels (not AVX2-only)
+    head = model.get_output_embeddings()
+    packed_calls = []
+    real = sampling._onednn_linear()
+    monkeypatch.setattr(sampling, "_onednn_linear",
+                        lambda: lambda x, w, *rest: packed_calls.append(w.is_mkldnn) or real(x, w, *rest))
+    with torch.no_grad():
+        plain = model(**ids).logits
+        original = head.weight.detach().clone()
+        head.weight.mul_(2)
+        doubled_plain = model(**ids).logits
+        head.weight.copy_(original)
+        with sampling.onednn_linears(model, min_numel=0, prepack=True, rows=len(PROMPTS)):
+            packed = model(**ids).logits
+            assert any(packed_calls) == packable
+            head.weight.mul_(2)  # changed in place after packing: the current plain weight must be used
+            doubled = model(**ids).logits
+            head.weight.copy_(original)
+        assert not any("forward" in vars(m) for m in model.modules())
+    torch.testing.assert_close(packed, plain, atol=tol, rtol=tol)
+    torch.testing.assert_close(doubled, doubled_plain, atol=tol, rtol=tol)
+
+
+def test_prepack_falls_back_to_plain_weights_where_it_cannot_pack(tiny, monkeypatch):
+    """Without the packing op (another torch build), or where packing fails for a dtype (bfloat16 on an AVX2-only
+    x86), the layers keep oneDNN with plain weights, or F.linear: same results, nothing packed."""
+    base, tok = tiny
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        plain = base(**ids).logits
+    seen = []
+    real = sampling._onednn_linear()
+
+    def op(x, weight, *rest):
+        seen.append(weight.is_mkldnn)
+        return real(x, weight, *rest)
+
+    monkeypatch.setattr(sampling, "_onednn_linear", lambda: op)
+    monkeypatch.setattr(sampling, "_reorder_op", lambda: None)
+    assert sampling.prepack_dtypes() == ()
+    with torch.no_grad(), sampling.onednn_linears(base, min_numel=0, prepack=True):
+        torch.testing.assert_close(base(**ids).logits, plain, atol=1e-5, rtol=1e-5)
+    assert seen and not any(seen)  # oneDNN still ran, with the plain weights
+    monkeypatch.undo()
+    _avx2_only_op(monkeypatch)
+    assert sampling.prepack_dtypes() == (torch.float32,)  # as on an AVX2-only CPU: bfloat16 neither runs nor packs
+
+
+def test_pama_onednn_prepack_1_samples_the_same_tokens(tiny, random_lora, monkeypatch):
+    tok = tiny[1]
+    model = random_lora(seed=2)
+    enc = models.encode(tok, PROMPTS)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def run():
+        return sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=8, eos_ids=set(),
+                               pad_id=tok.pad_token_id, temperature=0)
+
+    monkeypatch.delenv("PAMA_ONEDNN_PREPACK", raising=False)
+    assert not sampling.prepack_requested()
+    plain = run()
+    packs = []
+    reorder = sampling._reorder_op()
+    counting = lambda w, rows: packs.append(rows) or reorder(w, rows)
+    monkeypatch.setattr(sampling, "_reorder_op", lambda: counting)
+    monkeypatch.setenv("PAMA_ONEDNN_PREPACK", "1")
+    assert sampling.prepack_requested()
+    sampling.prepack_dtypes()  # the probe packs a small weight of its own once per op and dtype
+    packs.clear()
+    assert torch.equal(run(), plain)
+    assert packs == [len(PROMPTS)]  # the tiny model's head, packed once per rollout for the batch's rows
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
 def test_onednn_linears_leave_autocast_and_mixed_dtypes_to_f_linear(tiny):
     base, tok = tiny
     ids = tok(PROMPTS, return_tensors="pt", padding=True)
