@@ -14,8 +14,9 @@ order rotating:
   ``--batch`` rows of one token), through ``F.linear`` (MKL's sgemm: ``mkl``), oneDNN with the plain weights
   (``onednn``: what ``pama.sampling`` does by default) and oneDNN with weights prepacked for the ISA
   (``onednn-packed``: ``PAMA_ONEDNN_PREPACK=1``); median of 5 passes, with the weights' read rate in GB/s;
-- ``rollout:*``: ``pama.sampling.sample``, ``--batch`` prompts × ``--tokens`` forced tokens: ``ours`` (the
-  default), ``ours-prepack`` (``PAMA_ONEDNN_PREPACK=1``), ``ours-no-onednn`` (every layer on ``F.linear``);
+- ``rollout:*``: ``pama.sampling.sample``, ``--batch`` prompts × ``--tokens`` forced tokens: ``ours`` (oneDNN
+  with the plain weights, ``PAMA_ONEDNN_PREPACK=0``: the default until prepacking was measured here), ``ours-prepack``
+  (the default now), ``ours-no-onednn`` (every layer on ``F.linear``);
 - ``update:*``: what the trainer's update does with those rows: a no-grad forward (the reference) plus a forward
   and backward to the LoRA weights (the policy), with the linears through oneDNN (``onednn``, the trainer's path)
   or ``F.linear`` (``mkl``).
@@ -44,7 +45,7 @@ from common import header, markdown_table, median, write_csv, write_text  # noqa
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 MARK = "@@AVX2BENCH "
-DEFAULTS = {"matmul": "matmul:onednn", "rollout": "rollout:ours", "update": "update:onednn"}
+DEFAULTS = {"matmul": "matmul:onednn", "rollout": "rollout:ours", "update": "update:onednn"}  # the ratios' baselines
 
 
 # ---------------------------------------------------------------------------------------------------------------- worker
@@ -140,7 +141,7 @@ def worker(args) -> None:
         if kind == "ours-no-onednn":
             sampling.onednn_linears = lambda m, **kw: contextlib.nullcontext()
         try:
-            with env("PAMA_ONEDNN_PREPACK", "1" if kind == "ours-prepack" else None):
+            with env("PAMA_ONEDNN_PREPACK", "1" if kind == "ours-prepack" else "0"):
                 return sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=T, eos_ids=set(),
                                        pad_id=tok.pad_token_id, temperature=1.0, seed=seed)
         finally:
@@ -187,7 +188,7 @@ def worker(args) -> None:
             from torch.profiler import ProfilerActivity, profile  # only for the profile at the end
 
             tops = {}
-            for what, fn in (("rollout", lambda: rollout("ours")), ("update", lambda: update("onednn"))):
+            for what, fn in (("rollout", lambda: rollout("ours-prepack")), ("update", lambda: update("onednn"))):
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
                     fn()
                 ev = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)

@@ -167,12 +167,12 @@ def _prepack_works(op, reorder, dtype: torch.dtype) -> bool:
 
 
 def prepack_requested() -> bool:
-    """``PAMA_ONEDNN_PREPACK=1``: the decode loop packs its large weights into oneDNN's blocked layout once per rollout
-    instead of handing oneDNN the plain row-major weights at every step (the layout its kernel is built for: AB16b64a
-    with both AVX-512 and AVX2). Off by default: not yet measured to pay (benchmarks/bench_avx2.py measures it, on the
-    native ISA and under AVX2 emulation); it costs a second copy of those weights (~510 MB for SmolLM2-135M in
-    float32) for the duration of the rollout."""
-    return os.environ.get("PAMA_ONEDNN_PREPACK", "").strip().lower() in ("1", "true", "yes", "on")
+    """Whether the decode loop packs its large weights into oneDNN's blocked layout once per rollout instead of handing
+    oneDNN the plain row-major weights at every step (the layout its kernel is built for: AB16b64a with both AVX-512
+    and AVX2). On by default: measured 1.26x faster rollouts on AVX-512 and 1.35x under AVX2 emulation
+    (benchmarks/results/avx2-idle.md). ``PAMA_ONEDNN_PREPACK=0`` turns it off: it costs a second copy of those
+    weights (~510 MB for SmolLM2-135M in float32) for the duration of the rollout."""
+    return os.environ.get("PAMA_ONEDNN_PREPACK", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def prepack_dtypes() -> tuple[torch.dtype, ...]:
@@ -237,7 +237,7 @@ def onednn_linears(model, *, min_numel: int = 300_000, prepack: bool = False,
     eats the gain, so small layers are left alone. A dtype oneDNN cannot run on this CPU (bfloat16 without AVX512)
     stays on ``F.linear`` (``onednn_dtypes``). Results differ from MKL's by rounding only.
 
-    ``prepack``: for inference only (the decode loop, ``PAMA_ONEDNN_PREPACK=1``), each layer's weight is packed once
+    ``prepack``: for inference only (the decode loop, unless ``PAMA_ONEDNN_PREPACK=0``), each layer's weight is packed once
     on entry into oneDNN's blocked layout for ``rows`` rows (``prepack_requested``); a forward with gradients, or a
     weight changed in place since, uses the plain weight. The packed copies are freed on exit."""
     op, dtypes = _onednn_linear(), onednn_dtypes()

@@ -217,7 +217,7 @@ def test_pama_onednn_bf16_0_behaves_as_a_cpu_without_bf16(tiny, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_prepacked_onednn_weights_give_the_same_logits_and_follow_in_place_changes(tiny, dtype, monkeypatch):
-    """PAMA_ONEDNN_PREPACK=1's path: weights packed once into oneDNN's layout for this CPU's ISA (AVX-512 or AVX2)."""
+    """The prepacked path (the default; PAMA_ONEDNN_PREPACK=0 turns it off): weights packed once into oneDNN's layout for this CPU's ISA (AVX-512 or AVX2)."""
     base, tok = tiny
     model = base if dtype == torch.float32 else copy.deepcopy(base).to(dtype)
     ids = tok(PROMPTS, return_tensors="pt", padding=True)
@@ -272,7 +272,7 @@ def test_prepack_falls_back_to_plain_weights_where_it_cannot_pack(tiny, monkeypa
     assert sampling.prepack_dtypes() == (torch.float32,)  # as on an AVX2-only CPU: bfloat16 neither runs nor packs
 
 
-def test_pama_onednn_prepack_1_samples_the_same_tokens(tiny, random_lora, monkeypatch):
+def test_prepacked_decoding_samples_the_same_tokens_as_plain_weights(tiny, random_lora, monkeypatch):
     tok = tiny[1]
     model = random_lora(seed=2)
     enc = models.encode(tok, PROMPTS)
@@ -282,14 +282,14 @@ def test_pama_onednn_prepack_1_samples_the_same_tokens(tiny, random_lora, monkey
         return sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=8, eos_ids=set(),
                                pad_id=tok.pad_token_id, temperature=0)
 
-    monkeypatch.delenv("PAMA_ONEDNN_PREPACK", raising=False)
+    monkeypatch.setenv("PAMA_ONEDNN_PREPACK", "0")
     assert not sampling.prepack_requested()
     plain = run()
     packs = []
     reorder = sampling._reorder_op()
     counting = lambda w, rows: packs.append(rows) or reorder(w, rows)
     monkeypatch.setattr(sampling, "_reorder_op", lambda: counting)
-    monkeypatch.setenv("PAMA_ONEDNN_PREPACK", "1")
+    monkeypatch.delenv("PAMA_ONEDNN_PREPACK")  # the default: on
     assert sampling.prepack_requested()
     sampling.prepack_dtypes()  # the probe packs a small weight of its own once per op and dtype
     packs.clear()
