@@ -121,10 +121,11 @@ def test_demo_import_is_idempotent(store):
 
     if not demo.available():
         pytest.skip("demo/front has not been built yet")
-    sweep_id = demo.import_if_empty(store)
-    assert sweep_id
+    ids = demo.import_if_empty(store)
+    assert ids and len(ids) == sum(demo.available(d) for d in demo.shipped_dirs())
+    sweep_id = ids[0]                                     # demo/front, imported first
     counts = store.counts()
-    assert demo.import_if_empty(store) is None
+    assert demo.import_if_empty(store) == []
     assert store.counts() == counts
     pts = store.points(sweep_id=sweep_id, kind="adapter")
     assert len(pts) >= 3

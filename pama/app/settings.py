@@ -36,7 +36,8 @@ def demo_enabled() -> bool:
 
 
 def import_demo(store) -> str | None:
-    """Import the shipped demo front into an empty store (pama.demo); None when there is nothing to import."""
+    """Import the shipped demo folders (demo/front and, when shipped, demo/conditioned: pama.demo) into an empty
+    store; returns their sweep ids as one string, None when there is nothing to import."""
     try:
         out = demo.import_if_empty(store)
     except Exception as err:  # noqa: BLE001 - the home page must load even when the demo files are damaged
@@ -44,4 +45,4 @@ def import_demo(store) -> str | None:
         return None
     if not out:
         return None
-    return out if isinstance(out, str) else "demo front"
+    return ", ".join(out) if isinstance(out, (list, tuple)) else str(out)

@@ -1,0 +1,203 @@
+"""The shipped demo folders (pama.demo): a conditioned sweep exported beside a plain one (adapter files, gates,
+bfloat16, conditioned points), both imported into a fresh store (idempotent, demo/conditioned optional), the imported
+conditioned run loaded by the app's path (conditioning.load_conditioned) and computing what the original does, and
+the shipped demo/conditioned folder, once it exists, meeting the trade-off bar. Tiny model, in-process."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pama import conditioning as cond
+from pama import demo, models, paths
+
+OBJECTIVES = ["sentiment", "conciseness"]
+TINY = dict(model="tiny-random", objectives=OBJECTIVES, steps=2, batch_size=4, samples_per_prompt=2,
+            max_new_tokens=6, save_every=1, learning_rate=1e-2, seed=0, threads=1, target_modules=["q_proj", "v_proj"],
+            eval_samples=2, eval_max_new_tokens=3)
+PROMPTS = ["Describe a rainy day.", "Name three fruits."]
+ENDS = ([1.0, 0.0], [0.0, 1.0])
+
+
+def test_the_demo_names_the_conditioned_files_as_conditioning_does():
+    """pama.demo names a conditioned adapter's files itself (it must not import torch); they must agree."""
+    assert demo.CONDITIONING_FILES == (cond.CONFIG_FILE, cond.GATES_FILE)
+    assert [d.name for d in demo.shipped_dirs()] == ["front", "conditioned"]
+    assert all(d.parent == paths.REPO / "demo" for d in demo.shipped_dirs())
+
+
+def _sweeps(store) -> tuple[str, str]:
+    """A tiny plain sweep (2 adapters) and a tiny conditioned sweep (1 run, 11 conditioned points)."""
+    from pama.config import SweepConfig
+    from pama.sweep import run_sweep
+
+    plain = run_sweep(SweepConfig(**dict(TINY, steps=1, points=2)), store, progress=False)
+    conditioned = run_sweep(SweepConfig(**dict(TINY, conditioned=True)), store, progress=False)
+    return plain, conditioned
+
+
+def _logits(model, tok, p) -> torch.Tensor:
+    enc = models.encode(tok, PROMPTS)
+    with torch.no_grad(), cond.preference(model, p):
+        return model(**enc).logits
+
+
+def test_a_conditioned_sweep_exports_and_imports_beside_a_plain_one_and_generates_as_before(store, tmp_path):
+    from safetensors import safe_open
+
+    from pama import adapters as adp
+    from pama.store import Store
+
+    plain, conditioned = _sweeps(store)
+    (run,) = store.list_runs(sweep_id=conditioned)
+    out = paths.home() / "demo"            # adapters load only from under the checkpoints root or the demo folder
+    demo.export_sweep(store, plain, out / "front", adapter_dtype="bfloat16")
+    demo.export_sweep(store, conditioned, out / "conditioned", adapter_dtype="bfloat16")
+    demo.export_sweep(store, conditioned, out / "conditioned-f32")
+
+    # the export: the conditioned adapter's four files, the LoRA weights in bfloat16, the gates left in float32
+    folder = out / "conditioned" / "adapters" / run["id"]
+    assert sorted(f.name for f in folder.iterdir()) == sorted(demo.ADAPTER_FILES + demo.CONDITIONING_FILES)
+    for name, dtype in (("adapter_model.safetensors", torch.bfloat16), (cond.GATES_FILE, torch.float32)):
+        with safe_open(str(folder / name), framework="pt") as fh:
+            assert {fh.get_tensor(k).dtype for k in fh.keys()} == {dtype}, name
+    records = json.loads((out / "conditioned" / demo.RECORDS).read_text())
+    assert records["runs"][0]["adapter_files"] == list(demo.ADAPTER_FILES + demo.CONDITIONING_FILES)
+    assert "adapter_files" not in json.loads((out / "front" / demo.RECORDS).read_text())["runs"][0]  # plain: as before
+
+    # the import into a fresh store: both folders, in order; a second import adds nothing
+    fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        assert demo.import_if_empty(fresh, [out / "front", out / "conditioned"]) == [plain, conditioned]
+        counts = fresh.counts()
+        assert demo.import_if_empty(fresh, [out / "front", out / "conditioned"]) == []
+        assert demo.import_demo(fresh, out / "conditioned") == conditioned          # a folder already in: kept as is
+        assert fresh.counts() == counts == store.counts()
+        for sid in (plain, conditioned):
+            assert fresh.get_sweep(sid)["summary"] == store.get_sweep(sid)["summary"]
+        original = {p["id"]: p for p in store.points(sweep_id=conditioned)}
+        imported = fresh.points(sweep_id=conditioned)
+        cpts = [p for p in imported if p["kind"] == "conditioned"]
+        assert len(cpts) == 11 and sorted(p["kind"] for p in imported if p["kind"] != "conditioned") == ["base"]
+        for p in imported:
+            assert p["preference"] == original[p["id"]]["preference"] and p["values"] == original[p["id"]]["values"]
+            assert p["run_id"] == original[p["id"]]["run_id"] and fresh.generations(p["id"])
+        assert sorted(round(p["preference"][0], 2) for p in cpts) == [round(i / 10, 2) for i in range(11)]
+        assert {p["run_id"] for p in cpts} == {run["id"]}
+        imp_run = fresh.get_run(run["id"])
+        assert imp_run["config"]["conditioned"] and imp_run["status"] == "finished"
+        assert Path(imp_run["adapter_path"]) == folder.resolve()      # the app finds the adapter in the demo folder
+        assert adp.check_adapter_path(imp_run["adapter_path"]) == folder.resolve()
+
+        # the app's path: load_conditioned(run id, store=...) on the imported run computes what the original does
+        # (bfloat16 LoRA weights: logits within rounding), at both ends; the ends differ far more than that
+        m0, tok, objs = cond.load_conditioned(run["id"], store=store)
+        m1, _, objs1 = cond.load_conditioned(run["id"], store=fresh)
+        assert objs == objs1 == OBJECTIVES
+        ref = [_logits(m0, tok, p) for p in ENDS]
+        got = [_logits(m1, tok, p) for p in ENDS]
+        spread = (ref[0] - ref[1]).abs().max().item()
+        for a, b in zip(ref, got):
+            err = (a - b).abs().max().item()
+            assert err < 1e-2 and err < 0.05 * spread, (err, spread)
+
+        # an export left in float32 is exact: the same greedy and the same seeded text at two preferences
+        exact = Store(f"sqlite:///{tmp_path / 'exact.db'}")
+        try:
+            assert demo.import_if_empty(exact, out / "conditioned-f32") == [conditioned]
+            assert Path(exact.get_run(run["id"])["adapter_path"]).parent.parent == (out / "conditioned-f32").resolve()
+            m2, _, _ = cond.load_conditioned(run["id"], store=exact)
+        finally:
+            exact.close()
+        seeded = {}
+        for p in ([0.8, 0.2], [0.2, 0.8]):
+            for kw in (dict(temperature=0.0), dict(temperature=0.7, seed=3)):
+                text = cond.generate_at(m2, tok, PROMPTS, p, max_new_tokens=8, **kw)
+                assert text == cond.generate_at(m0, tok, PROMPTS, p, max_new_tokens=8, **kw), (p, kw)
+                if kw.get("seed") is not None:
+                    seeded[tuple(p)] = text
+        # (the tiny model's greedy answer is empty: it ends at once; the seeded text is there, and moves with p)
+        assert all(all(t.strip() for t in texts) for texts in seeded.values())
+        assert seeded[(0.8, 0.2)] != seeded[(0.2, 0.8)], seeded
+    finally:
+        fresh.close()
+
+
+def test_a_missing_or_damaged_conditioned_folder_leaves_the_front_importable(store, tmp_path, caplog):
+    """demo/conditioned need not exist; a conditioned folder that lost its gates is refused with a warning and the
+    other folders are imported; when every folder is damaged the error names it."""
+    from pama.config import SweepConfig
+    from pama.store import Store
+    from pama.sweep import run_sweep
+
+    sid = run_sweep(SweepConfig(**dict(TINY, conditioned=True, steps=1)), store, progress=False)
+    out = paths.home() / "demo"
+    demo.export_sweep(store, sid, out / "conditioned")
+    plain = run_sweep(SweepConfig(**dict(TINY, steps=1, points=2)), store, progress=False)
+    demo.export_sweep(store, plain, out / "front")
+    stores = [Store(f"sqlite:///{tmp_path / f'{i}.db'}") for i in range(4)]
+    try:
+        assert demo.import_if_empty(stores[0], [out / "absent", out / "conditioned"]) == [sid]
+        assert demo.import_if_empty(stores[1], [out / "absent"]) == []
+        (gates,) = out.glob(f"conditioned/adapters/*/{cond.GATES_FILE}")
+        gates.unlink()
+        with pytest.raises(ValueError, match=cond.GATES_FILE):
+            demo.import_if_empty(stores[2], [out / "conditioned"])
+        assert stores[2].counts()["sweeps"] == 0                       # checked before anything was written
+        assert demo.import_if_empty(stores[3], [out / "front", out / "conditioned"]) == [plain]
+        assert "not imported" in caplog.text and stores[3].get_sweep(sid) is None
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_the_conditioned_demo_sweep_yaml_is_the_fronts_settings_plus_conditioning():
+    import argparse
+    import dataclasses
+
+    from pama.config import SweepConfig, add_dataclass_arguments, build
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, SweepConfig)
+    cfg, front = (dataclasses.asdict(build(SweepConfig, parser.parse_args([]), demo.DEMO_ROOT / d / "sweep.yaml")
+                                     .validate()) for d in ("conditioned", "front"))
+    differ = {k for k in cfg if cfg[k] != front[k]}
+    assert differ == {"conditioned", "steps", "save_every", "points"}, differ
+    assert cfg["conditioned"] and cfg["conditioning"] == "svd" and cfg["steps"] == 56 and cfg["save_every"] == 14
+
+
+def test_the_shipped_conditioned_demo_imports_and_meets_the_trade_off_bar(store):
+    """The trade-offs issue's bar as tests/test_learnability.py checks demo/front, on demo/conditioned's records:
+    >= 128 held-out prompts per point; every conditioned point within 10 nats of the base and ending >= 80% of its
+    answers on EOS; the two ends' 95% intervals apart on both objectives, each end higher on its own. And it imports
+    beside demo/front with a loadable conditioned adapter."""
+    from pama import adapters as adp
+
+    if not demo.available(demo.CONDITIONED_DIR):
+        pytest.skip("demo/conditioned/store.json is not shipped yet: train it with `python -m pama sweep "
+                    "--conditioned --config demo/conditioned/sweep.yaml` and export it (demo/conditioned/COMMAND.md)")
+    data = json.loads((demo.CONDITIONED_DIR / demo.RECORDS).read_text())
+    objs = data["sweep"]["objectives"]
+    points = data["points"]
+    assert all(p["eval_config"]["n_prompts"] >= 128 for p in points)
+    trained = [p for p in points if p["kind"] == "conditioned"]
+    assert len(trained) == 11 and len({p["run_id"] for p in trained}) == 1
+    for p in trained:
+        assert p["kl"] <= 10, p["id"]
+        assert p["eos_fraction"] >= 0.8, (p["id"], p["eos_fraction"])
+    for i, o in enumerate(objs):
+        own = max(trained, key=lambda p: p["preference"][i])
+        other = min(trained, key=lambda p: p["preference"][i])
+        assert own["preference"][i] == 1.0 and other["preference"][i] == 0.0
+        assert own["values"][o]["ci_low"] > other["values"][o]["ci_high"], (o, own["values"][o], other["values"][o])
+
+    ids = demo.import_if_empty(store)
+    assert data["sweep"]["id"] in ids and len(ids) == sum(demo.available(d) for d in demo.shipped_dirs())
+    assert len(store.points(sweep_id=data["sweep"]["id"], kind="conditioned")) == 11
+    run_id = trained[0]["run_id"]
+    folder = adp.run_adapters(store, [run_id])[run_id]
+    assert Path(folder).resolve().parent.parent == demo.CONDITIONED_DIR.resolve()
+    info = cond.read_conditioning(adp.check_adapter_path(folder))
+    assert info and info["objectives"] == objs and info["form"] == "svd"
