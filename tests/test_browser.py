@@ -4,6 +4,7 @@ Saves a screenshot of every page under test-artifacts/screenshots/ (git-ignored)
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -32,6 +33,20 @@ if not Path(CHROMIUM).exists():
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
 
 
+@contextlib.contextmanager
+def _pama_home(home: Path):
+    """PAMA_HOME set to ``home`` while a test seeds its store (module-scoped fixtures cannot use monkeypatch)."""
+    old = os.environ.get("PAMA_HOME")
+    os.environ["PAMA_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PAMA_HOME", None)
+        else:
+            os.environ["PAMA_HOME"] = old
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,19 +61,12 @@ def served():
     from pama.store import Store
 
     home = Path(tempfile.mkdtemp(prefix="pama-browser-"))
-    old = os.environ.get("PAMA_HOME")
-    os.environ["PAMA_HOME"] = str(home)
     os.environ.pop("PAMA_DB_URL", None)
-    try:
+    with _pama_home(home):
         store = Store()
         run_id = train_tiny(store)
         make_front(store, real_runs=[run_id])
         store.close()
-    finally:
-        if old is None:
-            os.environ.pop("PAMA_HOME", None)
-        else:
-            os.environ["PAMA_HOME"] = old
     proc, url = _start_app(home, demo=False)
     yield dict(url=url, home=home, run_id=run_id)
     _stop_app(proc)
@@ -220,17 +228,10 @@ def test_preference_slider_moves_the_text(page):
     from pama.store import Store
 
     home = Path(tempfile.mkdtemp(prefix="pama-slider-"))
-    old = os.environ.get("PAMA_HOME")
-    os.environ["PAMA_HOME"] = str(home)
-    try:
+    with _pama_home(home):
         store = Store(f"sqlite:///{home / 'pama.db'}")
         conditioned_front(store)
         store.close()
-    finally:
-        if old is None:
-            os.environ.pop("PAMA_HOME", None)
-        else:
-            os.environ["PAMA_HOME"] = old
     proc, url = _start_app(home, demo=False)
     try:
         t0 = time.time()

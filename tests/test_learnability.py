@@ -134,13 +134,19 @@ def test_the_shipped_demo_front_meets_the_trade_off_bar():
     objs = data["sweep"]["objectives"]
     points = data["points"]
     assert all(p["eval_config"]["n_prompts"] >= 128 for p in points)
-    adapters = [p for p in points if p["kind"] == "adapter"]
-    for p in adapters:
+    assert_trade_off_bar([p for p in points if p["kind"] == "adapter"], objs)
+
+
+def assert_trade_off_bar(trained: list[dict], objs: list[str]) -> None:
+    """The trade-offs issue's bar on a shipped front's trained points (store.json records): each within 10 nats of
+    the base and ending >= 80% of its answers on EOS; each objective's own end (preference 1) above its other end
+    (preference 0), their 95% intervals apart."""
+    for p in trained:
         assert p["kl"] <= 10, p["id"]
         assert p["eos_fraction"] >= 0.8, (p["id"], p["eos_fraction"])
     for i, o in enumerate(objs):
-        own = max(adapters, key=lambda p: p["preference"][i])
-        other = min(adapters, key=lambda p: p["preference"][i])
+        own = max(trained, key=lambda p: p["preference"][i])
+        other = min(trained, key=lambda p: p["preference"][i])
         assert own["preference"][i] == 1.0 and other["preference"][i] == 0.0
         assert own["values"][o]["ci_low"] > other["values"][o]["ci_high"], (o, own["values"][o], other["values"][o])
 
