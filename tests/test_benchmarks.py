@@ -99,3 +99,42 @@ def test_bench_avx2_runs_native_and_avx2_emulated_workers(tmp_path):
     avx2 = next(line for line in md.splitlines() if line.startswith("| avx2 |"))
     assert "AVX512" not in avx2.split("|")[2]  # the emulation took effect: ATen stops at AVX2 (or below)
     assert "command:" in out and "top operators" in md
+
+
+def test_compare_fronts_pairs_the_prompts_of_two_stored_fronts(tmp_path, store):
+    from test_demo import _sweeps
+
+    plain, conditioned = _sweeps(store)
+    out = _run(tmp_path, "compare_fronts.py", "--front", f"plain={store.url}::{plain}", "--front",
+               f"cond={store.url}::{conditioned}", "--bootstrap", "50", "--tag", "t", model=None)
+    rows = [line for line in (tmp_path / "fronts-t.md").read_text().splitlines() if line.startswith("| plain")
+            or line.startswith("| cond")]
+    assert "plain (2 points" in rows[0] and "cond (11 points" in rows[1]
+    assert rows[0].endswith("| +0.0000 [+0.0000, +0.0000] |")  # the first front against itself
+    hv, lo, hi = (float(x) for x in rows[1].split("|")[2].replace("[", "").replace("]", "").replace(",", "").split())
+    assert lo <= hv <= hi and "command:" in out
+    _run(tmp_path, "compare_fronts.py", "--front", f"cond={store.url}::{conditioned}", "--front",
+         f"plain={store.url}::{plain}", "--preferences", "1,0 0,1", "--bootstrap", "20", "--tag", "ends", model=None)
+    md = (tmp_path / "fronts-ends.md").read_text()
+    assert "| cond (2 points" in md and "| plain (2 points" in md  # the conditioned grid cut to the two ends
+
+
+def test_paired_hypervolumes_sees_a_dominating_front_through_the_shared_noise():
+    """A front that is another plus 0.02 on every prompt and objective is better by a sure margin, although both
+    fronts' own intervals are wide and overlap (the prompts' difficulty, shared by every point, dominates the noise):
+    the prompts are resampled jointly."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compare_fronts import paired_hypervolumes
+
+    rng = np.random.default_rng(0)
+    a = 0.4 + rng.normal(0, 0.2, size=64) + rng.normal(0, 0.02, size=(3, 2, 64))
+    a[0, 0] += 0.2  # three points that trade the two objectives off
+    a[2, 1] += 0.2
+    base, better = paired_hypervolumes([a, a + 0.02], [0, 0], [1, 1], n_boot=300)
+    assert base["diff"] == 0 and base["diff_low"] == base["diff_high"] == 0
+    assert better["diff"] > 0 and better["diff_low"] > 0
+    assert better["hv_low"] < base["hv_high"]  # the separate intervals overlap; the paired difference does not
+    same = paired_hypervolumes([a, a.copy()], [0, 0], [1, 1], n_boot=50)[1]
+    assert same["diff"] == same["diff_low"] == same["diff_high"] == 0
