@@ -175,7 +175,7 @@ def test_the_shipped_conditioned_demo_imports_and_meets_the_trade_off_bar(store)
     and (0, 1), meet the whole bar as tests/test_learnability.py checks demo/front (within 10 nats of the base, >= 80%
     of answers ending on EOS, 95% intervals apart on both objectives, each end higher on its own); every one of the 11
     points within 10 nats and its EOS fraction not significantly below 80% (one-sided binomial test at 5%: with 128
-    answers a point whose true rate is 80% or more measures below 0.8 about half the time); p orders the points
+    answers a point whose true rate is exactly 80% measures below 0.8 about half the time); p orders the points
     (Spearman's rho of p_1 against each objective's mean >= 0.9 in size, the issue's fidelity measure). Decision,
     made after the run and written in demo/conditioned/COMMAND.md: the shipped (0.9, 0.1) point ends 102 of 128
     answers on EOS (79.7%). And it imports beside demo/front with a loadable conditioned adapter."""
