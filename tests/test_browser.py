@@ -385,7 +385,14 @@ def test_twenty_blind_votes_on_the_demo_front_survive_a_restart(page):
         page.keyboard.press("Escape")
         page.locator(".js-plotly-plot .g-ytitle", has_text="blind-vote score").wait_for()
         no_exception(page)
-        page.locator('[data-testid="stExpander"] summary', has_text=f"Points ({n_points})").click()  # votes, win rate, score
+        wait_idle(page)
+        # a rerun can leave the previous run's copy of the expander on the page for a moment (seen once in CI: two
+        # "Points (12)" summaries): wait until there is exactly one, then open it
+        points = page.locator('[data-testid="stExpander"] summary', has_text=f"Points ({n_points})")
+        page.wait_for_function("([t]) => [...document.querySelectorAll('[data-testid=\"stExpander\"] summary')]"
+                               ".filter(e => e.innerText.includes(t)).length === 1", arg=[f"Points ({n_points})"],
+                               timeout=60_000)
+        points.click()  # votes, win rate, score
         page.get_by_role("button", name="Votes (CSV)").wait_for()
         wait_idle(page)
         shot(page, "9-front-vote-axis")
