@@ -37,26 +37,17 @@ from common import RESULTS, header, markdown_table, write_csv, write_text  # noq
 
 def hypervolume_ci(points: list[dict], objectives: list[str], n_boot: int, seed: int = 0) -> tuple[float, float, float]:
     """(HV, low, high) of the points' means, bounds-normalised with reference 0, with a 95% percentile-bootstrap
-    interval from resampling the prompts (one resample for all points: they were evaluated on the same prompts)."""
+    interval from resampling the prompts (one resample for all points: they were evaluated on the same prompts).
+    compare_fronts.paired_hypervolumes does the work, for one front."""
     import numpy as np
 
+    from compare_fronts import paired_hypervolumes
     from pama import objectives as objmod
-    from pama import pareto
 
     objs = [objmod.get(o) for o in objectives]
-    lo, hi = np.array([o.lower for o in objs]), np.array([o.upper for o in objs])
     scores = np.array([p["scores"] for p in points], float)          # (points, objectives, prompts)
-    ref = np.zeros(len(objectives))
-
-    def hv(means: np.ndarray) -> float:
-        return pareto.hypervolume(pareto.normalise(means, lo, hi), ref)
-
-    value = hv(scores.mean(-1))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, scores.shape[-1], size=(n_boot, scores.shape[-1]))
-    boot = [hv(scores[..., i].mean(-1)) for i in idx]
-    low, high = np.quantile(boot, [0.025, 0.975]) if boot else (value, value)
-    return value, float(min(low, value)), float(max(high, value))
+    r = paired_hypervolumes([scores], [o.lower for o in objs], [o.upper for o in objs], n_boot, seed)[0]
+    return r["hv"], min(r["hv_low"], r["hv"]), max(r["hv_high"], r["hv"])
 
 
 def spearman(xs: list[float], ys: list[float]) -> float:

@@ -61,12 +61,12 @@ def paired_hypervolumes(fronts: list[np.ndarray], lower, upper, n_boot: int, see
     n = fronts[0].shape[-1]
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(n_boot, n))
-    boot = np.array([[hv(f, i) for f in fronts] for i in draws])           # (n_boot, fronts)
+    boot = np.array([[hv(f, i) for f in fronts] for i in draws]).reshape(len(draws), len(fronts))
     out = []
     for k, f in enumerate(fronts):
         value, diff = hv(f), hv(f) - hv(fronts[0])
-        low, high = np.quantile(boot[:, k], [0.025, 0.975])
-        dlow, dhigh = np.quantile(boot[:, k] - boot[:, 0], [0.025, 0.975])
+        low, high = np.quantile(boot[:, k], [0.025, 0.975]) if n_boot else (value, value)   # no draws: no interval
+        dlow, dhigh = np.quantile(boot[:, k] - boot[:, 0], [0.025, 0.975]) if n_boot else (diff, diff)
         out.append(dict(hv=value, hv_low=float(low), hv_high=float(high), diff=diff, diff_low=float(dlow),
                         diff_high=float(dhigh)))
     return out
