@@ -31,19 +31,22 @@ def front_scores(url: str, sweep_id: str, kinds: list[str], preferences: list[li
     from pama.store import Store
 
     store = Store(url, create=False)
-    objectives = store.get_sweep(sweep_id)["objectives"]
-    points = [p for p in store.points(sweep_id=sweep_id) if p["kind"] in kinds
-              and (preferences is None or any(_same(p["preference"], q) for q in preferences))]
-    if not points:
-        raise SystemExit(f"no points of kind {kinds} in sweep {sweep_id} of {url}")
-    scores, prompts = [], None
-    for p in points:
-        gens = store.generations(p["id"])
-        these = [(g["prompt_index"], g["prompt"]) for g in gens]
-        if prompts is not None and these != prompts:
-            raise SystemExit(f"point {p['id']} was evaluated on other prompts than the sweep's first point")
-        prompts = these
-        scores.append([[g["scores"][o] for g in gens] for o in objectives])
+    try:
+        objectives = store.get_sweep(sweep_id)["objectives"]
+        points = [p for p in store.points(sweep_id=sweep_id) if p["kind"] in kinds
+                  and (preferences is None or any(_same(p["preference"], q) for q in preferences))]
+        if not points:
+            raise SystemExit(f"no points of kind {kinds} in sweep {sweep_id} of {url}")
+        scores, prompts = [], None
+        for p in points:
+            gens = store.generations(p["id"])
+            these = [(g["prompt_index"], g["prompt"]) for g in gens]
+            if prompts is not None and these != prompts:
+                raise SystemExit(f"point {p['id']} was evaluated on other prompts than the sweep's first point")
+            prompts = these
+            scores.append([[g["scores"][o] for g in gens] for o in objectives])
+    finally:
+        store.close()
     return np.array(scores, float), objectives, prompts
 
 
@@ -62,9 +65,10 @@ def paired_hypervolumes(fronts: list[np.ndarray], lower, upper, n_boot: int, see
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(n_boot, n))
     boot = np.array([[hv(f, i) for f in fronts] for i in draws]).reshape(len(draws), len(fronts))
+    values = [hv(f) for f in fronts]
     out = []
-    for k, f in enumerate(fronts):
-        value, diff = hv(f), hv(f) - hv(fronts[0])
+    for k, value in enumerate(values):
+        diff = value - values[0]
         low, high = np.quantile(boot[:, k], [0.025, 0.975]) if n_boot else (value, value)   # no draws: no interval
         dlow, dhigh = np.quantile(boot[:, k] - boot[:, 0], [0.025, 0.975]) if n_boot else (diff, diff)
         out.append(dict(hv=value, hv_low=float(low), hv_high=float(high), diff=diff, diff_low=float(dlow),
@@ -83,10 +87,11 @@ def main() -> None:
     from pama import objectives as objmod
 
     names, fronts, objectives, prompts = [], [], None, None
+    prefs = [[float(x) for x in q.split(",")] for q in args.preferences.split()] or None
+    first = args.front[0].partition("=")[0]
     for spec in args.front:
         name, _, rest = spec.partition("=")
         url, _, sweep = rest.rpartition("::")
-        prefs = [[float(x) for x in q.split(",")] for q in args.preferences.split()] or None
         scores, objs, these = front_scores(url, sweep, args.kinds.split(","), prefs)
         if objectives is not None and (objs != objectives or these != prompts):
             raise SystemExit(f"{name}: its objectives or prompts differ from the first front's: not comparable")
@@ -96,7 +101,7 @@ def main() -> None:
     objs = [objmod.get(o) for o in objectives]
     rows = paired_hypervolumes(fronts, [o.lower for o in objs], [o.upper for o in objs], args.bootstrap)
     table = [dict(front=n, hypervolume=f"{r['hv']:.4f} [{r['hv_low']:.4f}, {r['hv_high']:.4f}]",
-                  **{f"minus {names[0].split(' (')[0]}": f"{r['diff']:+.4f} [{r['diff_low']:+.4f}, {r['diff_high']:+.4f}]"})
+                  **{f"minus {first}": f"{r['diff']:+.4f} [{r['diff_low']:+.4f}, {r['diff_high']:+.4f}]"})
              for n, r in zip(names, rows)]
     text = header("Fronts compared on the same prompts (paired bootstrap)",
                   {"objectives": ", ".join(objectives), "prompts": fronts[0].shape[-1], "bootstrap": args.bootstrap,
