@@ -4,14 +4,25 @@ same wall time, evaluate both ends on the same held-out prompts, and report how 
     .venv/bin/python benchmarks/bench_learnability.py [--pairs informativeness,conciseness sentiment,length ...]
         [--minutes 5] [--evals 2] [--eval-samples 64] [--eval-max-new-tokens 96]
         [--variant NAME:key=value,key=value ...] [--tag T] [--resume]
+        [--eval-steps 15,30,60,120]   # train to fixed step counts instead of wall minutes (stability curves)
 
 For each variant (a set of TrainConfig overrides on top of the defaults; ``default`` = none), each pair (a, b) and
 each end (preference (1, 0) and (0, 1)) one PAMA run is trained in-process for ``--minutes`` of training wall time
 (evaluation time is not counted), and evaluated ``--evals`` times along the way (evenly spaced in training time) with
 ``pama.evaluate.evaluate_point``: the same prompts, sampling seeds and lengths for every run and for the base model.
 
-Separation of objective i at a checkpoint = (mean_i at i's own end − mean_i at the other end) / the mean of the two
+With ``--eval-steps`` each end trains to the largest step count and is evaluated at each listed step: the same
+steps for every run whatever else runs on the CPU (the stability curve: does the separation at 4N steps keep 80% of
+the separation at N?).
+
+Columns "1st" / "2nd" are the pair's objectives in the order given. Separation of objective i at a checkpoint = (mean_i at i's own end − mean_i at the other end) / the mean of the two
 95% bootstrap half-widths. Above 2 the two intervals do not overlap, with the end that prefers i on top.
+
+The length-controlled separation is the same figure on length-controlled scores (``pama.lengthcontrol``: each
+objective regressed on log(1 + words) over the base model's and both ends' samples pooled, every sample moved to
+the base model's mean length): a pair whose ends differ only in how long they talk has controlled separations near
+0. ``rho_len`` is Spearman's ρ of each objective with answer length over both ends' samples. An objective that is
+length itself (conciseness, length) has no controlled score.
 
 Each evaluation also reports the KL to the base (nats per response), distinct-2, the share of responses that ended
 on EOS, and a ``degenerate`` flag: KL > 10, fewer than half the base model's distinct-1, or less than 60% letters
@@ -59,21 +70,25 @@ def letter_share(texts: list[str]) -> float:
 
 
 def eval_row(res, base_d1: float | None) -> dict:
+    from pama.lengthcontrol import word_lengths
+
     letters = letter_share(res.texts)
     degenerate = res.kl > 10 or letters < 0.6 or (base_d1 is not None and res.distinct_1 < 0.5 * base_d1)
     return dict(values=res.values, kl=res.kl, mean_length=res.mean_length, distinct_1=res.distinct_1,
                 distinct_2=res.distinct_2, eos_fraction=res.eos_fraction, letters=letters, degenerate=degenerate,
-                examples=res.texts[:3])
+                examples=res.texts[:3], scores=[[round(float(v), 5) for v in row] for row in res.scores],
+                words=[int(w) for w in word_lengths(res.texts)])
 
 
-def train_and_eval(cfg, minutes: float, evals: int, evaluate, log) -> list[dict]:
-    """Train ``cfg`` for ``minutes`` of training time, evaluating at evenly spaced times; returns eval rows."""
+def train_and_eval(cfg, minutes: float, evals: int, evaluate, log, eval_steps: list[int] | None = None) -> list[dict]:
+    """Train ``cfg`` for ``minutes`` of training time, evaluating at evenly spaced times (or, with ``eval_steps``,
+    to the last of those step counts, evaluating at each); returns eval rows."""
     from pama.store import Store
     from pama.trainer import Trainer
 
     trainer = Trainer(cfg, Store(), progress=False)
     model = trainer.accelerator.unwrap_model(trainer.model)
-    marks = [minutes * 60 * (i + 1) / evals for i in range(evals)]
+    marks = sorted(eval_steps) if eval_steps else [minutes * 60 * (i + 1) / evals for i in range(evals)]
     spent, rows, history = 0.0, [], []
     while marks:
         trainer.step += 1
@@ -84,7 +99,7 @@ def train_and_eval(cfg, minutes: float, evals: int, evaluate, log) -> list[dict]
         log(f"  step {trainer.step} ({spent / 60:.1f} min) "
             + " ".join(f"{k.split('/')[1][:6]}={v:.3f}" for k, v in m.items() if k.endswith("/mean"))
             + f" kl={m['kl']:.2f} beta={m['beta']:.3f} len={m['response_length']:.0f} eos={m['eos_fraction']:.2f}")
-        if spent >= marks[0]:
+        if (trainer.step if eval_steps else spent) >= marks[0]:
             marks.pop(0)
             row = evaluate(model)
             row.update(step=trainer.step, minutes=spent / 60, samples=trainer.step * cfg.batch_size,
@@ -95,12 +110,35 @@ def train_and_eval(cfg, minutes: float, evals: int, evaluate, log) -> list[dict]
     return rows
 
 
+def length_controlled(base: dict, ea: dict, eb: dict, objs: list[str]) -> tuple[dict, dict]:
+    """Per objective: the length-controlled separation of the two ends (None for an objective that is length, or
+    rows without per-sample scores) and Spearman's ρ with answer length over both ends' samples."""
+    from pama import objectives as objmod
+    from pama.lengthcontrol import control_front
+
+    if not all("scores" in r for r in (base, ea, eb)):
+        return {o: None for o in objs}, {o: None for o in objs}
+    texts = {k: [" ".join(["w"] * n) for n in r["words"]] for k, r in (("base", base), ("a", ea), ("b", eb))}
+    is_len = {o: objmod.get(o).measures_length for o in objs}
+    cf = control_front({k: (r["scores"], texts[k]) for k, r in (("base", base), ("a", ea), ("b", eb))}, objs, is_len,
+                       base="base")
+    ends = ("a", "b")
+    sep = {}
+    for i, o in enumerate(objs):
+        own, other = cf.values[ends[i]][o], cf.values[ends[1 - i]][o]
+        sep[o] = None if own is None else round(separation(own, other), 2)
+    pooled = control_front({k: (r["scores"], texts[k]) for k, r in (("a", ea), ("b", eb))}, objs, is_len)
+    return sep, {o: None if pooled.rho[o] != pooled.rho[o] else round(pooled.rho[o], 2) for o in objs}
+
+
 def summarise(records: list[dict]) -> list[dict]:
-    """One row per (variant, pair, checkpoint): the separation of each objective between the two ends."""
+    """One row per (variant, pair, checkpoint): the separation of each objective between the two ends, raw and
+    length-controlled."""
     by = {}
     for r in records:
         if r["kind"] == "run":
             by.setdefault((r["variant"], r["pair"]), {})[r["end"]] = r
+    bases = {r["pair"]: r for r in records if r["kind"] == "base"}
     rows = []
     for (variant, pair), ends in by.items():
         if set(ends) != {0, 1}:
@@ -108,26 +146,45 @@ def summarise(records: list[dict]) -> list[dict]:
         a, b = pair.split(",")
         for ea, eb in zip(ends[0]["evals"], ends[1]["evals"]):
             sa, sb = separation(ea["values"][a], eb["values"][a]), separation(eb["values"][b], ea["values"][b])
+            lc, rho = length_controlled(bases.get(pair, {}), ea, eb, [a, b])
+            lc_text = {f"lc sep {k}": ("is length" if lc[o] is None and "scores" in ea else lc[o])
+                       for k, o in (("1st", a), ("2nd", b))}
             rows.append(dict(variant=variant, pair=pair, minutes=round((ea["minutes"] + eb["minutes"]) / 2, 2),
-                             steps=ea["step"], **{f"sep {a}": round(sa, 2), f"sep {b}": round(sb, 2)},
-                             min_sep=round(min(sa, sb), 2),
+                             steps=ea["step"], **{"sep 1st": round(sa, 2), "sep 2nd": round(sb, 2)},
+                             min_sep=round(min(sa, sb), 2), **lc_text,
+                             rho_len=" / ".join("-" if rho[o] is None else f"{rho[o]:+.2f}" for o in (a, b)),
+                             length=f"{ea['mean_length']:.0f} / {eb['mean_length']:.0f}",
                              kl=f"{ea['kl']:.1f} / {eb['kl']:.1f}", eos=f"{ea['eos_fraction']:.2f} / {eb['eos_fraction']:.2f}",
                              distinct_2=f"{ea['distinct_2']:.2f} / {eb['distinct_2']:.2f}",
                              degenerate=ea["degenerate"] or eb["degenerate"]))
     return rows
 
 
-def plot(rows: list[dict], path) -> None:
+def _min_lc(row: dict) -> float | None:
+    """The smaller length-controlled separation of a row's objectives that are not length (None if none)."""
+    vals = [v for k, v in row.items() if k.startswith("lc sep ") and isinstance(v, (int, float))]
+    return min(vals) if vals else None
+
+
+def plot(rows: list[dict], path, by_steps: bool = False) -> None:
+    """Separation (the smaller of the two objectives; dashed: length-controlled) against training minutes or
+    steps."""
     import plotly.graph_objects as go
 
+    xkey = "steps" if by_steps else "minutes"
     fig = go.Figure()
     for key in dict.fromkeys((r["variant"], r["pair"]) for r in rows):
         pts = [r for r in rows if (r["variant"], r["pair"]) == key]
-        fig.add_trace(go.Scatter(x=[0] + [r["minutes"] for r in pts], y=[0] + [r["min_sep"] for r in pts],
+        fig.add_trace(go.Scatter(x=[0] + [r[xkey] for r in pts], y=[0] + [r["min_sep"] for r in pts],
                                  mode="lines+markers", name=f"{key[1]} ({key[0]})"))
+        lc = [(r[xkey], _min_lc(r)) for r in pts if _min_lc(r) is not None]
+        if lc:
+            fig.add_trace(go.Scatter(x=[0] + [x for x, _ in lc], y=[0] + [y for _, y in lc], mode="lines+markers",
+                                     line_dash="dash", name=f"{key[1]} ({key[0]}), length-controlled"))
     fig.add_hline(y=2, line_dash="dot", annotation_text="intervals stop overlapping")
-    fig.update_layout(title="Separation of the two ends (the smaller of the two objectives) vs training minutes",
-                      xaxis_title="training wall minutes per end (2 CPU cores)",
+    fig.update_layout(title="Separation of the two ends (the smaller of the two objectives) vs training "
+                            + ("steps" if by_steps else "minutes"),
+                      xaxis_title="PPO steps per end" if by_steps else "training wall minutes per end (2 CPU cores)",
                       yaxis_title="separation (units of the 95% half-width)")
     fig.write_html(path, include_plotlyjs="cdn")
 
@@ -141,9 +198,12 @@ def main() -> None:
     ap.add_argument("--eval-samples", type=int, default=64)
     ap.add_argument("--eval-max-new-tokens", type=int, default=96)
     ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--eval-steps", default="",
+                    help="comma-separated step counts: train each end to the last, evaluate at each (overrides --minutes)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
+    eval_steps = [int(x) for x in args.eval_steps.split(",") if x.strip()] or None
 
     os.environ.setdefault("PAMA_HOME", tempfile.mkdtemp(prefix="pama-learn-"))
     import torch
@@ -162,7 +222,7 @@ def main() -> None:
         log_path.write_text("")
     done = {(r["variant"], r["pair"], r["end"]) for r in records if r["kind"] == "run"}
     print(header("Learnability: separation of a pair's two ends per CPU minute",
-                 {"minutes per end": args.minutes, "evals per run": args.evals, "eval prompts": args.eval_samples,
+                 {"minutes per end": args.minutes, "eval steps": args.eval_steps or "-", "evals per run": args.evals, "eval prompts": args.eval_samples,
                   "eval max new tokens": args.eval_max_new_tokens}), flush=True)
 
     def append(rec: dict) -> None:
@@ -195,7 +255,8 @@ def main() -> None:
                             method="pama", steps=10_000, save_every=10_000, model=args.model)
                 cfg = from_dict(TrainConfig, data, source=f"variant {variant[0]}").validate()
                 print(f"{variant[0]} {pair} end {objs[end]}: {json.dumps(variant[1])}", flush=True)
-                evals = train_and_eval(cfg, args.minutes, args.evals, evaluate, lambda s: print(s, flush=True))
+                evals = train_and_eval(cfg, args.minutes, args.evals, evaluate, lambda s: print(s, flush=True),
+                                       eval_steps)
                 append(dict(kind="run", variant=variant[0], overrides=variant[1], pair=pair, end=end, evals=evals,
                             config=cfg.to_dict()))
 
@@ -205,7 +266,7 @@ def main() -> None:
     write_csv(f"{stem}.csv", rows)
     write_text(f"{stem}.md", header("Learnability", {"minutes per end": args.minutes}) + "\n" + table)
     if rows:
-        plot(rows, RESULTS / f"{stem}.html")
+        plot(rows, RESULTS / f"{stem}.html", by_steps=bool(eval_steps))
 
 
 if __name__ == "__main__":

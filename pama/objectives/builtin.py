@@ -1,4 +1,4 @@
-"""The built-in scorers (sentiment, conciseness, informativeness, length, relevance, safety, readability), their
+"""The built-in scorers (sentiment, conciseness, informativeness, density, length, relevance, safety, readability), their
 text helpers (words, tokens, syllables, Flesch) and the table ``BUILTINS`` the registry reads."""
 from __future__ import annotations
 
@@ -102,6 +102,7 @@ def _make_conciseness(spec: str, params: dict[str, Any]) -> Objective:
         hi,
         score,
         params={"scale": scale},
+        measures_length=True,
     )
 
 
@@ -137,6 +138,27 @@ def _make_informativeness(spec: str, params: dict[str, Any]) -> Objective:
     )
 
 
+def content_density(text: str) -> float:
+    """Distinct content words per word (0 for no words): how much of an answer carries information, whatever its
+    length. A ratio, so saying more does not raise it; repeating a word or padding with function words lowers it."""
+    words = _ALPHA_WORD_RE.findall(text)
+    return len(content_words(text)) / len(words) if words else 0.0
+
+
+def _make_density(spec: str, params: dict[str, Any]) -> Objective:
+    """The expert's side of the expert-vs-layperson trade-off (against ``readability``): dense, technical wording
+    scores high and lowers Flesch reading ease (long content words, few short function words). Not a length proxy."""
+    _check_unknown(params, [], spec)
+    lo, hi = _bounds(params, 0.0, 1.0, spec)
+
+    def score(prompts: list[str], responses: list[str]) -> list[float]:
+        return [content_density(r) for r in responses]
+
+    return Objective(
+        spec, "distinct content words (3+ letters, not a stop word) per word; 0 for no words", lo, hi, score,
+    )
+
+
 _LENGTH_UNITS = ("chars", "words", "tokens")
 
 
@@ -168,6 +190,7 @@ def _make_length(spec: str, params: dict[str, Any]) -> Objective:
         hi,
         score,
         params={"unit": unit, "scale": scale, "lo": clip_lo, "hi": clip_hi},
+        measures_length=True,
     )
 
 
@@ -289,6 +312,7 @@ _BUILTINS: dict[str, tuple[Callable[[str, dict[str, Any]], Objective], str, dict
     "conciseness": (_make_conciseness, "shorter is better: exp(-words/scale)", {"scale": 50}),
     "informativeness": (_make_informativeness, "distinct content words, saturating: 1 - exp(-n/scale)",
                         {"scale": 20}),
+    "density": (_make_density, "distinct content words per word (information density, not length)", {}),
     "length": (
         _make_length,
         "the paper's length reward clip(len/scale, lo, hi)",

@@ -27,6 +27,9 @@ class Objective:
     scorer: Scorer = field(repr=False, compare=False)
     direction: str = "maximize"
     params: dict[str, Any] = field(default_factory=dict)
+    # True when the score is a function of the response's length alone (conciseness, length): a length-controlled
+    # score of it means nothing, so reports say "is length" instead (pama.lengthcontrol)
+    measures_length: bool = False
 
     def score(self, prompts: Sequence[str] | None, responses: Sequence[str]) -> list[float]:
         """Score a batch; ``prompts`` may be None for objectives that ignore the prompt (length, sentiment...)."""
