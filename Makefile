@@ -1,4 +1,5 @@
 # The README's two commands: `make run` (set up + serve the app) and `make test` (set up + run the tests).
+# `make test-fast`: the unit tests only (no test marked slow: tests/conftest.py), for the edit-test loop.
 # Re-running is quick: the venv install is redone only when requirements.txt changes; the model cache once.
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed-requirements
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: run test setup install bench clean-venv
+.PHONY: run test test-fast setup install bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow" -q
 
 bench: setup
 	$(PY) benchmarks/bench_weights.py

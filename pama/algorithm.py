@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .preference import Preference, rows
+
 __all__ = [
     "masked_mean",
     "gae",
@@ -25,10 +27,10 @@ __all__ = [
     "linear_scalarise",
     "AdaptiveKLController",
     "clipped_surrogate",
+    "weighted_clipped_surrogate",
     "clipped_value_loss",
 ]
 
-_PREF_TOL = 1e-4  # tolerance on sum(preference) == 1 (user-typed preferences like 0.33/0.33/0.34)
 _MASK_EPS = 1e-8  # floor of a mask count: an empty mask gives 0, and its gradient stays finite
 
 
@@ -49,11 +51,17 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | Sequence[int] | 
 def _check_preference(preference, n: int, *, like: torch.Tensor) -> torch.Tensor:
     """Preference → tensor on ``like``'s dtype/device; default uniform. Raises ValueError.
 
-    Shape (n,): one preference for every entry of ``like`` (n, ...). Shape (n, B, ...): one preference per sample,
-    its dims after the first matching the leading dims of ``like.shape[1:]`` (e.g. (n, B) against advantages
-    (n, B, T), broadcast over the tokens); every column must lie on the simplex."""
+    A ``pama.preference.Preference`` (what the trainer's methods pass) is taken as it is. Anything else comes from
+    the library API and is made into preferences by ``pama.preference.rows`` (its one policy: finite, ≥ 0, one per
+    objective; a sum ≠ 1 normalised with a warning): shape (n,), one preference for every entry of ``like`` (n, ...),
+    or (n, B, ...), one per sample, its dims after the first matching the leading dims of ``like.shape[1:]`` (e.g.
+    (n, B) against advantages (n, B, T), broadcast over the tokens)."""
     if preference is None:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
+    if isinstance(preference, Preference):
+        if len(preference) != n:
+            raise ValueError(f"preference must have one value per objective ({n}), got {len(preference)}")
+        return preference.tensor(dtype=like.dtype, device=like.device)
     try:
         p = torch.as_tensor(preference, dtype=torch.float64).detach().cpu()
     except (TypeError, ValueError, RuntimeError):
@@ -63,18 +71,8 @@ def _check_preference(preference, n: int, *, like: torch.Tensor) -> torch.Tensor
         raise ValueError(f"preference must have one value per objective ({n}), or shape (n, batch) = "
                          f"({n}, {', '.join(map(str, like.shape[1:2])) or 'B'}) for one preference per sample, "
                          f"got shape {tuple(p.shape)}")
-    if not bool(torch.isfinite(p).all()):
-        raise ValueError(f"preference must be finite, got {p.tolist()}")
-    if bool((p < 0).any()):
-        raise ValueError(f"preference must be non-negative, got {p.tolist()}")
-    total = p.sum(dim=0)
-    bad = (total - 1.0).abs() > _PREF_TOL
-    if bool(bad.any()):
-        worst = float(total[bad].flatten()[0]) if batch else float(total)
-        raise ValueError(f"preference must sum to 1 (within {_PREF_TOL}) over the objectives, got sum {worst:.6g}"
-                         + ("" if batch else f" for {p.tolist()}"))
-    p = p / total  # remove the rounding the tolerance allowed, so weights lie exactly on the simplex
-    return p.to(dtype=like.dtype, device=like.device)
+    columns = rows(p.reshape(n, -1).T, n, dtype=torch.float64)  # PreferenceError is a ValueError
+    return columns.T.reshape(p.shape).to(dtype=like.dtype, device=like.device)
 
 
 def _check_anchor(anchor) -> float:
@@ -422,6 +420,27 @@ def clipped_surrogate(
             "ratio_mean": float(masked_mean(ratio.detach(), mask)),
         }
     return loss, stats
+
+
+def weighted_clipped_surrogate(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    weights: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange: float = 0.2,
+) -> torch.Tensor:
+    """Σ_i c_i·L_i per token: the objectives' own clipped PPO losses, combined by the weights c (n, B, T).
+
+    L = −mean_masked Σ_i c_i,t·min(u_t·A_i,t, clip(u_t, 1−ε, 1+ε)·A_i,t) for advantages (n, B, T). This is the
+    paper's Σ_i c_i ∇L_i whatever the advantages' signs. ``clipped_surrogate`` of the combined advantage Σ_i c_i A_i is
+    the same loss only when every A_i,t ≥ 0 (Noon): min(u·A, clip(u)·A) = A·min(u, clip(u)) then, which is linear in A;
+    with mixed signs and u outside [1−ε, 1+ε] the two differ (one objective's term is clipped, the other's not).
+    """
+    ratio = torch.exp(logprobs - old_logprobs).unsqueeze(0)
+    pg1 = -advantages * ratio
+    pg2 = -advantages * ratio.clamp(1.0 - cliprange, 1.0 + cliprange)
+    return masked_mean((weights * torch.maximum(pg1, pg2)).sum(dim=0), mask)
 
 
 def clipped_value_loss(

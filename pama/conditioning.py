@@ -35,6 +35,7 @@ from . import adapters as adp
 from . import models
 from .config import CONDITIONING_FORMS, ConfigError, TrainConfig
 from .pareto import conditioned_grid
+from .preference import Preference, PreferenceError, project, rows
 
 CONFIG_FILE = "conditioning.json"
 GATES_FILE = "preference_gates.safetensors"
@@ -45,7 +46,7 @@ __all__ = [
     "ConditioningError", "ConditionedAdapter", "PreferenceGate", "attach_gates", "register_prefix", "preference",
     "check_preference", "prompt_prefix", "prompts_at", "save_gates", "load_gates", "read_conditioning",
     "materialize", "export_at", "conditioned_adapters", "load_conditioned", "generate_at", "Conditioner",
-    "make_conditioner", "parse_preference", "resolve_preference",
+    "make_conditioner", "parse_preference", "resolve_preference", "fit_prompt",
 ]
 
 
@@ -188,48 +189,31 @@ def _gates(model, adapter: str) -> dict[str, PreferenceGate]:
 # ------------------------------------------------------------------------------------------------------ preferences
 
 def check_preference(p, n: int, objectives: Sequence[str] = ()) -> torch.Tensor:
-    """A preference as float32 (rows, n), each row normalised to sum 1: (n,) → (1, n); (B, n) one per row.
-    Raises ConditioningError naming what is wrong and what to give instead."""
-    names = f" ({', '.join(objectives)})" if objectives else ""
-    example = ",".join([f"{1 / n:.2g}"] * n) if n else ""
+    """A preference as float32 (rows, n): a Preference, (n,) → (1, n); (B, n) one per row. Made by
+    ``pama.preference.rows`` (its one policy: rows not summing to 1 are normalised with a warning); raises
+    ConditioningError with its message (what was wrong, what to give instead)."""
     try:
-        t = torch.as_tensor(p, dtype=torch.float64).detach().cpu()
-    except (TypeError, ValueError, RuntimeError):
-        raise ConditioningError(f"a preference is {n} non-negative numbers, one per objective{names}, e.g. "
-                                f"{example}; got {p!r}") from None
-    if t.dim() == 1:
-        t = t.unsqueeze(0)
-    if t.dim() != 2 or t.shape[1] != n or t.shape[0] == 0:
-        got = t.shape[-1] if t.dim() >= 1 else 0
-        raise ConditioningError(f"the preference has {got} entries but the adapter was trained for {n} objectives"
-                                f"{names}: give one weight per objective, e.g. {example}")
-    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
-        raise ConditioningError(f"preference weights must be finite and ≥ 0, got {t.tolist()}; e.g. {example}")
-    total = t.sum(1, keepdim=True)
-    if bool((total <= 0).any()):
-        raise ConditioningError(f"a preference needs a positive weight, got {t.tolist()}; e.g. {example}")
-    return (t / total).float()
+        return rows(p, n, objectives=objectives)
+    except PreferenceError as err:
+        raise ConditioningError(str(err)) from None
 
 
-def parse_preference(text: str) -> list[float]:
-    """``"0.3,0.7"`` → [0.3, 0.7] (checked against the adapter later, by ``check_preference``)."""
+def parse_preference(text: str, n: int | None = None, objectives: Sequence[str] = ()) -> Preference:
+    """``"0.3,0.7"`` → a Preference (``pama.preference``); raises ConditioningError saying what to write."""
     try:
-        return [float(x) for x in str(text).split(",") if x.strip()]
-    except ValueError:
-        raise ConditioningError(f"--preference takes comma-separated numbers, one per objective (e.g. 0.3,0.7), "
-                                f"not {text!r}") from None
+        return Preference.parse(text, n, objectives=objectives, what="--preference")
+    except PreferenceError as err:
+        raise ConditioningError(str(err)) from None
 
 
-def resolve_preference(text: str | None, config: dict | None, objectives: Sequence[str]) -> list[float]:
-    """The preference a CLI command uses: ``--preference`` text if given, else the run config's ``preference``, else
-    uniform; checked and normalised (one row). Raises ConditioningError."""
+def resolve_preference(text: str | None, config: dict | None, objectives: Sequence[str]) -> Preference:
+    """The preference a CLI command uses: ``--preference`` text if given, else the run config's ``preference`` (made
+    when the run's config was), else uniform. Raises ConditioningError."""
     n = len(objectives)
     if text is not None:
-        pref = parse_preference(text)
-    else:
-        pref = list((config or {}).get("preference") or [])
-        pref = pref if len(pref) == n else [1.0 / n] * n
-    return check_preference(pref, n, objectives)[0].tolist()
+        return parse_preference(text, n, objectives)
+    stored = (config or {}).get("preference") or []
+    return parse_preference(stored, n, objectives) if len(stored) == n else Preference.uniform(n)
 
 
 def _targets(model, adapter: str | None) -> list[ConditionedAdapter]:
@@ -284,9 +268,34 @@ def prompt_prefix(model, p, *, adapter: str | None = None) -> str:
     return prefix_text(info.objectives, check_preference(p, info.n, info.objectives)[0].tolist())
 
 
-def prompts_at(model, prompts: Sequence[str], p, *, adapter: str | None = None) -> list[str]:
+def _chat_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(models.chat_prompts(tokenizer, [text])[0], add_special_tokens=False)["input_ids"])
+
+
+def fit_prompt(tokenizer, prefix: str, prompt: str) -> str:
+    """``prefix + prompt``, the prompt's start cut so that the chat-formatted whole fits ``models.PROMPT_MAX_TOKENS``.
+
+    ``models.encode`` cuts over-long prompts from the left, which would drop a prefix-conditioned adapter's preference
+    line first; cutting the user's prompt instead keeps the line (and the prompt's end, where the question usually
+    is, as the left cut does). Without a prefix or a tokenizer the text is returned as it is."""
+    text = prefix + prompt
+    if not prefix or tokenizer is None:
+        return text
+    excess = _chat_tokens(tokenizer, text) - models.PROMPT_MAX_TOKENS
+    if excess <= 0:
+        return text
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    while excess > 0 and ids:  # decoding and tokenising again can merge tokens at the cut: repeat until it fits
+        ids = ids[excess:]
+        text = prefix + tokenizer.decode(ids).lstrip()
+        excess = _chat_tokens(tokenizer, text) - models.PROMPT_MAX_TOKENS
+    return text
+
+
+def prompts_at(model, prompts: Sequence[str], p, *, adapter: str | None = None, tokenizer=None) -> list[str]:
     """The prompts as the adapter must read them at ``p`` ((n,) for all, or one row per prompt): unchanged for the svd
-    form, each behind its preference line for the prefix form."""
+    form, each behind its preference line for the prefix form (with ``tokenizer``, an over-long prompt is cut so that
+    the line stays: ``fit_prompt``)."""
     info = _targets(model, adapter)[0]
     if info.form != "prefix":
         return list(prompts)
@@ -294,7 +303,7 @@ def prompts_at(model, prompts: Sequence[str], p, *, adapter: str | None = None) 
     if pref.shape[0] not in (1, len(prompts)):
         raise ConditioningError(f"{pref.shape[0]} preferences for {len(prompts)} prompts: give one, or one per prompt")
     rows = pref.expand(len(prompts), -1).tolist()
-    return [prefix_text(info.objectives, row) + text for row, text in zip(rows, prompts)]
+    return [fit_prompt(tokenizer, prefix_text(info.objectives, row), text) for row, text in zip(rows, prompts)]
 
 
 # ------------------------------------------------------------------------------------------------------ files
@@ -466,7 +475,8 @@ def generate_at(model, tokenizer, prompts: Sequence[str], p, *, adapter: str | N
     """Generate with the model's conditioned adapter at preference ``p`` ((n,) for every prompt, or one row per
     prompt); ``gen_kwargs`` as ``pama.models.generate`` (max_new_tokens, temperature, top_p, seed)."""
     with preference(model, p, adapter=adapter):
-        return models.generate(model, tokenizer, prompts_at(model, prompts, p, adapter=adapter), **gen_kwargs)
+        return models.generate(model, tokenizer, prompts_at(model, prompts, p, adapter=adapter, tokenizer=tokenizer),
+                               **gen_kwargs)
 
 
 # ------------------------------------------------------------------------------------------------------ training
@@ -490,7 +500,8 @@ class Conditioner:
         """(groups·k, n) preferences of a rollout (the k samples of a prompt share one), or None."""
         return None
 
-    def prompts(self, prompts: list[str], pref: torch.Tensor | None) -> list[str]:
+    def prompts(self, prompts: list[str], pref: torch.Tensor | None, tokenizer=None) -> list[str]:
+        """The prompts as the policy reads them (``tokenizer``: to keep a preference line on a long prompt)."""
         return prompts
 
     def policy(self, model, pref: torch.Tensor | None):
@@ -543,15 +554,14 @@ class PreferenceConditioner(Conditioner):
             p = grid[(start + np.arange(groups)) % len(grid)] + rng.normal(0.0, GRID_NOISE, size=(groups, n))
         else:
             p = rng.dirichlet([self.cfg.preference_alpha] * n, size=groups)
-        p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, None)
-        total = p.sum(1, keepdims=True)
-        p = np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / n)
+        p = project(p)  # onto the simplex (pama.preference): the noise may leave it
         return torch.as_tensor(np.repeat(p, k, axis=0), dtype=torch.float32)
 
-    def prompts(self, prompts, pref):
+    def prompts(self, prompts, pref, tokenizer=None):
         if self.form != "prefix":
             return prompts
-        return [prefix_text(self.objectives, row) + text for row, text in zip(pref.tolist(), prompts)]
+        return [fit_prompt(tokenizer, prefix_text(self.objectives, row), text)
+                for row, text in zip(pref.tolist(), prompts)]
 
     def policy(self, model, pref):
         return preference(model, pref) if self.form == "svd" else contextlib.nullcontext()

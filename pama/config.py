@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from .preference import Preference, PreferenceError, PreferenceWarning
+
 METHODS = ("pama", "morlhf", "mgda")
 # the methods that train a preference-conditioned adapter (docs/conditioned.md): a per-sample preference enters PAMA's
 # anchored combination and MORLHF's scalarisation; MGDA's per-objective gradients have no place for it
@@ -28,12 +30,27 @@ DEFAULT_OBJECTIVES = ["informativeness", "conciseness"]
 DEFAULT_PREFERENCE = [0.25, 0.75]
 
 
+# fields a config's preference is made from: fixed once the config is made (TrainConfig.__setattr__)
+_FIXED_FIELDS = ("preference", "objectives")
+
 _NOON_WORDS = {"true": "true", "1": "true", "yes": "true", "on": "true",
                "false": "false", "0": "false", "no": "false", "off": "false"}
 
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the field and what is accepted."""
+
+
+def _make_preference(value: Any, objectives: Any) -> tuple[Preference | None, str | None]:
+    """(the config's Preference or None when empty, the error saying why it cannot be made or None)."""
+    if value is None or (isinstance(value, (str, list, tuple)) and not (value.strip() if isinstance(value, str)
+                                                                          else value)):
+        return None, None
+    names = list(objectives) if isinstance(objectives, list) and all(isinstance(o, str) for o in objectives) else []
+    try:
+        return Preference.parse(value, len(names) or None, objectives=names), None
+    except PreferenceError as err:
+        return None, str(err)
 
 
 def _help(text: str, **kw) -> Any:
@@ -47,8 +64,10 @@ class TrainConfig:
                        default="smollm2-135m")
     objectives: list[str] = _help("Objectives, comma-separated (see `python -m pama objectives`).",
                                   default_factory=lambda: list(DEFAULT_OBJECTIVES))
-    preference: list[float] = _help("Preference over the objectives (non-negative; normalised to sum 1 with a "
-                                    "warning). Empty = uniform.", default_factory=list)
+    preference: list[float] = _help("Preference over the objectives: one weight each, comma-separated, finite and "
+                                    "non-negative (weights not summing to 1 are normalised with a warning). Empty = "
+                                    "uniform; a sweep leaves it empty (its grid sets each run's).",
+                                    default_factory=list)
     method: str = _help("pama (closed-form combination), morlhf (linear scalarisation) or mgda (min-norm gradients).",
                         default="pama")
     anchor: float = _help("PAMA anchor strength λ in [0, 1]: 1 = the paper's PAMA (ignores the preference), "
@@ -75,7 +94,9 @@ class TrainConfig:
     mini_batches: int = _help("Mini-batches per PPO epoch.", default=1)
     max_new_tokens: int = _help("Tokens generated per response.", default=64)
     temperature: float = _help("Sampling temperature for rollouts.", default=1.0)
-    top_p: float = _help("Nucleus sampling for rollouts.", default=1.0)
+    top_p: float = _help("Nucleus sampling for rollouts: training takes 1 only (π_old and the KL are computed on the "
+                         "full distribution at `temperature`, not the nucleus); lower `temperature` instead.",
+                         default=1.0)
     learning_rate: float = _help("Adam learning rate for the LoRA adapter and value heads.", default=1e-3)
     lora_r: int = _help("LoRA rank.", default=8)
     lora_alpha: int = _help("LoRA alpha.", default=16)
@@ -121,18 +142,33 @@ class TrainConfig:
         # configs stored before noon became per method hold true/false (YAML and from_dict give bools or their text)
         if isinstance(self.noon, bool) or str(self.noon).lower() in _NOON_WORDS:
             self.noon = _NOON_WORDS.get(str(self.noon).lower(), self.noon)
+        # the preference is made here, once (pama.preference: text / list / YAML → Preference, normalised with a
+        # warning when it does not sum to 1); a bad one is reported by validate() with the other errors. Neither it
+        # nor the objectives change afterwards (__setattr__), so nothing below checks or normalises it again.
+        self._preference, self._preference_error = _make_preference(self.preference, self.objectives)
+        if self._preference is not None or self.preference is None:  # YAML `preference:` (null) = uniform, as []
+            self.preference = self._preference.as_list() if self._preference is not None else []
+        self._made = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FIXED_FIELDS and getattr(self, "_made", False):
+            raise AttributeError(f"{type(self).__name__}.{name} is fixed once the config is made (the run's "
+                                 f"Preference is made from it); make a new one: dataclasses.replace(cfg, {name}=...)")
+        object.__setattr__(self, name, value)
 
     def uses_noon(self) -> bool:
         """Whether negative advantages are dropped: the paper's PAMA uses Noon PPO, its MORLHF and MGDA plain PPO."""
         return self.method == "pama" if self.noon == "auto" else self.noon == "true"
 
-    def normalised_preference(self) -> list[float]:
-        n = len(self.objectives)
-        return list(self.preference) if self.preference else [1.0 / n] * n
+    def normalised_preference(self) -> Preference:
+        """The run's Preference, made when the config was (uniform when ``preference`` is empty)."""
+        if self._preference_error:
+            raise ConfigError(self._preference_error)
+        return self._preference or Preference.uniform(len(self.objectives))
 
     def validate(self, *, check_objectives: bool = True, allow_python: bool = True) -> "TrainConfig":
-        """Check every field; returns self with the preference normalised. Raises ConfigError."""
-        errors = _type_errors(self)
+        """Check every field; returns self, unchanged (the preference was made with the config). Raises ConfigError."""
+        errors = _type_errors(self, skip=("preference",))  # made (or refused) by pama.preference in __post_init__
         if errors:  # the range checks below assume the right types
             raise ConfigError("Invalid training configuration:\n  - " + "\n  - ".join(errors))
         for f in dataclasses.fields(self):
@@ -191,6 +227,10 @@ class TrainConfig:
             v = getattr(self, name)
             if not (lo < v <= hi) if name in ("learning_rate", "temperature", "top_p", "cliprange") else not (lo <= v <= hi):
                 errors.append(f"{name} = {v} is out of range ({lo}, {hi}]")
+        if 0 < self.top_p < 1:
+            errors.append(f"top_p = {self.top_p}: training samples with top_p = 1 only, since the PPO ratio and the KL "
+                          "use the full distribution at `temperature`, not the nucleus the rollout drew from; set "
+                          "top_p: 1, and lower `temperature` for more focused rollouts")
         for name in ("kl_coef", "target_kl", "vf_coef", "max_grad_norm", "cliprange_value", "threads",
                      "missing_eos_penalty"):
             if getattr(self, name) < 0:
@@ -199,14 +239,8 @@ class TrainConfig:
             errors.append(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             errors.append(f"device must be auto, cpu or cuda, not {self.device!r}")
-        if self.preference:
-            if len(self.preference) != len(self.objectives):
-                errors.append(f"preference has {len(self.preference)} entries but there are {len(self.objectives)} "
-                              f"objectives ({', '.join(self.objectives)})")
-            elif any(p < 0 or not math.isfinite(p) for p in self.preference):
-                errors.append(f"preference entries must be finite and non-negative, got {self.preference}")
-            elif sum(self.preference) <= 0:
-                errors.append("preference must have a positive entry")
+        if self._preference_error:
+            errors.append(self._preference_error)
         if check_objectives and self.objectives:
             from . import objectives as objmod  # the one upward edge (pyproject's contract ignores it), kept lazy
 
@@ -217,12 +251,6 @@ class TrainConfig:
                     errors.append(str(err))
         if errors:
             raise ConfigError("Invalid training configuration:\n  - " + "\n  - ".join(errors))
-        if self.preference and abs(sum(self.preference) - 1.0) > 1e-6:
-            total = sum(self.preference)
-            normalised = [p / total for p in self.preference]
-            warnings.warn(f"preference {self.preference} does not sum to 1; using {[round(p, 4) for p in normalised]}",
-                          stacklevel=2)
-            self.preference = normalised
         return self
 
     def to_dict(self) -> dict:
@@ -249,6 +277,8 @@ class SweepConfig(TrainConfig):
                   for name in ("points", "eval_samples", "eval_max_new_tokens") if getattr(self, name) <= 0]
         if not 0 <= self.eval_seed < 2**32:
             errors.append(f"eval_seed must lie in [0, 2^32), not {self.eval_seed}")
+        if self.preference:
+            errors.append("a sweep sets the preference of each run itself (its grid); drop preference")
         if errors:
             raise ConfigError("Invalid sweep configuration:\n  - " + "\n  - ".join(errors))
         return self
@@ -273,10 +303,12 @@ def _type_ok(tp, value) -> bool:
     return True
 
 
-def _type_errors(cfg) -> list[str]:
+def _type_errors(cfg, skip: tuple[str, ...] = ()) -> list[str]:
     """Fields of the wrong type (a config built in Python without from_dict), named with what is expected."""
     out = []
     for f in dataclasses.fields(cfg):
+        if f.name in skip:
+            continue
         tp, v = _field_type(type(cfg), f), getattr(cfg, f.name)
         if not _type_ok(tp, v):
             want = getattr(tp, "__name__", str(tp)) if typing.get_origin(tp) is None else str(tp)
@@ -333,7 +365,9 @@ def from_dict(cls, data: dict, *, source: str = "config"):
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(fields)}")
-    kwargs = {k: _parse_value(_field_type(cls, fields[k]), v, f"{source}: {k}") for k, v in data.items()}
+    # the preference goes in as given (text, list, YAML value): pama.preference parses it when the config is made
+    kwargs = {k: v if k == "preference" else _parse_value(_field_type(cls, fields[k]), v, f"{source}: {k}")
+              for k, v in data.items()}
     return cls(**kwargs)
 
 
@@ -375,7 +409,9 @@ def build(cls, args: argparse.Namespace | dict, config_file: str | None = None):
     """defaults < YAML < flags."""
     data = load_yaml(config_file) if config_file else {}
     if config_file:
-        from_dict(cls, data, source=str(config_file))  # type-check the file on its own for a precise message
+        with warnings.catch_warnings():  # the merged config below warns about the preference, once
+            warnings.simplefilter("ignore", PreferenceWarning)
+            from_dict(cls, data, source=str(config_file))  # type-check the file on its own for a precise message
     flags = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     names = {f.name for f in dataclasses.fields(cls)}
     data.update({k: v for k, v in flags.items() if k in names and v is not None})

@@ -12,7 +12,9 @@ command and config that produced them (``COMMAND.md``, ``sweep.yaml``).
 
 ``import_if_empty(store)`` (called by ``python -m pama setup`` and the app's Home page) copies the records of every
 shipped folder (``shipped_dirs()``: an explicit list, not a glob) into an empty store, with each run's
-``adapter_path`` pointing into its folder's ``adapters/``; it is idempotent. ``export_sweep(store, sweep_id, dir)``
+``adapter_path`` pointing into its folder's ``adapters/``, and the length-controlled scores of its points (stored in
+``store.json`` by the export, or computed at import from the shipped generations; pama.controlled); it is
+idempotent. ``export_sweep(store, sweep_id, dir)``
 writes such a folder from any store, plain or conditioned sweep (it is how the shipped ones were made).
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from . import paths
+from . import controlled, paths
 
 DEMO_ROOT = paths.REPO / "demo"
 DEMO_DIR = DEMO_ROOT / "front"                # the plain PAMA sweep (three adapters)
@@ -187,7 +189,20 @@ def import_demo(store, demo_dir: str | Path | None = None) -> str:
                         point_id=p["id"],
                         values={o: (v["mean"], v["ci_low"], v["ci_high"]) for o, v in p["values"].items()},
                         generations=p["generations"])
+    _length_control(store, sw, data["points"])
     return sw["id"]
+
+
+def _length_control(store, sweep: dict, points: list[dict]) -> None:
+    """The imported front's length-controlled scores: those stored in the records when they hold them (computed at
+    export from every generation), else computed now from the generations shipped with each point (16 per point in
+    the shipped demos, so with wider intervals than the raw scores' 128 prompts)."""
+    if (sweep.get("summary") or {}).get(controlled.SUMMARY_KEY):
+        for p in points:
+            store.set_controlled(p["id"], {o: None if v.get("lc_mean") is None else
+                                           (v["lc_mean"], v["lc_low"], v["lc_high"]) for o, v in p["values"].items()})
+        return
+    controlled.control_sweep(store, sweep["id"])
 
 
 def import_if_empty(store, demo_dirs: str | Path | list | tuple | None = None) -> list[str]:

@@ -10,6 +10,7 @@ their rewards say).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -22,6 +23,7 @@ from . import adapters as adp
 from . import conditioning as cond
 from . import models
 from . import objectives as objmod
+from . import sampling
 from .logprobs import ended_on_eos, response_mask, seq_logprobs_and_hidden
 from .stats import BOOTSTRAP_SEED, N_RESAMPLES, bootstrap_ci  # noqa: F401 (bootstrap_ci: re-exported)
 
@@ -63,23 +65,29 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 
 @torch.no_grad()
-def _response_logprobs(model, enc, new, rmask) -> torch.Tensor:
+def _response_logprobs(model, enc, new, rmask, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probs of the responses under the distribution they were sampled from: the logits divided by the sampling
+    ``temperature`` (as the trainer's), so that Σ log π − log π_ref is the KL of the policy that wrote them. Greedy
+    decoding (temperature 0) has no such distribution: the temperature-1 log-probs are used then."""
     input_ids = torch.cat([enc["input_ids"], new], dim=1)
     attn = torch.cat([enc["attention_mask"], rmask.long()], dim=1)
-    logp, _ = seq_logprobs_and_hidden(model, input_ids, attn, enc["input_ids"].shape[1], hidden=False)
+    logp, _ = seq_logprobs_and_hidden(model, input_ids, attn, enc["input_ids"].shape[1], hidden=False,
+                                      temperature=temperature if temperature > 0 else 1.0)
     return logp * rmask
 
 
 def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed: int = 1234,
                    max_new_tokens: int = 48, batch_size: int = 16, temperature: float = EVAL_TEMPERATURE,
                    ref: str | None = "adapter-disabled", confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
-                   progress: bool = False, desc: str = "evaluate", prompt_prefix: str = "") -> EvalResult:
+                   progress: bool = False, desc: str = "evaluate", prompt_prefix: str = "",
+                   on_progress=None) -> EvalResult:
     """Generate one response per prompt with the model as it is now (base, adapter or mixture) and score it.
 
     ``objectives``: Objective instances or names. ``ref="adapter-disabled"`` computes the KL against the same model
     with its adapters disabled (0 when the model has no active adapter); ``ref=None`` skips the KL (reported as 0).
     ``prompt_prefix`` is written before every prompt for generation only (a prefix-conditioned adapter's preference
     line, ``pama.conditioning.prompt_prefix``); the objectives score, and the results keep, the prompts as given.
+    ``on_progress(prompts done, prompts)`` is called after each batch (the sweep's evaluation progress).
     """
     objs = [objmod.get(o) if isinstance(o, str) else o for o in objectives]
     prompts = list(prompts)
@@ -98,7 +106,8 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
     starts = range(0, len(prompts), batch_size)
     for b, start in enumerate(tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False)):
         batch = prompts[start:start + batch_size]
-        out, enc, new = models.generate(model, tokenizer, [prompt_prefix + p for p in batch],
+        out, enc, new = models.generate(model, tokenizer,
+                                        [cond.fit_prompt(tokenizer, prompt_prefix, p) for p in batch],
                                         max_new_tokens=max_new_tokens,
                                         temperature=temperature, seed=seed * 1000 + b, return_ids=True)
         rmask = response_mask(new, eos).to(new.device)
@@ -106,12 +115,14 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
         lengths += [int(x) for x in rmask.sum(1).tolist()]
         ended += ended_on_eos(new, eos).tolist()
         if ref is not None and has_adapter:
-            logp = _response_logprobs(model, enc, new, rmask)
+            logp = _response_logprobs(model, enc, new, rmask, temperature)
             with adp.reference(model):
-                ref_logp = _response_logprobs(model, enc, new, rmask)
+                ref_logp = _response_logprobs(model, enc, new, rmask, temperature)
             kls += (logp - ref_logp).sum(1).tolist()
         else:
             kls += [0.0] * len(batch)
+        if on_progress is not None:
+            on_progress(start + len(batch), len(prompts))
     scores = objmod.score_all(objs, prompts, texts)
     values = {o.name: bootstrap_ci(scores[i], confidence, n_resamples) for i, o in enumerate(objs)}
     eval_config = dict(n_prompts=len(prompts), seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size,
@@ -137,6 +148,121 @@ def evaluate_at(model, tokenizer, objectives, prompts: Sequence[str], preference
     result.eval_config.update(preference=[round(x, 6) for x in p[0].tolist()], conditioning="+".join(forms))
     return result
 
+
+
+def eval_rows() -> int:
+    """Rows per decode batch of ``evaluate_at_many``: ``PAMA_EVAL_ROWS`` if set, else 64 on a machine of up to 4
+    cores and 128 above (a decode step is memory-bound at a few rows and compute-bound at many: more cores keep more
+    rows busy). The KV cache grows with the rows (~46 KB per token and row for SmolLM2-135M in float32: 64 rows ×
+    320 tokens ≈ 0.9 GB)."""
+    env = os.environ.get("PAMA_EVAL_ROWS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    return 64 if (os.cpu_count() or 1) <= 4 else 128
+
+
+def _kl_rows(model, enc, new, rmask, prefs, adapter, chunk: int, temperature: float = 1.0) -> list[float]:
+    """KL(policy ‖ adapters disabled) of each response, in row order. Rows are taken shortest response first in
+    groups of ``chunk`` and each group's columns cut at its longest response (causal attention: the kept positions
+    compute what they did), so the two full forwards cost about the tokens written, not rows × the longest."""
+    lengths = rmask.sum(1)
+    order = torch.argsort(lengths, stable=True)
+    kl = torch.zeros(new.shape[0], dtype=torch.float64)
+    for i in range(0, len(order), chunk):
+        sel = order[i:i + chunk]
+        width = max(1, int(lengths[sel].max()))
+        sub_enc = {k: v[sel] for k, v in enc.items()}
+        sub_new, sub_mask = new[sel, :width], rmask[sel, :width]
+        with cond.preference(model, prefs[sel], adapter=adapter):
+            logp = _response_logprobs(model, sub_enc, sub_new, sub_mask, temperature)
+        with adp.reference(model):
+            ref_logp = _response_logprobs(model, sub_enc, sub_new, sub_mask, temperature)
+        kl[sel] = (logp - ref_logp).sum(1).double()
+    return kl.tolist()
+
+
+def evaluate_at_many(model, tokenizer, objectives, prompts: Sequence[str], preferences, *,
+                     adapter: str | None = None, seed: int = 1234, max_new_tokens: int = 48, batch_size: int = 16,
+                     temperature: float = EVAL_TEMPERATURE, ref: str | None = "adapter-disabled",
+                     confidence: float = 0.95, n_resamples: int = N_RESAMPLES, rows: int | None = None,
+                     on_progress=None, progress: bool = False, desc: str = "evaluate") -> list[EvalResult]:
+    """``evaluate_at`` at several preferences of a conditioned adapter at once, one result per preference (in order).
+
+    Rows of different preferences share one decode batch (the svd gates take one preference per row; the prefix
+    form's preference line is in each row's prompt): each decode batch is one seed batch of ``batch_size`` prompts
+    (as ``evaluate_point`` forms them) at ``rows // batch_size`` preferences. Each (preference, prompt) row draws the
+    uniforms ``evaluate_at`` would draw for it (seed ``seed * 1000 + batch index``, its row in that batch:
+    ``sampling.row_noise``), so every preference keeps the per-prompt seeds of the one-at-a-time evaluation; only
+    float rounding (unmerged per-row gates, another batch shape) can flip a token, rarely, and then that response
+    differs. Rows that end leave the decode batch; the KL forwards run ``batch_size`` rows at a time, shortest
+    responses together (``_kl_rows``). ``on_progress(prompts done, prompts)`` after each seed batch (every
+    preference done on those prompts). Each result's ``seconds`` is the shared time divided by the preferences."""
+    objs = [objmod.get(o) if isinstance(o, str) else o for o in objectives]
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("evaluate_at_many needs at least one prompt")
+    if batch_size <= 0 or max_new_tokens <= 0:
+        raise ValueError("batch_size and max_new_tokens must be positive")
+    t0 = time.perf_counter()
+    info = cond._targets(model, adapter)[0]
+    pref = cond.check_preference(preferences, info.n, info.objectives)       # (K, n), rows normalised
+    K, N = pref.shape[0], len(prompts)
+    prefixes = [cond.prompt_prefix(model, pref[k], adapter=adapter) for k in range(K)]
+    per_batch = max(1, int(rows or eval_rows()) // batch_size)             # preferences per decode batch
+    eos = models.eos_ids(model, tokenizer)
+    has_adapter = bool(adp.adapter_names(model)) and adp._is_enabled(model)
+    device = next(model.parameters()).device
+    texts = [[""] * N for _ in range(K)]
+    kls = [[0.0] * N for _ in range(K)]
+    lengths = [[0] * N for _ in range(K)]
+    ended = [[False] * N for _ in range(K)]
+    model.eval()
+    starts = range(0, N, batch_size)
+    for b, start in enumerate(tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False)):
+        idx = list(range(start, min(start + batch_size, N)))
+        noise_b = sampling.row_noise(seed * 1000 + b, len(idx), max_new_tokens)   # what evaluate_point draws
+        for k0 in range(0, K, per_batch):
+            ks = list(range(k0, min(k0 + per_batch, K)))
+            row_k = [k for k in ks for _ in idx]
+            row_j = [j for _ in ks for j in idx]
+            prow = pref[row_k]
+            enc = models.encode(tokenizer, [cond.fit_prompt(tokenizer, prefixes[k], prompts[j])
+                                            for k, j in zip(row_k, row_j)], device)
+            with cond.preference(model, prow, adapter=adapter):
+                new = sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=max_new_tokens,
+                                      eos_ids=eos, pad_id=tokenizer.pad_token_id, temperature=temperature,
+                                      noise=noise_b.repeat(len(ks), 1).to(device))
+            rmask = response_mask(new, eos).to(new.device)
+            outs = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            row_len = [int(x) for x in rmask.sum(1).tolist()]
+            row_end = ended_on_eos(new, eos).tolist()
+            row_kl = (_kl_rows(model, enc, new, rmask, prow, adapter, batch_size, temperature)
+                      if ref is not None and has_adapter else [0.0] * len(row_k))
+            for r, (k, j) in enumerate(zip(row_k, row_j)):
+                texts[k][j], lengths[k][j], ended[k][j], kls[k][j] = outs[r], row_len[r], row_end[r], row_kl[r]
+        if on_progress is not None:
+            on_progress(idx[-1] + 1, N)
+    seconds = (time.perf_counter() - t0) / K
+    forms = sorted({i.form for name, i in cond.conditioned_adapters(model).items() if adapter in (None, name)})
+    results = []
+    for k in range(K):
+        scores = objmod.score_all(objs, prompts, texts[k])
+        values = {o.name: bootstrap_ci(scores[i], confidence, n_resamples) for i, o in enumerate(objs)}
+        eval_config = dict(n_prompts=N, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           temperature=temperature, confidence=confidence, n_resamples=n_resamples,
+                           kl_reference="adapter disabled" if ref is not None else None,
+                           preference=[round(x, 6) for x in pref[k].tolist()], conditioning="+".join(forms),
+                           decode="preferences batched")
+        results.append(EvalResult(
+            objectives=[o.name for o in objs], values=values, scores=np.asarray(scores), prompts=prompts,
+            texts=texts[k], kl=float(np.mean(kls[k])), kl_per_response=kls[k], lengths=lengths[k],
+            mean_length=float(np.mean(lengths[k])), distinct_1=distinct_n(texts[k], 1),
+            distinct_2=distinct_n(texts[k], 2), eos_fraction=float(np.mean(ended[k])), eval_config=eval_config,
+            seconds=seconds))
+    return results
 
 def generation_rows(result: EvalResult, limit: int | None = None) -> list[dict]:
     rows = []

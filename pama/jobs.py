@@ -151,7 +151,6 @@ def start_sweep(cfg, *, store, timeout_s: float | None = None, env: Mapping[str,
     ``python -m pama sweep --resume <id>`` trains and evaluates every grid point of it. ``timeout_s`` is accepted
     for older callers; nothing is waited for."""
     data = _config_dict(cfg)
-    data["preference"] = []
     sweep_id = store.create_sweep(
         name=name or data.get("name") or default_sweep_name(data),
         method=data["method"], model=data["model"], objectives=list(data["objectives"]), config=data)
@@ -189,11 +188,43 @@ def sweep_progress(sweep: Mapping, runs: Sequence[Mapping]) -> dict:
     done = sum(1 for r in runs if r.get("status") == "finished")
     current = next((r for r in runs if r.get("status") in ACTIVE), None)
     phase = sweep.get("status", "queued")
+    evaluation = None
     if phase == "running":
-        phase = (f"training point {min(done + 1, total)}/{total}" if current is not None or done < total
+        training = current is not None or done < total
+        phase = (f"training point {min(done + 1, total)}/{total}" if training
                  else "evaluating the points on held-out prompts")
+        evaluation = None if training else evaluation_progress((sweep.get("summary") or {}).get("evaluation"))
+        if evaluation is not None:
+            phase = "evaluating: " + evaluation["text"]
     return dict(status=sweep.get("status"), total=total, done=done, current=current, phase=phase,
-                fraction=min(1.0, done / total) if total else 0.0, active=sweep.get("status") in ACTIVE)
+                fraction=min(1.0, done / total) if total else 0.0, active=sweep.get("status") in ACTIVE,
+                evaluation=evaluation)
+
+
+def evaluation_progress(state: Mapping | None, *, now: float | None = None) -> dict | None:
+    """What the pages show of a sweep's evaluation, from the ``summary["evaluation"]`` the sweep process writes
+    (``pama.sweep.EvalProgress``): points done of total, prompts done for the current point(s), elapsed time (to now)
+    and the ETA (the sweep's estimate less the time since it wrote it); None when there is none. ``fraction`` counts
+    prompt-evaluations, so the bar moves within a point."""
+    if not isinstance(state, Mapping) or not state.get("points_total"):
+        return None
+    now = time.time() if now is None else now
+    pts, total = int(state.get("points_done") or 0), int(state["points_total"])
+    pd, pt = int(state.get("prompts_done") or 0), int(state.get("prompts_total") or 0)
+    group = max(1, int(state.get("group") or 1))
+    since = max(0.0, now - float(state.get("updated") or now))
+    started = state.get("started")
+    elapsed = now - float(started) if started else state.get("elapsed_s")
+    eta = state.get("eta_s")
+    eta = None if eta is None else max(0.0, float(eta) - since)
+    work = total * pt
+    fraction = min(1.0, (pts * pt + group * pd) / work) if work else (pts / total)
+    current = state.get("current") or ""
+    text = f"{pts}/{total} points" + (f" · {current}: {pd}/{pt} prompts" if current and pts < total else "")
+    text += f" · elapsed {format_duration(elapsed)} · ETA {format_duration(eta) if eta is not None else '–'}"
+    return dict(points_done=pts, points_total=total, prompts_done=pd, prompts_total=pt, current=current,
+                elapsed_s=elapsed, eta_s=eta, eta=format_duration(eta) if eta is not None else "–",
+                fraction=fraction, text=text)
 
 
 def sweep_available() -> bool:

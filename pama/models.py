@@ -197,11 +197,17 @@ def chat_prompts(tokenizer, prompts: list[str]) -> list[str]:
     ]
 
 
-def encode(tokenizer, prompts: list[str], device=None, max_length: int = 256):
-    """Tokenise chat-formatted prompts, left-padded, truncating the start of over-long prompts."""
+# the most tokens of a chat-formatted prompt; longer ones lose their start (a prefix-conditioned adapter's preference
+# line is kept by pama.conditioning.fit_prompt, which cuts the user's prompt instead)
+PROMPT_MAX_TOKENS = 256
+
+
+def encode(tokenizer, prompts: list[str], device=None, max_length: int | None = None):
+    """Tokenise chat-formatted prompts, left-padded, truncating the start of prompts over ``max_length`` tokens
+    (default ``PROMPT_MAX_TOKENS``)."""
     tokenizer.truncation_side = "left"
     enc = tokenizer(chat_prompts(tokenizer, prompts), return_tensors="pt", padding=True, truncation=True,
-                    max_length=max_length, add_special_tokens=False)
+                    max_length=max_length or PROMPT_MAX_TOKENS, add_special_tokens=False)
     return {k: v.to(device) for k, v in enc.items()} if device is not None else dict(enc)
 
 

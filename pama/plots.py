@@ -23,7 +23,8 @@ OTHER_EVAL_COLOUR = "#868E96"
 FADED = 0.28
 
 __all__ = [
-    "group_of", "preference_order", "front_data", "front_figure", "front_figure_3d", "pairwise_figure", "hover_text",
+    "group_of", "preference_order", "front_data", "controlled_value", "plotted_controlled", "front_figure",
+    "front_figure_3d", "pairwise_figure", "hover_text",
     "reward_curves_figure", "weights_figure", "metric_figure", "metrics_table", "empty_figure",
 ]
 
@@ -55,8 +56,29 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}" if abs(x) < 1000 else f"{x:.4g}"
 
 
-def hover_text(point: Mapping, objectives: Sequence[str] | None = None) -> str:
-    """The configuration of a point as escaped HTML for plotly's hover box."""
+def controlled_value(value: Mapping | None) -> tuple[float, float, float] | None:
+    """The length-controlled (mean, low, high) of one objective's value ({mean, ci_low, ci_high, lc_mean, lc_low,
+    lc_high}, a dict or a record's ``Estimate``), or None where there is none (not computed, or it is length)."""
+    if not value or value.get("lc_mean") is None:
+        return None
+    m = float(value["lc_mean"])
+    lo, hi = value.get("lc_low"), value.get("lc_high")
+    return m, m if lo is None else float(lo), m if hi is None else float(hi)
+
+
+def _triple(point: Mapping, name: str, controlled: Iterable[str] = ()) -> tuple[float, float, float] | None:
+    """(mean, low, high) of ``name`` for a point: the length-controlled one when ``name`` is in ``controlled``."""
+    v = (point.get("values") or {}).get(name)
+    if not v:
+        return None
+    if name in controlled:
+        return controlled_value(v)
+    return float(v["mean"]), float(v["ci_low"]), float(v["ci_high"])
+
+
+def hover_text(point: Mapping, objectives: Sequence[str] | None = None, *, is_length: Iterable[str] = ()) -> str:
+    """The configuration of a point as escaped HTML for plotly's hover box: each objective's score with its interval,
+    and its length-controlled score where there is one (or "is length" for an objective in ``is_length``)."""
     esc = html.escape
     lines = [f"<b>{esc(str(point.get('label') or point.get('id')))}</b>",
              f"id: {esc(str(point.get('id')))} · {esc(str(point.get('kind')))}"]
@@ -70,10 +92,17 @@ def hover_text(point: Mapping, objectives: Sequence[str] | None = None) -> str:
     if cfg.get("anchor") is not None:
         lines.append(f"anchor λ: {cfg['anchor']}")
     vals = point.get("values") or {}
+    length_itself = set(is_length)
     for name in objectives or list(vals):
         v = vals.get(name)
         if v:
-            lines.append(f"{esc(name)}: {_fmt(v['mean'])} [{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]")
+            line = f"{esc(name)}: {_fmt(v['mean'])} [{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]"
+            lc = controlled_value(v)
+            if lc is not None:
+                line += f" · length-controlled {_fmt(lc[0])} [{_fmt(lc[1])}, {_fmt(lc[2])}]"
+            elif name in length_itself:
+                line += " · is length"
+            lines.append(line)
     if point.get("kl") is not None:
         lines.append(f"KL: {_fmt(point['kl'])}")
     if point.get("mean_length") is not None:
@@ -107,23 +136,25 @@ def _normalised(arr: np.ndarray, objectives: Sequence[str], bounds: Mapping | No
 
 
 def front_data(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: Mapping | None = None,
-               group: Callable[[Mapping], str] = group_of) -> dict[str, dict]:
+               group: Callable[[Mapping], str] = group_of, controlled: Iterable[str] = ()) -> dict[str, dict]:
     """Per series: the points having every objective, their means / CIs, non-dominated mask, front order, HV.
 
     ``bounds`` = {objective: {lower, upper, direction}} normalises the hypervolume (reference = the lower bounds,
     i.e. the origin after normalisation); without bounds the hypervolume is left out (None).
+    ``controlled``: the objectives drawn with their length-controlled scores (pama.lengthcontrol); a point without
+    one for such an objective is left out, as a point without a score is.
     """
     objectives = list(objectives)
+    controlled = set(controlled)
     groups: dict[str, list[Mapping]] = {}
-    evaluated = [p for p in points if all(o in (p.get("values") or {}) for o in objectives)]
+    evaluated = [p for p in points if all(_triple(p, o, controlled) is not None for o in objectives)]
     for p, ok in zip(evaluated, pareto.comparable(evaluated)):
         groups.setdefault(group(p) if ok else OTHER_EVAL, []).append(p)
     signs = _signs(objectives, bounds)
     out = {}
     for name, pts in groups.items():
-        mean = np.array([[p["values"][o]["mean"] for o in objectives] for p in pts], dtype=float)
-        lo = np.array([[p["values"][o]["ci_low"] for o in objectives] for p in pts], dtype=float)
-        hi = np.array([[p["values"][o]["ci_high"] for o in objectives] for p in pts], dtype=float)
+        cube = np.array([[_triple(p, o, controlled) for o in objectives] for p in pts], dtype=float)
+        mean, lo, hi = cube[..., 0], cube[..., 1], cube[..., 2]
         signed = mean * signs
         mask = pareto.non_dominated(signed)
         order = pareto.front_order(signed) if len(objectives) >= 2 else np.flatnonzero(mask)
@@ -192,7 +223,8 @@ def empty_figure(message: str) -> go.Figure:
 
 def _add_2d(fig: go.Figure, data: dict[str, dict], ix: int, iy: int, objectives: Sequence[str], *,
             selected: set[str], row: int | None = None, col: int | None = None, showlegend: bool = True,
-            error_bars: bool = True, colour_by: Mapping[str, float] | None = None) -> None:
+            error_bars: bool = True, colour_by: Mapping[str, float] | None = None,
+            is_length: Iterable[str] = ()) -> None:
     colours = _colours(data)
     span = _span(colour_by)
     where = dict(row=row, col=col) if row is not None else {}
@@ -201,7 +233,7 @@ def _add_2d(fig: go.Figure, data: dict[str, dict], ix: int, iy: int, objectives:
         colour, sym = colours[name], _symbol(name)
         mean, lo, hi, mask = d["mean"], d["low"], d["high"], d["mask"]
         ids = [p["id"] for p in d["points"]]
-        hover = [hover_text(p, objectives) for p in d["points"]]
+        hover = [hover_text(p, objectives, is_length=is_length) for p in d["points"]]
         order = list(d["order"])
         if len(order) >= 2 and name not in ("base model", OTHER_EVAL):
             fig.add_trace(go.Scatter(
@@ -274,27 +306,39 @@ def _colour_bar(fig: go.Figure, values: Mapping[str, float], title: str) -> None
 def front_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: Mapping | None = None,
                  selected: Iterable[str] = (), title: str | None = None,
                  group: Callable[[Mapping], str] = group_of, error_bars: bool = True,
-                 colour_by: Mapping[str, float] | None = None, colour_title: str = "score") -> go.Figure:
+                 colour_by: Mapping[str, float] | None = None, colour_title: str = "score",
+                 controlled: Iterable[str] = (), is_length: Iterable[str] = (),
+                 axis_titles: Mapping[str, str] | None = None) -> go.Figure:
     """Two objectives: one scatter per series, dominated points faded, the front joined, CI error bars,
     hypervolume in the legend, the base model as a star. Three or more objectives: pairwise panels.
 
     ``colour_by`` = {point id: value} (e.g. the blind-vote score) colours the markers on a scale with a colour bar
-    (grey: no value); the series keep their symbols and lines (two objectives only)."""
+    (grey: no value); the series keep their symbols and lines (two objectives only).
+
+    ``controlled``: objectives plotted with their length-controlled scores (``front_data``); ``is_length``: those
+    that are length itself (said in the hover); ``axis_titles``: {objective: axis title} (e.g. "… (is length)")."""
     objectives = list(objectives)
+    controlled = tuple(controlled)
     if len(objectives) < 2:
         return empty_figure("Choose at least two objectives.")
     if len(objectives) > 2:
         return pairwise_figure(points, objectives, bounds=bounds, selected=selected, group=group,
-                               error_bars=error_bars)
-    data = front_data(points, objectives, bounds=bounds, group=group)
+                               error_bars=error_bars, controlled=controlled, is_length=is_length,
+                               axis_titles=axis_titles)
+    data = front_data(points, objectives, bounds=bounds, group=group, controlled=controlled)
     if not data:
-        return empty_figure(f"No points have both {objectives[0]} and {objectives[1]}.")
+        return _mark(empty_figure(f"No points have both {objectives[0]} and {objectives[1]}"
+                                  + (" with a length-controlled score." if controlled else ".")), controlled)
     fig = go.Figure()
-    _add_2d(fig, data, 0, 1, objectives, selected=set(selected), error_bars=error_bars, colour_by=colour_by)
+    _add_2d(fig, data, 0, 1, objectives, selected=set(selected), error_bars=error_bars, colour_by=colour_by,
+            is_length=is_length)
     if colour_by is not None:
         _colour_bar(fig, colour_by, colour_title)
+    titles = {o: (axis_titles or {}).get(o, o) for o in objectives}
+    _mark(fig, controlled)
     fig.update_layout(
-        title=title or _title(data, objectives, bounds), xaxis_title=objectives[0], yaxis_title=objectives[1],
+        title=title or _title(data, objectives, bounds), xaxis_title=titles[objectives[0]],
+        yaxis_title=titles[objectives[1]],
         legend=dict(title="series (hypervolume)", orientation="v"),
         hovermode="closest", height=560, margin=dict(l=60, r=20, t=70, b=60))
     if colour_by is not None:   # the colour bar takes the right margin: the legend goes under the plot
@@ -313,12 +357,17 @@ def _title(data: dict, objectives: Sequence[str], bounds: Mapping | None) -> str
 
 def pairwise_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: Mapping | None = None,
                     selected: Iterable[str] = (), group: Callable[[Mapping], str] = group_of,
-                    error_bars: bool = True) -> go.Figure:
-    """One 2-D panel per pair of objectives; dominance (fading, front lines, HV) is over ALL objectives."""
+                    error_bars: bool = True, controlled: Iterable[str] = (), is_length: Iterable[str] = (),
+                    axis_titles: Mapping[str, str] | None = None) -> go.Figure:
+    """One 2-D panel per pair of objectives; dominance (fading, front lines, HV) is over ALL objectives.
+    ``controlled`` / ``is_length`` / ``axis_titles``: as in ``front_figure``."""
     objectives = list(objectives)
-    data = front_data(points, objectives, bounds=bounds, group=group)
+    controlled = tuple(controlled)
+    titles = {o: (axis_titles or {}).get(o, o) for o in objectives}
+    data = front_data(points, objectives, bounds=bounds, group=group, controlled=controlled)
     if not data:
-        return empty_figure("No points have all of " + ", ".join(objectives) + ".")
+        return _mark(empty_figure("No points have all of " + ", ".join(objectives)
+                                  + (" with a length-controlled score." if controlled else ".")), controlled)
     pairs = [(i, j) for i in range(len(objectives)) for j in range(i + 1, len(objectives))]
     fig = make_subplots(rows=1, cols=len(pairs), horizontal_spacing=0.08,
                         subplot_titles=[f"{objectives[j]} vs {objectives[i]}" for i, j in pairs])
@@ -326,9 +375,10 @@ def pairwise_figure(points: Sequence[Mapping], objectives: Sequence[str], *, bou
         # the joined line follows the first objective of the panel among all-objective non-dominated points
         panel = {n: d if d.get("by_preference") else dict(d, order=_panel_order(d, i, j)) for n, d in data.items()}
         _add_2d(fig, panel, i, j, objectives, selected=set(selected), row=1, col=k + 1, showlegend=(k == 0),
-                error_bars=error_bars)
-        fig.update_xaxes(title_text=objectives[i], row=1, col=k + 1)
-        fig.update_yaxes(title_text=objectives[j], row=1, col=k + 1)
+                error_bars=error_bars, is_length=is_length)
+        fig.update_xaxes(title_text=titles[objectives[i]], row=1, col=k + 1)
+        fig.update_yaxes(title_text=titles[objectives[j]], row=1, col=k + 1)
+    _mark(fig, controlled)
     fig.update_layout(title=_title(data, objectives, bounds),
                       hovermode="closest", height=480, margin=dict(l=50, r=20, t=90, b=50),
                       legend=dict(orientation="h", y=-0.2))
@@ -341,12 +391,18 @@ def _panel_order(d: dict, i: int, j: int) -> list[int]:
 
 
 def front_figure_3d(points: Sequence[Mapping], objectives: Sequence[str], *, bounds: Mapping | None = None,
-                    selected: Iterable[str] = (), group: Callable[[Mapping], str] = group_of) -> go.Figure:
-    """Three objectives in a rotatable 3-D scatter (no click selection in 3-D: use the point picker)."""
+                    selected: Iterable[str] = (), group: Callable[[Mapping], str] = group_of,
+                    controlled: Iterable[str] = (), is_length: Iterable[str] = (),
+                    axis_titles: Mapping[str, str] | None = None) -> go.Figure:
+    """Three objectives in a rotatable 3-D scatter (no click selection in 3-D: use the point picker).
+    ``controlled`` / ``is_length`` / ``axis_titles``: as in ``front_figure``."""
     objectives = list(objectives)[:3]
-    data = front_data(points, objectives, bounds=bounds, group=group)
+    controlled = tuple(controlled)
+    titles = {o: (axis_titles or {}).get(o, o) for o in objectives}
+    data = front_data(points, objectives, bounds=bounds, group=group, controlled=controlled)
     if len(objectives) < 3 or not data:
-        return empty_figure("No points have three objectives.")
+        return _mark(empty_figure("No points have three objectives"
+                                  + (" with a length-controlled score." if controlled else ".")), controlled)
     colours = _colours(data)
     sel = set(selected)
     fig = go.Figure()
@@ -364,11 +420,24 @@ def front_figure_3d(points: Sequence[Mapping], objectives: Sequence[str], *, bou
                             symbol="x" if name == OTHER_EVAL else "diamond" if name in ("base model",)
                             or name.endswith("mixtures") else "circle"),
                 customdata=[[d["points"][i]["id"]] for i in idx],
-                hovertext=[hover_text(d["points"][i], objectives) for i in idx],
+                hovertext=[hover_text(d["points"][i], objectives, is_length=is_length) for i in idx],
                 hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_layout(title=_title(data, objectives, bounds), height=620, margin=dict(l=0, r=0, t=70, b=0),
-                      scene=dict(xaxis_title=objectives[0], yaxis_title=objectives[1], zaxis_title=objectives[2]))
+                      scene=dict(xaxis_title=titles[objectives[0]], yaxis_title=titles[objectives[1]],
+                                 zaxis_title=titles[objectives[2]]))
+    return _mark(fig, controlled)
+
+
+def _mark(fig: go.Figure, controlled: Sequence[str]) -> go.Figure:
+    """Record in the figure which objectives it plots length-controlled (``add_live_point`` reads it)."""
+    fig.update_layout(meta=dict(length_controlled=list(controlled)))
     return fig
+
+
+def plotted_controlled(fig: go.Figure) -> list[str]:
+    """The objectives a front figure plots with their length-controlled scores ([] for raw scores)."""
+    meta = fig.layout.meta
+    return list((meta or {}).get("length_controlled") or []) if isinstance(meta, Mapping) else []
 
 
 # ------------------------------------------------------------------------------------------------ training curves
@@ -469,10 +538,13 @@ LIVE_COLOUR = "#d6336c"
 
 def add_live_point(fig: go.Figure, point: Mapping, objectives: Sequence[str], *, name: str = "live generation") -> bool:
     """Place one unstored point (the app's preference slider: a response generated now, scored once) on a 2-objective
-    front figure as a large marker; False (nothing drawn) when it lacks a score on either axis."""
+    front figure as a large marker; False (nothing drawn) when it lacks a score on either axis, or when an axis plots
+    length-controlled scores (one live answer's raw score is not on that scale)."""
     objectives = list(objectives)
     values = point.get("values") or {}
     if len(objectives) != 2 or not all(o in values and finite(_mean(values[o])) for o in objectives):
+        return False
+    if any(o in plotted_controlled(fig) for o in objectives):
         return False
     x, y = (_mean(values[o]) for o in objectives)
     fig.add_trace(go.Scatter(
@@ -484,3 +556,35 @@ def add_live_point(fig: go.Figure, point: Mapping, objectives: Sequence[str], *,
 
 def _mean(v) -> float:
     return float(v if isinstance(v, (int, float)) else v["mean"])  # a dict, a record's Estimate, or a number
+
+
+TRADEOFF_COLOUR = "#f08c00"
+
+
+def add_tradeoff(fig: go.Figure, marker: Mapping, objectives: Sequence[str], *, name: str = "your trade-off",
+                 nearest: Mapping | None = None) -> bool:
+    """Place a voter's fitted trade-off (``marker``: ``values`` {objective: {mean, ci_low, ci_high}}, the interval
+    from the bootstrap of the weights) on a 2-objective front figure as a star with its interval as error bars, and
+    a dotted line to the ``nearest`` stored point; False (nothing drawn) without both coordinates."""
+    objectives = list(objectives)
+    values = marker.get("values") or {}
+    if len(objectives) != 2 or not all(o in values and finite(_mean(values[o])) for o in objectives):
+        return False
+    (x, y), (vx, vy) = ((_mean(values[o]) for o in objectives), (values[o] for o in objectives))
+
+    def bar(v, c):
+        lo, hi = (v.get("ci_low", c), v.get("ci_high", c)) if isinstance(v, Mapping) else (c, c)
+        return dict(type="data", symmetric=False, array=[max(hi - c, 0.0)], arrayminus=[max(c - lo, 0.0)],
+                    color=TRADEOFF_COLOUR, thickness=2)
+
+    label = html.escape(str(marker.get("label") or name))
+    if nearest is not None and all(o in (nearest.get("values") or {}) for o in objectives):
+        nx, ny = (_mean(nearest["values"][o]) for o in objectives)
+        fig.add_trace(go.Scatter(x=[x, nx], y=[y, ny], mode="lines", showlegend=False, hoverinfo="skip",
+                                 line=dict(color=TRADEOFF_COLOUR, dash="dot", width=1.5)))
+    fig.add_trace(go.Scatter(
+        x=[x], y=[y], mode="markers", name=html.escape(name), showlegend=True, error_x=bar(vx, x),
+        error_y=bar(vy, y), marker=dict(symbol="star", size=18, color=TRADEOFF_COLOUR,
+                                        line=dict(color="#000000", width=1)),
+        hovertext=[label], hovertemplate="%{hovertext}<extra></extra>"))
+    return True

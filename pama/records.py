@@ -93,10 +93,23 @@ class ObjectiveBounds(Record):
 
 @dataclass(frozen=True)
 class Estimate(Record):
-    """An objective's mean over a point's held-out prompts, with its 95% bootstrap interval."""
+    """An objective's mean over a point's held-out prompts, with its 95% bootstrap interval; and its length-controlled
+    score with its interval (``lc_*``, pama.lengthcontrol): None where not computed, or where the objective is length
+    itself (the sweep's ``summary["length_control"]["is_length"]`` tells which)."""
     mean: float
     ci_low: float
     ci_high: float
+    lc_mean: float | None = None
+    lc_low: float | None = None
+    lc_high: float | None = None
+
+    @property
+    def controlled(self) -> tuple[float, float, float] | None:
+        """(mean, low, high) of the length-controlled score, or None."""
+        if self.lc_mean is None:
+            return None
+        return (self.lc_mean, self.lc_low if self.lc_low is not None else self.lc_mean,
+                self.lc_high if self.lc_high is not None else self.lc_mean)
 
     def __str__(self) -> str:
         return f"{self.mean:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}]"

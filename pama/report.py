@@ -17,6 +17,7 @@ from . import jsonio
 from . import objectives as objmod
 from . import plots
 from . import votes as V
+from .controlled import SUMMARY_KEY as LENGTH_CONTROL
 from .sweep import front_table, summarise
 
 FORMATS = ("csv", "json", "html")
@@ -80,11 +81,43 @@ def votes_json(store, sweep_id: str) -> str:
 
 
 
+LC_NOTE_IS_LENGTH = "is length"            # the objective is a function of answer length: no controlled score
+LC_NOTE_MISSING = "not computed"          # `python -m pama front SWEEP_ID --length-control` computes it
+
+
+def length_control(summary: dict) -> dict:
+    """The front's length-control figures (``summary["length_control"]``, pama.controlled), {} when not computed."""
+    return summary.get(LENGTH_CONTROL) or {}
+
+
+def with_length_notes(rows: list[dict], summary: dict) -> list[dict]:
+    """The front rows with, per objective, ``<o>/lc_note`` (why the controlled score is empty: "is length" or "not
+    computed") and ``<o>/length_share`` (the front's share of that objective's spread that length explains)."""
+    lc = length_control(summary)
+    out = []
+    for r in rows:
+        r = dict(r)
+        for o in summary["objectives"]:
+            note = ""
+            if r.get(f"{o}/lc_mean") is None:
+                note = LC_NOTE_IS_LENGTH if (lc.get("is_length") or {}).get(o) else LC_NOTE_MISSING
+            r[f"{o}/lc_note"] = note
+            r[f"{o}/length_share"] = (lc.get("share") or {}).get(o)
+        out.append(r)
+    return out
+
+
 def to_csv(rows: list[dict], summary: dict) -> str:
+    """One row per point: each objective's raw score with its interval, its length-controlled score with its
+    interval (empty with ``lc_note`` "is length" for an objective that is length itself) and the front's length
+    share for it (the same on every row)."""
     objectives = summary["objectives"]
+    rows = with_length_notes(rows, summary)
     cols = ["point_id", "kind", "label", "run_id", "preference", "mixture", "on_front"]
     for o in objectives:
         cols += [f"{o}/mean", f"{o}/ci_low", f"{o}/ci_high", f"{o}/normalised"]
+    for o in objectives:
+        cols += [f"{o}/lc_mean", f"{o}/lc_low", f"{o}/lc_high", f"{o}/lc_note", f"{o}/length_share"]
     cols += ["kl", "mean_length", "distinct_1", "distinct_2", "eos_fraction", "config"]
     if rows and "bt_score" in rows[0]:
         cols += list(VOTE_COLUMNS)
@@ -100,7 +133,8 @@ def to_csv(rows: list[dict], summary: dict) -> str:
 
 
 def to_json(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
-    data = dict(sweep=store.sweep_record(sweep_id), summary=summary, points=rows,
+    data = dict(sweep=store.sweep_record(sweep_id), summary=summary, points=with_length_notes(rows, summary),
+                length_control=length_control(summary) or None,
                 runs=[{k: getattr(r, k) for k in RUN_FIELDS} for r in store.run_records(sweep_id=sweep_id)])
     votes = votes_rows(store, sweep_id)
     data.update(votes=votes, vote_method=VOTE_METHOD, vote_scores=vote_score_rows(store, sweep_id, votes))
@@ -134,13 +168,16 @@ def to_html(store, sweep_id: str, rows: list[dict], summary: dict) -> str:
     objectives = summary["objectives"]
     head = "".join(f"<th>{html.escape(h)}</th>" for h in
                    ["point", "kind", "label", "preference / mixture"] + [f"{o} (95% CI)" for o in objectives]
+                   + [f"{o} length-controlled (95% CI)" for o in objectives]
                    + ["KL", "length", "distinct-2", "ended on EOS", "front"])
     body = []
-    for r in rows:
+    for r in with_length_notes(rows, summary):
         pm = r["mixture"] or r["preference"] or ""
         pm = jsonio.dumps(pm, indent=None) if pm else ""
         cells = [r["point_id"], r["kind"], r["label"], pm]
         cells += [f"{r[f'{o}/mean']:.4f} [{r[f'{o}/ci_low']:.4f}, {r[f'{o}/ci_high']:.4f}]" for o in objectives]
+        cells += [r[f"{o}/lc_note"] if r.get(f"{o}/lc_mean") is None else
+                  f"{r[f'{o}/lc_mean']:.4f} [{r[f'{o}/lc_low']:.4f}, {r[f'{o}/lc_high']:.4f}]" for o in objectives]
         cells += [f"{r['kl'] or 0:.3f}", f"{r['mean_length'] or 0:.1f}", f"{r['distinct_2'] or 0:.3f}",
                   "" if r.get("eos_fraction") is None else f"{r['eos_fraction']:.0%}",
                   "✔" if r["on_front"] else ""]
@@ -159,11 +196,32 @@ objectives {', '.join(f'<code>{html.escape(o)}</code>' for o in objectives)}.
 Hypervolume (objectives normalised by their bounds, reference = lower bounds): all points
 <b>{summary['hypervolume']:.4f}</b>, trained adapters {summary['hypervolume_adapters']:.4f},
 base model alone {summary['hypervolume_base']:.4f}.</p>
+{_length_html(summary)}
 {plot}
 <h2>Points</h2><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
 <h2>Sweep configuration</h2><pre>{html.escape(cfg)}</pre>
 </body></html>
 """
+
+
+def _length_html(summary: dict) -> str:
+    """The front's length-control paragraph: each objective's share of spread explained by length, the warning."""
+    lc = length_control(summary)
+    if not lc:
+        return ("<p>Length-controlled scores: not computed (<code>python -m pama front SWEEP_ID --length-control"
+                "</code>).</p>")
+    parts = []
+    for o in summary["objectives"]:
+        share, rho = (lc.get("share") or {}).get(o), (lc.get("rho") or {}).get(o)
+        what = LC_NOTE_IS_LENGTH if (lc.get("is_length") or {}).get(o) else (
+            "no spread" if share is None else f"{share:.0%} of its spread across points")
+        parts.append(f"<code>{html.escape(o)}</code>: {html.escape(what)}"
+                     + ("" if rho is None else f" (Spearman ρ with length {rho:+.2f})"))
+    warn = (f"<p style='background:#fff3bf;padding:.6em;border-left:4px solid #f59f00'><b>Warning:</b> "
+            f"{html.escape(lc['warning'])}</p>" if lc.get("warning") else "")
+    return (f"{warn}<p>Answer length explains: {'; '.join(parts)}. Length-controlled scores (table) remove the part "
+            f"of each score that answer length explains (pooled regression on log(1 + words), at the base model's "
+            f"length; docs/fronts.md).</p>")
 
 
 def export(store, sweep_id: str, fmt: str, out: str | Path, *, rows=None, summary=None) -> Path:

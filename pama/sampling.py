@@ -12,6 +12,14 @@ docs/performance.md for the measurements.
 Semantics match ``generate`` with ``do_sample=True, top_k=0``: temperature, then nucleus (top-p) filtering,
 then a draw; temperature 0 is greedy. A row stops at its first EOS (later positions are padding); the loop stops
 when every row has. Seeded calls are reproducible on one device.
+
+Rows that have ended leave the batch (session 8): their KV cache rows, positions and, for a conditioned adapter
+with one preference per row, their preference rows are dropped, so the rest of the decode runs at the rows still
+writing. Each row keeps the uniform it would have drawn in the full batch (the generator still draws one per row of
+the full batch at every step), so a seeded call draws the same noise as before; the logits of the smaller batch can
+differ by float rounding only. ``PAMA_DECODE_COMPACT=0`` (or ``compaction(False)``) keeps finished rows in the batch,
+as before session 8. ``noise`` gives each row its own uniforms (``row_noise``): rows from differently seeded batches
+can then share one decode batch and still draw what their own batch would have drawn.
 """
 from __future__ import annotations
 
@@ -35,14 +43,17 @@ def filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def draw(logits: torch.Tensor, *, temperature: float, top_p: float = 1.0,
-         generator: torch.Generator | None = None) -> torch.Tensor:
-    """One token per row of ``logits`` (B, V): greedy at temperature 0, else inverse-CDF sampling."""
+         generator: torch.Generator | None = None, u: torch.Tensor | None = None) -> torch.Tensor:
+    """One token per row of ``logits`` (B, V): greedy at temperature 0, else inverse-CDF sampling. ``u`` (B, 1):
+    the rows' uniforms in [0, 1), given instead of drawing them from ``generator``."""
     if not temperature or temperature <= 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     probs = filter_top_p(probs, top_p)
     cdf = probs.cumsum(-1)
-    u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    if u is None:
+        u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device, dtype=cdf.dtype)
+    u = u.to(device=cdf.device, dtype=cdf.dtype).reshape(-1, 1) * cdf[:, -1:]
     # the first index whose cumulative mass exceeds u: zero-probability tokens can never be drawn
     return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1).squeeze(-1)
 
@@ -358,45 +369,124 @@ def forward_sharing_prefix(model, input_ids: torch.Tensor, attention_mask: torch
     return out, L, full_mask
 
 
+_COMPACT: list[bool] = []  # compaction(...) overrides, innermost last
+
+
+def compaction_enabled() -> bool:
+    """Whether rows that have ended leave the decode batch: ``compaction(...)`` if inside one, else
+    ``PAMA_DECODE_COMPACT`` (default on)."""
+    if _COMPACT:
+        return _COMPACT[-1]
+    return os.environ.get("PAMA_DECODE_COMPACT", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@contextlib.contextmanager
+def compaction(enabled: bool) -> Iterator[None]:
+    """Inside: finished rows leave the decode batch (True) or stay in it, computing padding, as before session 8
+    (False; what benchmarks/bench_eval.py times as the old way)."""
+    _COMPACT.append(bool(enabled))
+    try:
+        yield
+    finally:
+        _COMPACT.pop()
+
+
+def row_noise(seed: int, rows: int, steps: int, device=None) -> torch.Tensor:
+    """(rows, steps) uniforms: what ``sample(..., seed=seed)`` on a batch of ``rows`` rows draws for row i at step t
+    (one uniform per row of the full batch per step, from one generator seeded with ``seed``)."""
+    g = torch.Generator(device=device or "cpu")
+    g.manual_seed(int(seed))
+    return torch.rand((steps, rows), generator=g, device=device or "cpu").T.contiguous()
+
+
+def _row_holders(model) -> list:
+    """The preference holders whose rows differ (one preference per row): their rows follow the batch's."""
+    seen = {}
+    for layer in _lora_layers(model):
+        for g in _gates(layer).values():
+            h = getattr(g, "_holder", None)
+            if h is not None and g.rows_differ and h.p is not None and h.p.shape[0] > 1:
+                seen[id(h)] = h
+    return list(seen.values())
+
+
 def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
            eos_ids: Iterable[int], pad_id: int, temperature: float = 1.0, top_p: float = 1.0,
-           seed: int | None = None, merge_lora: bool = True, share_prefix: bool = True) -> torch.Tensor:
+           seed: int | None = None, merge_lora: bool = True, share_prefix: bool = True,
+           noise: torch.Tensor | None = None, compact: bool | None = None) -> torch.Tensor:
     """New token ids (B, ≤ max_new_tokens) after left-padded prompts; positions after a row's EOS hold ``pad_id``.
+
+    ``noise`` (B, ≥ max_new_tokens): each row's uniforms, used instead of ``seed`` (``row_noise``). ``compact``:
+    whether rows that have ended leave the batch (default ``compaction_enabled()``).
 
     The loop runs in inference mode (no version counters or view tracking: 3% of a rollout); the ids are cloned out
     of it, so callers may feed them to a forward that needs gradients."""
+    if noise is not None and (noise.shape[0] != input_ids.shape[0] or noise.shape[1] < max_new_tokens):
+        raise ValueError(f"noise must be (rows, ≥ max_new_tokens) = ({input_ids.shape[0]}, {max_new_tokens}), "
+                         f"got {tuple(noise.shape)}")
     with torch.inference_mode():
         new = _sample(model, input_ids, attention_mask, max_new_tokens=max_new_tokens, eos_ids=eos_ids,
                       pad_id=pad_id, temperature=temperature, top_p=top_p, seed=seed, merge_lora=merge_lora,
-                      share_prefix=share_prefix)
+                      share_prefix=share_prefix, noise=noise,
+                      compact=compaction_enabled() if compact is None else bool(compact))
     return new.clone()
 
 
 def _sample(model, input_ids, attention_mask, *, max_new_tokens, eos_ids, pad_id, temperature, top_p, seed,
-            merge_lora, share_prefix):
+            merge_lora, share_prefix, noise=None, compact=True):
     device = input_ids.device
     B, Q = input_ids.shape
+    sampling = bool(temperature and temperature > 0)
     generator = None
-    if seed is not None and temperature and temperature > 0:
+    if seed is not None and sampling and noise is None:
         generator = torch.Generator(device=device)
         generator.manual_seed(int(seed))
     eos = torch.tensor(sorted(set(eos_ids)), device=device, dtype=input_ids.dtype)
     next_pos = position_ids(attention_mask)[:, -1:] + 1
     kwargs = dict(use_cache=True, logits_to_keep=1)
     cache_arg = _cache_argument(model)
-    out_tokens = []
+    out_tokens = torch.full((B, max_new_tokens), int(pad_id), dtype=input_ids.dtype, device=device)
+    rows = torch.arange(B, device=device)          # the original row of each row still in the batch
     done = torch.zeros(B, dtype=torch.bool, device=device)
+    steps = 0
+    holders = _row_holders(model) if compact else []
+    saved = [(h, h.p) for h in holders]
     merge = merged_lora(model) if merge_lora else contextlib.nullcontext()
-    with merge, onednn_linears(model, prepack=prepack_requested(), rows=B):
-        out, L, mask = forward_sharing_prefix(model, input_ids, attention_mask, Q, share=share_prefix, **kwargs)
-        attn = torch.cat([mask, mask.new_ones(B, max_new_tokens)], dim=1)  # the cache's column layout
-        for t in range(max_new_tokens):
-            token = draw(out.logits[:, -1], temperature=temperature, top_p=top_p, generator=generator)
-            token = torch.where(done, torch.full_like(token, pad_id), token)
-            out_tokens.append(token)
-            done |= torch.isin(token, eos)
-            if t == max_new_tokens - 1 or bool(done.all()):
-                break
-            out = model(input_ids=token.unsqueeze(1), attention_mask=attn[:, :Q + t + 1], position_ids=next_pos + t,
-                        **{cache_arg: getattr(out, cache_arg)}, **kwargs)
-    return torch.stack(out_tokens, dim=1)
+    try:
+        with merge, onednn_linears(model, prepack=prepack_requested(), rows=B):
+            out, L, mask = forward_sharing_prefix(model, input_ids, attention_mask, Q, share=share_prefix, **kwargs)
+            attn = torch.cat([mask, mask.new_ones(B, max_new_tokens)], dim=1)  # the cache's column layout
+            cache = getattr(out, cache_arg)
+            for t in range(max_new_tokens):
+                u = None
+                if sampling:
+                    if noise is not None:
+                        u = noise[rows, t].to(device).unsqueeze(1)
+                    else:  # one uniform per row of the full batch, as before rows could leave it
+                        u = torch.rand((B, 1), generator=generator, device=device)[rows]
+                token = draw(out.logits[:, -1], temperature=temperature, top_p=top_p, u=u)
+                steps = t + 1
+                if compact:
+                    out_tokens[rows, t] = token
+                    ended = torch.isin(token, eos)
+                    if t == max_new_tokens - 1 or bool(ended.all()):
+                        break
+                    if bool(ended.any()):  # the rows that ended leave the batch
+                        keep = (~ended).nonzero().squeeze(1)
+                        rows, token, next_pos, attn = rows[keep], token[keep], next_pos[keep], attn[keep]
+                        cache.batch_select_indices(keep)
+                        for h in holders:
+                            h.p = h.p[keep.to(h.p.device)]
+                else:
+                    token = torch.where(done, torch.full_like(token, pad_id), token)
+                    out_tokens[:, t] = token
+                    done |= torch.isin(token, eos)
+                    if t == max_new_tokens - 1 or bool(done.all()):
+                        break
+                out = model(input_ids=token.unsqueeze(1), attention_mask=attn[:, :Q + t + 1],
+                            position_ids=next_pos + t, **{cache_arg: cache}, **kwargs)
+                cache = getattr(out, cache_arg)
+    finally:
+        for h, p in saved:
+            h.p = p
+    return out_tokens[:, :steps]

@@ -31,7 +31,7 @@ RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL = ("finished", "failed", "cancelled")
 POINT_KINDS = ("base", "adapter", "mixture", "conditioned")  # conditioned: one conditioned run at one preference
 VOTE_CHOICES = ("a", "b", "tie", "both_bad")
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 UPGRADE_HINT = "python -m pama db upgrade"
 
 
@@ -180,6 +180,11 @@ class PointValue(Base):
     mean: Mapped[float] = mapped_column(Float)
     ci_low: Mapped[float] = mapped_column(Float)
     ci_high: Mapped[float] = mapped_column(Float)
+    # the length-controlled score and its interval (pama.lengthcontrol, migration 0006): NULL when not computed yet
+    # or when the objective is length itself
+    lc_mean: Mapped[float | None] = mapped_column(Float)
+    lc_low: Mapped[float | None] = mapped_column(Float)
+    lc_high: Mapped[float | None] = mapped_column(Float)
 
 
 class Generation(Base):
@@ -556,7 +561,8 @@ class Store:
 
     def points(self, *, sweep_id: str | None = None, run_id: str | None = None, kind: str | None = None,
                ids: Iterable[str] | None = None) -> list[dict]:
-        """Points with their values as {objective: {mean, ci_low, ci_high}}."""
+        """Points with their values as {objective: {mean, ci_low, ci_high, lc_mean, lc_low, lc_high}} (the lc_*
+        length-controlled score is None where not computed or where the objective is length itself)."""
         q = select(Point).order_by(Point.created_at)
         if sweep_id:
             q = q.where(Point.sweep_id == sweep_id)
@@ -573,10 +579,25 @@ class Store:
             vals = s.scalars(select(PointValue).where(PointValue.point_id.in_([p["id"] for p in pts])))
             by_point: dict[str, dict] = {}
             for v in vals:
-                by_point.setdefault(v.point_id, {})[v.objective] = dict(mean=v.mean, ci_low=v.ci_low, ci_high=v.ci_high)
+                by_point.setdefault(v.point_id, {})[v.objective] = dict(mean=v.mean, ci_low=v.ci_low, ci_high=v.ci_high,
+                                                                        lc_mean=v.lc_mean, lc_low=v.lc_low,
+                                                                        lc_high=v.lc_high)
         for p in pts:
             p["values"] = by_point.get(p["id"], {})
         return pts
+
+    def set_controlled(self, point_id: str, values: dict[str, tuple[float, float, float] | None]) -> None:
+        """Write a point's length-controlled (mean, low, high) per objective (pama.lengthcontrol); None clears it
+        (an objective that is length itself). Objectives the point has no value for are refused: nothing is
+        written."""
+        with self.session() as s:
+            rows = {v.objective: v for v in s.scalars(select(PointValue).where(PointValue.point_id == point_id))}
+            unknown = [o for o in values if o not in rows]
+            if unknown:
+                raise ValueError(f"point {point_id!r} has no value for {', '.join(map(repr, unknown))}")
+            for name, triple in values.items():
+                lc = (None, None, None) if triple is None else tuple(_finite(x) for x in triple)
+                rows[name].lc_mean, rows[name].lc_low, rows[name].lc_high = lc
 
     def get_point(self, point_id: str) -> dict | None:
         found = self.points(ids=[point_id])

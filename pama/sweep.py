@@ -33,7 +33,8 @@ from . import conditioning as cond
 from . import models, pareto
 from . import objectives as objmod
 from .config import ConfigError, SweepConfig, TrainConfig, from_dict
-from .evaluate import evaluate_at, evaluate_point, store_point
+from .controlled import SUMMARY_KEY as LENGTH_CONTROL, control_sweep
+from .evaluate import eval_rows, evaluate_at, evaluate_at_many, evaluate_point, store_point
 from .pareto import conditioned_grid, preference_grid
 from .prompts import load_prompts
 from .runs import default_sweep_name
@@ -101,8 +102,7 @@ def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, s
     else:
         if cfg is None:
             raise ConfigError("run_sweep needs a SweepConfig or a sweep id to resume")
-        cfg.preference = []
-        cfg.validate()
+        cfg.validate()  # refuses a preference: the grid sets each run's (_train_config)
         for f in ("points", "eval_samples", "eval_max_new_tokens"):
             if getattr(cfg, f) <= 0:
                 raise ConfigError(f"{f} must be a positive integer, not {getattr(cfg, f)}")
@@ -129,6 +129,7 @@ def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, s
                 _log(f"[{i}/{len(grid)}] preference {_pref_label(pref)}: training", progress)
                 train(_train_config(cfg, pref), store, sweep_id=sweep_id, progress=progress)
         evaluate_sweep(store, sweep_id, progress=progress)
+        control_sweep(store, sweep_id)   # length-controlled scores (pama.controlled), kept by summarise
         summary = summarise(store, sweep_id)
         store.update_sweep(sweep_id, status="finished", summary=summary)
     except (RunCancelled, KeyboardInterrupt):
@@ -159,7 +160,7 @@ class _Evaluator:
             for name, path in missing.items():  # a conditioned adapter's gates (or prefix form) and objectives
                 cond.load_gates(self.model, path, adapter=name)
 
-    def evaluate(self, weights: dict[str, float] | None, desc: str, *, preference=None):
+    def evaluate(self, weights: dict[str, float] | None, desc: str, *, preference=None, on_progress=None):
         """The base (no weights), an adapter or a mixture; a conditioned adapter ({run: 1}) at ``preference``."""
         if weights:
             adp.mix(self.model, weights)
@@ -167,11 +168,84 @@ class _Evaluator:
             adp.use_base(self.model)
         cfg = self.cfg
         kw = dict(seed=cfg.eval_seed, max_new_tokens=cfg.eval_max_new_tokens, batch_size=EVAL_BATCH,
-                  temperature=cfg.eval_temperature, progress=self.progress, desc=desc)
+                  temperature=cfg.eval_temperature, progress=self.progress, desc=desc, on_progress=on_progress)
         if preference is not None:
             return evaluate_at(self.model, self.tok, cfg.objectives, self.prompts, preference,
                                adapter=next(iter(weights)), **kw)
         return evaluate_point(self.model, self.tok, cfg.objectives, self.prompts, **kw)
+
+    def evaluate_many(self, run_id: str, preferences: list[list[float]], desc: str, *, on_progress=None):
+        """A conditioned adapter at several preferences together (``evaluate_at_many``: the rows of different
+        preferences in one decode batch, each (preference, prompt) with the seed it has one at a time)."""
+        adp.mix(self.model, {run_id: 1.0})
+        cfg = self.cfg
+        return evaluate_at_many(self.model, self.tok, cfg.objectives, self.prompts, preferences, adapter=run_id,
+                                seed=cfg.eval_seed, max_new_tokens=cfg.eval_max_new_tokens, batch_size=EVAL_BATCH,
+                                temperature=cfg.eval_temperature, progress=self.progress, desc=desc,
+                                on_progress=on_progress)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    m, s = divmod(max(0, int(round(seconds))), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+class EvalProgress:
+    """A sweep's evaluation progress: points done of total, prompts done for the point(s) now evaluated (a conditioned
+    adapter's preferences go several at a time), elapsed time and an ETA (the prompt-evaluations still to do at the
+    mean rate so far). Each update prints one line (always: the app starts sweeps with --quiet, and this is what
+    their log shows) and writes ``summary["evaluation"]`` of the sweep row, which ``pama.jobs.sweep_progress`` reads
+    for the Train and Runs pages, as training reports its step in the run row."""
+
+    def __init__(self, store: Store, sweep_id: str, points_total: int, prompts: int):
+        self.store, self.sweep_id = store, sweep_id
+        self.points_total, self.prompts = int(points_total), int(prompts)
+        self.points_done, self.prompts_done, self.group, self.current = 0, 0, 1, ""
+        self.started = time.time()
+
+    def state(self, now: float | None = None) -> dict:
+        now = time.time() if now is None else now
+        elapsed = now - self.started
+        done = self.points_done * self.prompts + self.group * self.prompts_done
+        left = self.points_total * self.prompts - done
+        eta = elapsed / done * left if done > 0 else None
+        return dict(points_done=self.points_done, points_total=self.points_total, prompts_done=self.prompts_done,
+                    prompts_total=self.prompts, current=self.current, group=self.group, started=self.started,
+                    updated=now, elapsed_s=round(elapsed, 1), eta_s=None if eta is None else round(eta, 1))
+
+    def line(self, state: dict | None = None) -> str:
+        st = state or self.state()
+        now = (f" · {st['current']}: {st['prompts_done']}/{st['prompts_total']} prompts"
+               if st["current"] and st["points_done"] < st["points_total"] else "")
+        return (f"evaluation: {st['points_done']}/{st['points_total']} points{now} · elapsed "
+                f"{_duration(st['elapsed_s'])} · ETA {_duration(st['eta_s'])}")
+
+    def _report(self) -> None:
+        st = self.state()
+        tqdm.write(self.line(st), file=sys.stderr)
+        try:
+            row = self.store.get_sweep(self.sweep_id) or {}
+            self.store.update_sweep(self.sweep_id, summary=dict(row.get("summary") or {}, evaluation=st))
+        except StoreError:  # progress is a courtesy: never fail an evaluation over it
+            pass
+
+    def start(self, label: str, points: int = 1) -> None:
+        self.current, self.group, self.prompts_done = label, max(1, int(points)), 0
+        self._report()
+
+    def prompts_progress(self, done: int, total: int) -> None:
+        self.prompts_done = int(done)
+        self._report()
+
+    def finished(self, points: int = 1) -> None:
+        self.points_done += int(points)
+        self.prompts_done = 0
+        if self.points_done >= self.points_total:
+            self.current = ""
+            self._report()
 
 
 def evaluate_sweep(store: Store, sweep_id: str, *, progress: bool = True) -> list[str]:
@@ -188,29 +262,46 @@ def evaluate_sweep(store: Store, sweep_id: str, *, progress: bool = True) -> lis
     if not need_base and not runs and not todo:
         return []
     ev = _Evaluator(cfg, progress)
+    bar = EvalProgress(store, sweep_id, int(need_base) + len(runs) + len(todo), len(ev.prompts))
     new = []
     if need_base:
         _log("evaluating the base model", progress)
-        res = ev.evaluate(None, "eval base")
+        bar.start("base model")
+        res = ev.evaluate(None, "eval base", on_progress=bar.prompts_progress)
         new.append(store_point(store, res, kind="base", label="base model", model=cfg.model, sweep_id=sweep_id,
                                max_generations=GENERATIONS_KEPT))
+        bar.finished()
     if runs:
         ev.ensure({r["id"]: r["adapter_path"] for r in runs})
     for r in runs:
         pref = r["config"].get("preference")
         _log(f"evaluating {r['id']} preference {_pref_label(pref or [])}", progress)
-        res = ev.evaluate({r["id"]: 1.0}, f"eval {r['id']}")
+        bar.start(f"{r['id']} {_pref_label(pref or [])}")
+        res = ev.evaluate({r["id"]: 1.0}, f"eval {r['id']}", on_progress=bar.prompts_progress)
         new.append(store_point(store, res, kind="adapter", label=r["name"], model=cfg.model, sweep_id=sweep_id,
                                run_id=r["id"], method=r["method"], preference=pref,
                                max_generations=GENERATIONS_KEPT, extra_config=_train_info(r)))
+        bar.finished()
     if todo:
         ev.ensure({r["id"]: r["adapter_path"] for r, _ in todo})
-    for r, pref in todo:
-        _log(f"evaluating conditioned {r['id']} at preference {_pref_label(pref)}", progress)
-        res = ev.evaluate({r["id"]: 1.0}, f"eval {r['id']} {_pref_label(pref)}", preference=pref)
-        new.append(store_point(store, res, kind="conditioned", label=f"{r['name']} @ {_pref_label(pref)}",
-                               model=cfg.model, sweep_id=sweep_id, run_id=r["id"], method=r["method"],
-                               preference=list(pref), max_generations=GENERATIONS_KEPT, extra_config=_train_info(r)))
+    # a conditioned run's preferences go several at a time, their rows in one decode batch (evaluate_at_many); each
+    # group is stored as soon as it is done, so an interrupted evaluation resumes from the groups not stored
+    per = max(1, eval_rows() // EVAL_BATCH)
+    for run_id in dict.fromkeys(r["id"] for r, _ in todo):
+        r = next(rr for rr, _ in todo if rr["id"] == run_id)
+        prefs = [pref for rr, pref in todo if rr["id"] == run_id]
+        for i in range(0, len(prefs), per):
+            group = prefs[i:i + per]
+            what = " ".join(_pref_label(p) for p in group)
+            _log(f"evaluating conditioned {run_id} at preference{'s' if len(group) > 1 else ''} {what}", progress)
+            bar.start(f"{run_id} at {what}", points=len(group))
+            results = ev.evaluate_many(run_id, group, f"eval {run_id} ×{len(group)}", on_progress=bar.prompts_progress)
+            for pref, res in zip(group, results):
+                new.append(store_point(store, res, kind="conditioned", label=f"{r['name']} @ {_pref_label(pref)}",
+                                       model=cfg.model, sweep_id=sweep_id, run_id=run_id, method=r["method"],
+                                       preference=list(pref), max_generations=GENERATIONS_KEPT,
+                                       extra_config=_train_info(r)))
+            bar.finished(len(group))
     return new
 
 
@@ -272,6 +363,8 @@ def summarise(store: Store, sweep_id: str) -> dict:
         updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     summary["hypervolume_gain_over_base"] = summary["hypervolume"] - summary["hypervolume_base"]
+    if (sweep.get("summary") or {}).get(LENGTH_CONTROL):   # written by pama.controlled.control_sweep: kept
+        summary[LENGTH_CONTROL] = sweep["summary"][LENGTH_CONTROL]
     return summary
 
 
@@ -309,6 +402,8 @@ def front_table(store: Store, sweep_id: str) -> tuple[list[dict], dict]:
             row[f"{o}/ci_low"] = v["ci_low"]
             row[f"{o}/ci_high"] = v["ci_high"]
             row[f"{o}/normalised"] = float(norm[i, j])
+            for k in ("lc_mean", "lc_low", "lc_high"):   # length-controlled (None: not computed, or is length)
+                row[f"{o}/{k}"] = v.get(k)
         rows.append(row)
     first = objectives[0] if objectives else None
     rows.sort(key=lambda r: (r["kind"] != "base", r.get(f"{first}/mean", 0)))
@@ -319,12 +414,17 @@ def _mixture_key(m: dict) -> tuple:
     return tuple(sorted((k, round(float(v), 6)) for k, v in m.items()))
 
 
-def front(store: Store, sweep_id: str, *, mixtures: int = 0, progress: bool = True) -> tuple[list[dict], dict]:
-    """Evaluate what is missing, add K exact mixtures between neighbouring front adapters, store the summary."""
+def front(store: Store, sweep_id: str, *, mixtures: int = 0, progress: bool = True,
+          length_control: bool = False) -> tuple[list[dict], dict]:
+    """Evaluate what is missing, add K exact mixtures between neighbouring front adapters, store the summary.
+
+    The length-controlled scores (pama.controlled) are computed when a point was added or the sweep has none yet;
+    ``length_control=True`` recomputes them anyway."""
 
     sweep, cfg = sweep_config(store, sweep_id)
     if mixtures < 0:
         raise ConfigError(f"mixtures must be ≥ 0, got {mixtures}")
+    had = {p["id"] for p in store.points(sweep_id=sweep_id)}
     evaluate_sweep(store, sweep_id, progress=progress)
     if mixtures:
         objectives = list(sweep["objectives"])
@@ -360,6 +460,9 @@ def front(store: Store, sweep_id: str, *, mixtures: int = 0, progress: bool = Tr
                         pref = [wa * x + wb * y for x, y in zip(a["preference"], b["preference"])]
                     store_point(store, res, kind="mixture", label=label, model=cfg.model, sweep_id=sweep_id,
                                 method=cfg.method, preference=pref, mixture=m, max_generations=GENERATIONS_KEPT)
+    if (length_control or not (store.get_sweep(sweep_id)["summary"] or {}).get(LENGTH_CONTROL)
+            or {p["id"] for p in store.points(sweep_id=sweep_id)} != had):
+        control_sweep(store, sweep_id)   # length-controlled scores of every point, mixtures included
     rows, summary = front_table(store, sweep_id)
     store.update_sweep(sweep_id, summary=summary)
     return rows, summary

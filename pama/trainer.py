@@ -255,7 +255,8 @@ class Trainer:
         model.eval()
         with self.conditioner.policy(model, pref):
             texts, enc, new = models.generate(
-                model, self.tokenizer, self.conditioner.prompts(prompts, pref), max_new_tokens=cfg.max_new_tokens,
+                model, self.tokenizer, self.conditioner.prompts(prompts, pref, self.tokenizer),
+                max_new_tokens=cfg.max_new_tokens,
                 temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + step * 101 + rank,
                 return_ids=True)
         rmask = response_mask(new, self.eos_ids)
@@ -364,7 +365,8 @@ class Trainer:
                 if not (fused and epoch == 0):
                     logp, values = self._forward(ro.subset(idx))
                 s = self._loss_and_step(logp, values, old_logp[idx], old_values[:, idx], returns[:, idx],
-                                        adv[:, idx], None if combined is None else combined[idx], mask[idx])
+                                        adv[:, idx], None if combined is None else combined[idx], mask[idx],
+                                        None if weights is None else weights[:, idx])
                 for k, v in s.items():
                     stats.setdefault(k, []).append(v)
         mean_kl = float((kl.sum(1)).mean())
@@ -380,12 +382,12 @@ class Trainer:
             out["advantage/mean"] = float(alg.masked_mean(combined, mask))
         return out
 
-    def _loss_and_step(self, logp, values, old_logp, old_values, returns, adv, combined, mask):
+    def _loss_and_step(self, logp, values, old_logp, old_values, returns, adv, combined, mask, weights=None):
         cfg = self.cfg
         # the spec's coefficient is per head: the mean over heads times their number is the sum of per-head losses
         vf_loss = alg.clipped_value_loss(values, old_values, returns, mask, cfg.cliprange_value) * values.shape[0]
         pg_loss, s, stats = self.method.policy_loss(logp, old_logp, adv, combined, mask, self._policy_params,
-                                                    self.objectives)
+                                                    self.objectives, weights=weights)
         loss = pg_loss + cfg.vf_coef * vf_loss
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)

@@ -98,3 +98,17 @@ def random_lora(tiny):
         return model.eval()
 
     return make
+
+
+# `make test-fast` runs `-m "not slow"`: these modules drive the real model, a browser, several processes, or train
+# and evaluate end to end (sweeps, the app's pages over trained adapters, benchmarks' scripts); tests marked
+# integration or browser anywhere are slow too. `make test` (CI) runs everything and prints the 15 slowest tests.
+SLOW_MODULES = {"test_integration", "test_browser", "test_multiprocess", "test_benchmarks", "test_reliability",
+                "test_docker", "test_demo", "test_learnability", "test_app", "test_app_conditioned", "test_sweep"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES or item.get_closest_marker("integration") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)

@@ -193,7 +193,7 @@ def test_pama_validation_messages():
         pama_combine(a, [1.0])
     with pytest.raises(ValueError, match="non-negative"):
         pama_combine(a, [1.5, -0.5])
-    with pytest.raises(ValueError, match="sum to 1"):
+    with pytest.warns(UserWarning, match="does not sum to 1"):  # pama.preference's one policy: normalised
         pama_combine(a, [0.5, 0.6])
     with pytest.raises(ValueError, match="finite"):
         pama_combine(a, [float("nan"), 1.0])
@@ -254,7 +254,7 @@ def test_per_sample_preference_validation():
     a = torch.zeros(2, 3, 4)
     with pytest.raises(ValueError, match="shape \\(n, batch\\)"):
         pama_combine(a, torch.full((2, 5), 0.5))        # 5 samples against a batch of 3
-    with pytest.raises(ValueError, match="sum to 1"):
+    with pytest.warns(UserWarning, match="1 of 3 preference rows did not sum to 1"):  # normalised, as one would be
         pama_combine(a, torch.tensor([[0.5, 0.5, 0.9], [0.5, 0.5, 0.3]]))
     with pytest.raises(ValueError, match="non-negative"):
         pama_combine(a, torch.tensor([[1.5, 0.5, 0.5], [-0.5, 0.5, 0.5]]))

@@ -48,10 +48,14 @@ def conditioned_front(store, objectives=OBJECTIVES) -> dict:
 @pytest.fixture
 def spy(monkeypatch):
     """Wraps pama.conditioning's load_conditioned and generate_at: counts loads, records each preference, and marks
-    the real text with the preference it was generated at (the tiny adapter barely moves with p)."""
+    the real text with the preference it was generated at (the tiny adapter barely moves with p). ``calls["gate"]``
+    (an Event, open by default) holds every generation until it is set: a test can look at the page meanwhile."""
+    import threading
+
     from pama import conditioning as cond
 
-    calls = dict(loads=0, prefs=[])
+    calls = dict(loads=0, prefs=[], gate=threading.Event())
+    calls["gate"].set()
     real_load, real_gen = cond.load_conditioned, cond.generate_at
 
     def load(*a, **kw):
@@ -59,6 +63,7 @@ def spy(monkeypatch):
         return real_load(*a, **kw)
 
     def gen(model, tok, prompts, p, **kw):
+        assert calls["gate"].wait(120), "the test never let the generation run"
         calls["prefs"].append([round(float(x), 4) for x in p])
         return [f"[p={float(p[0]):.2f}] {t}" for t in real_gen(model, tok, prompts, p, **kw)]
 
@@ -67,19 +72,46 @@ def spy(monkeypatch):
     return calls
 
 
+def settle(at, timeout: float = 300.0):
+    """Wait for the slider's background generations (views/front.py runs them in a thread), then rerun, as the page's
+    polling fragment does in a browser: the text and the × appear."""
+    for _ in range(5):
+        try:
+            pending = dict(at.session_state["cond_pending"])
+        except KeyError:
+            return at
+        if not pending:
+            return at
+        for fut in pending.values():
+            fut.exception(timeout=timeout)   # done (its error, if any, is the page's to show)
+        at.run()
+    return at
+
+
 def test_front_draws_the_conditioned_curve_and_the_slider_generates_at_its_preference(empty_store, spy):
+    """The page draws first (issue 24): while the slider's generation is held, the plot, the points table and the
+    controls are there and the slider's box says it is generating; then the text and the × follow."""
     store = empty_store
     ids = conditioned_front(store)
+    spy["gate"].clear()
     at = app("views/front.py")
     assert not at.exception, at.exception
-    # the curve: one series of the five conditioned points joined in preference order
+    # the curve: one series of the five conditioned points joined in preference order, drawn without the model
     fig = at.get("plotly_chart")[0].proto.spec
-    assert "pama conditioned" in fig
+    assert "pama conditioned" in fig and "live generation" not in fig
+    assert any("Generating at sentiment 0.50, conciseness 0.50" in c for c in texts(at, "caption"))
+    assert not [c for c in texts(at, "code") if c.startswith("[p=")] and spy["prefs"] == []
+    assert any("Points (" in e.label for e in at.expander) and at.multiselect(key="front_pick") is not None
+    spy["gate"].set()
+    settle(at)
+    assert not at.exception, at.exception
     assert spy["prefs"] == [[0.5, 0.5]]   # at once: the first held-out prompt at the middle preference
+    assert "live generation" in at.get("plotly_chart")[0].proto.spec
     assert at.selectbox(key="cond_run").value == ids["run"]
     at.radio(key="cond_source").set_value("my own").run()
     at.text_area(key="cond_prompt_text").set_value("Describe a rainy day.").run()
     at.number_input(key="cond_max_new").set_value(4).run()
+    settle(at)
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
     assert spy["prefs"][-1] == [0.5, 0.5]
@@ -89,6 +121,7 @@ def test_front_draws_the_conditioned_curve_and_the_slider_generates_at_its_prefe
     assert "live generation" in at.get("plotly_chart")[0].proto.spec
 
     at.slider(key="cond_p").set_value(0.9).run()   # move the slider: new preference, new text, no reload
+    settle(at)
     assert not at.exception, at.exception
     assert spy["prefs"][-1] == [0.9, 0.1]
     second = [c for c in texts(at, "code") if c.startswith("[p=")]
@@ -122,7 +155,7 @@ def test_three_objectives_have_linked_weights_and_generate_at_them(empty_store, 
     generate_at receives."""
     objectives = OBJECTIVES + ["length"]
     ids = conditioned_front(empty_store, objectives)
-    at = app("views/front.py")
+    at = settle(app("views/front.py"))
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
     sliders = [at.slider(key=f"cond_w_{k}") for k in range(3)]
@@ -131,19 +164,23 @@ def test_three_objectives_have_linked_weights_and_generate_at_them(empty_store, 
     assert spy["prefs"] == [[0.34, 0.33, 0.33]]   # at once, at the equal split on the sliders' grid
 
     at.slider(key="cond_w_0").set_value(0.6).run()   # the others share 0.4 in proportion 33:33
+    settle(at)
     assert not at.exception, at.exception
     assert [at.slider(key=f"cond_w_{k}").value for k in range(3)] == [0.6, 0.2, 0.2]
     assert spy["prefs"][-1] == [0.6, 0.2, 0.2]
     at.slider(key="cond_w_2").set_value(0.5).run()   # 0.5 left for 0.6 : 0.2 → 0.375 : 0.125, on the grid
+    settle(at)
     assert not at.exception and not at.error, texts(at, "error")
     assert [at.slider(key=f"cond_w_{k}").value for k in range(3)] == [0.38, 0.12, 0.5]
     assert spy["prefs"][-1] == [0.38, 0.12, 0.5]
     assert any("sentiment 0.38, conciseness 0.12, length 0.50" in c for c in texts(at, "caption"))
     assert any(c.startswith("[p=0.38]") for c in texts(at, "code"))
     at.slider(key="cond_w_1").set_value(1.0).run()   # all to one objective: the others go to 0
+    settle(at)
     assert [at.slider(key=f"cond_w_{k}").value for k in range(3)] == [0.0, 1.0, 0.0]
     assert spy["prefs"][-1] == [0.0, 1.0, 0.0]
     at.slider(key="cond_w_1").set_value(0.7).run()   # from 0 : 0 the rest is shared equally
+    settle(at)
     assert [at.slider(key=f"cond_w_{k}").value for k in range(3)] == [0.15, 0.7, 0.15]
     assert spy["prefs"][-1] == [0.15, 0.7, 0.15] and spy["loads"] == 1
     assert ids["run"] == at.selectbox(key="cond_run").value
@@ -216,7 +253,7 @@ def test_steering_helpers():
         with pytest.raises(UIError):
             steering.normalise(bad)
     assert steering.parse_preferences("1, 0\n\n0.2;0.8", 2) == [[1.0, 0.0], [0.2, 0.8]]
-    with pytest.raises(UIError, match="line 1 has 3 weights"):
+    with pytest.raises(UIError, match="line 1 has 3 entries but there are 2 objectives"):
         steering.parse_preferences("1,1,1", 2)
     # linked weights (3+ objectives)
     assert steering.linked_weights([None, None, None], 3) == [0.34, 0.33, 0.33]

@@ -52,6 +52,19 @@ def test_bench_rollout_compares_every_variant(tmp_path):
     assert "speed vs hf-generate" in (tmp_path / "rollout-tiny-random.md").read_text()
 
 
+def test_bench_eval_times_the_old_and_new_conditioned_evaluation_and_checks_they_agree(tmp_path):
+    """Issue 24: both ways evaluate the same 11 preferences at the same seeds; the script reports both times, their
+    ratio, and per preference and objective whether the means agree (they do: the same draws per row)."""
+    out = _run(tmp_path, "bench_eval.py", "--prompts", "5", "--tokens", "4", "--rounds", "1", "--batch", "2",
+               "--rows", "4", "--threads", "1")
+    assert "command:" in out and "- cpu:" in out
+    rows = _rows(tmp_path / "eval-tiny-random.csv")
+    assert {r["arm"] for r in rows if r["kind"] == "time"} == {"old", "new"}
+    agree = [r for r in rows if r["kind"] == "agreement"]
+    assert len(agree) == 11 * 2 and all(r["within"] == "True" for r in agree)
+    assert "every mean inside the other's interval: yes" in out
+
+
 def test_bench_step_runs_our_trainer_and_trl_round_robin(tmp_path):
     _run(tmp_path, "bench_step.py", "--methods", "pama,morlhf,trl-grpo", "--rounds", "2", "--tokens", "4",
          "--tag", "smoke")

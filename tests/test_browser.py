@@ -218,11 +218,29 @@ LIVE_TRACE = ("() => { const gd = document.querySelector('.js-plotly-plot');"
               " return t ? {label: String(t.hovertext[0]), x: t.x[0], y: t.y[0]} : null }")
 
 
+# when the plot and the slider's generated text first appear, and whether the page said it was still generating
+# when the plot appeared (recorded from the first byte of the page on, by a MutationObserver)
+FIRST_SEEN = """
+window.__pama_seen = {plot: null, code: null, generating_at_plot: null};
+new MutationObserver(() => {
+  const seen = window.__pama_seen, now = performance.now();
+  if (seen.plot === null && document.querySelector('[data-testid="stPlotlyChart"], .js-plotly-plot')) {
+    seen.plot = now;
+    seen.generating_at_plot = document.body.innerText.includes('Generating at');
+  }
+  if (seen.code === null && document.querySelector('[data-testid="stCode"]')) seen.code = now;
+}).observe(document, {childList: true, subtree: true, characterData: true});
+"""
+
+
 def test_preference_slider_moves_the_text(page):
     """Issue 16: on the Pareto front of a tiny conditioned run, the preference slider generates at once; moving it
     by keyboard (End: all weight on the first objective) generates again, and the text and the × point change.
     That the text differs between these two preferences is checked without a browser in
-    test_app_conditioned.py::test_the_tiny_conditioned_adapter_writes_other_text_at_other_preferences."""
+    test_app_conditioned.py::test_the_tiny_conditioned_adapter_writes_other_text_at_other_preferences.
+
+    Issue 24: the page draws first. On a fresh server (the model not loaded yet) the plot is on the page while the
+    slider's placeholder still says it is generating, before the generated text; the × follows."""
     from test_app_conditioned import conditioned_front
 
     from pama.store import Store
@@ -235,10 +253,19 @@ def test_preference_slider_moves_the_text(page):
     proc, url = _start_app(home, demo=False)
     try:
         t0 = time.time()
+        page.add_init_script(FIRST_SEEN)
         page.goto(url + "/front")
         caption = page.locator('[data-testid="stCaptionContainer"]', has_text="Preference:")
         code = page.locator('[data-testid="stCode"]')
+        page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
+        t_plot = time.time() - t0
         code.first.wait_for(timeout=GENERATE_S * 1000)   # the first generation, at (0.5, 0.5), at once
+        t_text = time.time() - t0
+        seen = page.evaluate("window.__pama_seen")
+        assert seen["plot"] is not None and seen["code"] is not None, seen
+        assert seen["plot"] < seen["code"], f"the plot waited for the generation: {seen}"
+        assert seen["generating_at_plot"], f"the plot appeared without the 'Generating at' placeholder: {seen}"
+        print(f"front page: plot after {t_plot:.1f} s, generated text after {t_text:.1f} s")
         page.wait_for_function(f"() => ({LIVE_TRACE})() !== null", timeout=60_000)
         wait_idle(page)
         no_exception(page)

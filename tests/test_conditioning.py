@@ -175,10 +175,10 @@ def test_generate_at_prefix_form_writes_the_preference_before_the_prompt(tiny):
 
 
 @pytest.mark.parametrize("p, fragment", [
-    ([0.2, 0.3, 0.5], "3 entries but the adapter was trained for 2 objectives .informativeness, conciseness."),
-    ([0.5, -0.5], "finite and ≥ 0"),
-    ([0.0, 0.0], "positive weight"),
-    ("abc", "one per objective"),
+    ([0.2, 0.3, 0.5], "3 entries but there are 2 objectives .informativeness, conciseness."),
+    ([0.5, -0.5], "finite and non-negative"),
+    ([0.0, 0.0], "positive entry"),
+    ("abc", "write one weight per objective"),
 ])
 def test_bad_preferences_say_what_to_give(conditioned, p, fragment):
     model = conditioned()
@@ -211,7 +211,10 @@ def test_migration_0005_keeps_the_demo_front_and_admits_conditioned_points(tmp_p
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     s = Store(url)
     sweep_id = demo.import_demo(s)
-    before = {p["id"]: (p["kind"], p["values"]) for p in s.points()}
+    def raw(p):   # the raw values (the length-controlled lc_* are dropped by the downgrade, recomputed on demand)
+        return {o: {k: v[k] for k in ("mean", "ci_low", "ci_high")} for o, v in p["values"].items()}
+
+    before = {p["id"]: (p["kind"], raw(p)) for p in s.points()}
     gens = {p: len(s.generations(p)) for p in before}
     s.close()
     engine = create_engine(url)
@@ -228,8 +231,8 @@ def test_migration_0005_keeps_the_demo_front_and_admits_conditioned_points(tmp_p
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     s = Store(url)
-    assert s.schema_version() == SCHEMA_HEAD == "0005"
-    assert {p["id"]: (p["kind"], p["values"]) for p in s.points()} == before
+    assert s.schema_version() == SCHEMA_HEAD == "0006"
+    assert {p["id"]: (p["kind"], raw(p)) for p in s.points()} == before
     assert {p: len(s.generations(p)) for p in before} == gens and sum(gens.values()) > 0
     with s.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
@@ -386,7 +389,10 @@ def test_a_conditioned_sweep_trains_one_run_and_stores_eleven_conditioned_points
     from pama.cli import main
 
     assert main(["sweep", "--conditioned", *TINY_COND_SWEEP]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    # --quiet still logs the evaluation's progress (issue 24): 12 points (the base and 11 preferences)
+    assert "evaluation: 1/12 points" in captured.err and "evaluation: 12/12 points · elapsed" in captured.err
     sweep_id = out.strip().splitlines()[-1].split()[-1]
     sweep = store.get_sweep(sweep_id)
     assert sweep["status"] == "finished" and sweep["name"].startswith("pama conditioned ×11")
@@ -426,11 +432,43 @@ def test_a_conditioned_sweep_trains_one_run_and_stores_eleven_conditioned_points
     assert main(["generate", "--run", run["id"], "--preference", "0.3,0.7", "--max-new-tokens", "4",
                  "Say hi."]) == 0
     assert "preference: sentiment 0.30, conciseness 0.70" in capsys.readouterr().out
-    for bad, fragment in ((["--preference", "0.2,0.3,0.5"], "3 entries but the adapter was trained for 2"),
-                          (["--preference=-1,2"], "finite and ≥ 0"),
-                          (["--preference", "a,b"], "comma-separated numbers")):
+    for bad, fragment in ((["--preference", "0.2,0.3,0.5"], "3 entries but there are 2 objectives"),
+                          (["--preference=-1,2"], "finite and non-negative"),
+                          (["--preference", "a,b"], "is not a number")):
         assert main(["generate", "--run", run["id"], *bad, "Say hi."]) == 2
         assert fragment in capsys.readouterr().err
+
+
+def test_preferences_evaluated_together_equal_one_at_a_time(conditioned, tiny, monkeypatch):
+    """Issue 24: evaluate_at_many (rows of several preferences in one decode batch, finished rows leaving it, the KL
+    forwards on length-sorted rows) gives each preference the texts, lengths and values that evaluate_at gives it
+    alone at the same seeds, and its KL to rounding; a short last seed batch and an odd preference out included."""
+    from pama import evaluate as ev
+
+    model, tok = conditioned(seed=5), tiny[1]
+    prompts = PROMPTS + ["Say hi.", "Explain tides."]
+    prefs = [[1.0, 0.0], [0.5, 0.5], [0.2, 0.8]]
+    kw = dict(seed=7, max_new_tokens=10, batch_size=2, temperature=0.7)
+    # every 7th token id ends a response (the tiny model's next token is near uniform): rows end at different steps
+    # and leave the batch
+    stops = set(range(3, model.config.vocab_size, 7))
+    real = models.eos_ids
+    monkeypatch.setattr(models, "eos_ids", lambda m, t: real(m, t) | stops)
+    objs = ["sentiment", "conciseness"]
+    alone = [ev.evaluate_at(model, tok, objs, prompts, p, **kw) for p in prefs]
+    seen = []
+    together = ev.evaluate_at_many(model, tok, objs, prompts, prefs, rows=4, on_progress=lambda *a: seen.append(a),
+                                   **kw)
+    assert any(n < 10 for a in alone for n in a.lengths) and any(n > 1 for a in alone for n in a.lengths)
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    for a, t in zip(alone, together):
+        assert t.texts == a.texts and t.lengths == a.lengths and t.eos_fraction == a.eos_fraction
+        assert t.values == a.values
+        assert t.kl_per_response == pytest.approx(a.kl_per_response, abs=1e-4) and abs(a.kl) > 0
+        assert t.eval_config["preference"] == a.eval_config["preference"]
+        assert {k: t.eval_config[k] for k in ("n_prompts", "seed", "max_new_tokens", "temperature", "batch_size")} == \
+            {k: a.eval_config[k] for k in ("n_prompts", "seed", "max_new_tokens", "temperature", "batch_size")}
+    assert len({tuple(t.texts) for t in together}) > 1   # the preferences did write differently
 
 
 def test_preference_on_a_plain_run_is_refused(store, capsys):

@@ -75,6 +75,29 @@ def test_sweep_progress():
     p = jobs.sweep_progress(sweep, runs)
     assert (p["done"], p["total"], p["current"]["id"]) == (1, 3, "r2")
     assert p["phase"] == "training point 2/3" and p["fraction"] == pytest.approx(1 / 3)
+    assert p["evaluation"] is None   # training: the sweep's evaluation has not started
+
+
+def test_sweep_progress_while_evaluating_shows_points_prompts_elapsed_and_eta():
+    """Issue 24: after training, the phase and a second bar come from the summary["evaluation"] the sweep process
+    writes (pama.sweep.EvalProgress): points done of total, prompts of the current point(s), elapsed, ETA (the
+    sweep's estimate less the time since it wrote it)."""
+    now = time.time()
+    state = dict(points_done=4, points_total=12, prompts_done=64, prompts_total=128, current="r1 at (0.30, 0.70)",
+                 group=2, started=now - 300, updated=now - 20, elapsed_s=280.0, eta_s=500.0)
+    sweep = dict(status="running", objectives=["a", "b"], config=dict(points=5, conditioned=True),
+                 summary=dict(evaluation=state))
+    p = jobs.sweep_progress(sweep, [dict(id="r1", status="finished")])
+    ev = p["evaluation"]
+    assert (ev["points_done"], ev["points_total"], ev["prompts_done"], ev["prompts_total"]) == (4, 12, 64, 128)
+    assert ev["fraction"] == pytest.approx((4 * 128 + 2 * 64) / (12 * 128))
+    assert ev["elapsed_s"] == pytest.approx(300, abs=5) and ev["eta_s"] == pytest.approx(480, abs=5)
+    assert p["phase"].startswith("evaluating: 4/12 points · r1 at (0.30, 0.70): 64/128 prompts · elapsed 5 min")
+    assert "ETA 8 min" in p["phase"]
+    # no evaluation state yet (an older sweep process), or a training sweep: the plain phase
+    assert jobs.sweep_progress(dict(sweep, summary={}), [dict(id="r1", status="finished")])["phase"] == \
+        "evaluating the points on held-out prompts"
+    assert jobs.evaluation_progress(None) is None and jobs.evaluation_progress({"points_total": 0}) is None
 
 
 # ------------------------------------------------------------------------------------------ pure: the train form

@@ -158,7 +158,8 @@ def test_a_demo_exported_in_bfloat16_is_half_the_size_and_loads_to_the_same_outp
     from pama.config import SweepConfig
     from pama.sweep import run_sweep
 
-    cfg = SweepConfig(**dict(TINY, steps=1, points=2, eval_samples=2, eval_max_new_tokens=3, save_every=1))
+    cfg = SweepConfig(**dict(TINY, preference=[], steps=1, points=2, eval_samples=2, eval_max_new_tokens=3,
+                             save_every=1))  # a sweep's grid sets each run's preference
     sid = run_sweep(cfg, store, progress=False)
     tmp_path = paths.home()  # adapters load only from under the checkpoints root or the demo folder
     demo.export_sweep(store, sid, tmp_path / "f32")
@@ -183,8 +184,8 @@ def test_sweeps_evaluate_at_their_eval_temperature_and_old_sweeps_keep_0_7(store
     from pama.config import SweepConfig
     from pama.sweep import run_sweep, sweep_config
 
-    cfg = SweepConfig(**dict(TINY, steps=1, points=2, eval_samples=2, eval_max_new_tokens=3, save_every=1,
-                             eval_temperature=1.0))
+    cfg = SweepConfig(**dict(TINY, preference=[], steps=1, points=2, eval_samples=2, eval_max_new_tokens=3,
+                             save_every=1, eval_temperature=1.0))
     sid = run_sweep(cfg, store, progress=False)
     assert {p["eval_config"]["temperature"] for p in store.points(sweep_id=sid)} == {1.0}
     sweep = store.get_sweep(sid)

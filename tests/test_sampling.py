@@ -352,3 +352,67 @@ def test_sharing_the_prompt_prefix_does_not_change_what_is_sampled(tiny, random_
                             share_prefix=share)
             for t in (0, 1.0) for share in (False, True)]
     assert torch.equal(runs[0], runs[1]) and torch.equal(runs[2], runs[3])
+
+
+# ------------------------------------------------------------------------------------- finished rows leave the batch
+
+def _rows_per_call(model):
+    """A forward pre-hook recording how many rows each model call computes."""
+    calls = []
+    handle = model.register_forward_pre_hook(lambda mod, args, kw: calls.append(kw["input_ids"].shape[0]),
+                                             with_kwargs=True)
+    return calls, handle
+
+
+def test_finished_rows_leave_the_batch_and_draw_what_they_drew_in_it(tiny):
+    """Issue 24: a row that ends stops costing compute (later decode steps run fewer rows), and every row samples
+    exactly what it samples when finished rows stay in the batch: each keeps its uniform of the full batch's stream."""
+    base, tok = tiny
+    prompts = PROMPTS + ["Name a colour.", "Count to three."]
+    enc = models.encode(tok, prompts)
+    kw = dict(max_new_tokens=12, pad_id=tok.pad_token_id, temperature=1.0, seed=11, share_prefix=False)
+    free = sampling.sample(base, enc["input_ids"], enc["attention_mask"], eos_ids=set(), **kw)
+    stops = {int(free[0, 2]), int(free[1, 5])}   # rows 0 and 1 end early (and any row that writes these tokens)
+    calls, handle = _rows_per_call(base)
+    try:
+        kept = sampling.sample(base, enc["input_ids"], enc["attention_mask"], eos_ids=stops, compact=False, **kw)
+        n_kept = list(calls)
+        calls.clear()
+        left = sampling.sample(base, enc["input_ids"], enc["attention_mask"], eos_ids=stops, compact=True, **kw)
+        n_left = list(calls)
+    finally:
+        handle.remove()
+    assert torch.equal(left, kept)
+    assert kept.shape[1] > 3 and (kept[0, 3:] == tok.pad_token_id).all()
+    assert set(n_kept) == {len(prompts)} and n_left[0] == len(prompts)
+    assert min(n_left) < len(prompts) and n_left == sorted(n_left, reverse=True)
+    with sampling.compaction(False):   # the switch the benchmark's old way uses
+        calls, handle = _rows_per_call(base)
+        try:
+            assert torch.equal(sampling.sample(base, enc["input_ids"], enc["attention_mask"], eos_ids=stops, **kw),
+                               kept)
+        finally:
+            handle.remove()
+        assert set(calls) == {len(prompts)}
+
+
+def test_row_noise_is_what_a_seeded_batch_draws_for_each_row(tiny):
+    """A row given its uniforms (row_noise) samples what it samples in its own seeded batch, in any batch: the rows
+    of two differently seeded batches decoded together each draw what they drew alone."""
+    base, tok = tiny
+    a_prompts, b_prompts = PROMPTS[:2], PROMPTS[1:]
+    kw = dict(max_new_tokens=8, eos_ids=models.eos_ids(base, tok), pad_id=tok.pad_token_id, temperature=1.0)
+
+    def run(prompts, **extra):
+        enc = models.encode(tok, prompts)
+        return sampling.sample(base, enc["input_ids"], enc["attention_mask"], **kw, **extra)
+
+    a, b = run(a_prompts, seed=3), run(b_prompts, seed=4)
+    assert torch.equal(run(a_prompts, noise=sampling.row_noise(3, 2, 8)), a)
+    noise = torch.cat([sampling.row_noise(3, 2, 8), sampling.row_noise(4, 2, 8)])
+    together = run(a_prompts + b_prompts, noise=noise)
+    # each row's response up to its width in its own batch (the joint batch runs as long as its longest row)
+    for i, row in enumerate(list(a) + list(b)):
+        assert torch.equal(together[i, :row.shape[0]], row)
+    with pytest.raises(ValueError, match="noise must be"):
+        run(a_prompts, noise=sampling.row_noise(3, 2, 4))

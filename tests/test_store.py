@@ -76,7 +76,8 @@ def test_sweep_points_values_generations_round_trip(any_store):
                               values={"a": (0.3, 0.2, 0.4), "b": (0.15, 0.1, 0.2)})
     pts = {p["id"]: p for p in any_store.points(sweep_id=sid)}
     assert set(pts) == {pid, base, mix}
-    assert pts[pid]["values"]["a"] == {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+    assert pts[pid]["values"]["a"] == {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6,
+                                       "lc_mean": None, "lc_low": None, "lc_high": None}   # lc: not computed
     assert pts[pid]["preference"] == [0.7, 0.3] and pts[mix]["mixture"] == {rid: 0.5}
     gens = any_store.generations(pid)
     assert [g["text"] for g in gens] == ["<b>t0</b>", "<b>t1</b>", "<b>t2</b>"] and gens[2]["scores"]["b"] == -2
@@ -126,6 +127,32 @@ def test_out_of_date_schema_is_refused_and_upgrade_command_fixes_it(tmp_path):
     assert s.schema_version() == SCHEMA_HEAD
     rid = _run(s)
     assert s.get_run(rid)["sweep_id"] is None
+
+
+def test_migration_0006_adds_empty_length_controlled_columns_and_keeps_values(tmp_path):
+    """0005 → 0006 adds point_values.lc_mean / lc_low / lc_high (NULL: not computed); the values stay, the new
+    columns take a point's controlled scores, and the downgrade drops them again."""
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    url = f"sqlite:///{tmp_path / 'lc.db'}"
+    Store.upgrade(url)
+    s = Store(url)
+    sid = s.create_sweep(name="s", method="pama", model="m", objectives=["sentiment"], config={})
+    pid = s.add_point(kind="base", label="b", model="m", sweep_id=sid, values={"sentiment": (0.5, 0.4, 0.6)})
+    s.close()
+    command.downgrade(alembic_config(url), "0005")
+    engine = create_engine(url)
+    assert "lc_mean" not in {c["name"] for c in inspect(engine).get_columns("point_values")}
+    engine.dispose()
+    Store.upgrade(url)
+    s = Store(url)
+    v = s.get_point(pid)["values"]["sentiment"]
+    assert (v["mean"], v["ci_low"], v["ci_high"], v["lc_mean"], v["lc_low"], v["lc_high"]) == (0.5, 0.4, 0.6, None,
+                                                                                              None, None)
+    s.set_controlled(pid, {"sentiment": (0.45, 0.35, 0.55)})
+    assert s.point_record(pid).values["sentiment"].controlled == (0.45, 0.35, 0.55)
+    s.close()
 
 
 def test_migrations_build_the_same_schema_as_the_models(tmp_path):

@@ -49,6 +49,10 @@ def test_two_point_sweep_end_to_end_resume_mixtures_export(store, pama_home, tmp
     summary = sweep["summary"]
     assert summary["hypervolume"] > 0 and summary["hypervolume"] >= summary["hypervolume_base"]
     assert summary["front_point_ids"] and set(summary["front_point_ids"]) <= {p["id"] for p in points}
+    lc = summary["length_control"]   # pama.controlled, at the end of the sweep's evaluation (docs/fronts.md)
+    assert lc["is_length"] == {"sentiment": False, "conciseness": True} and lc["share"]["conciseness"] == 1.0
+    assert all(p["values"]["sentiment"]["lc_mean"] is not None and p["values"]["conciseness"]["lc_mean"] is None
+               for p in points)
     assert "hypervolume" in out and "base" in out
 
     # resuming a complete sweep is a no-op: no new runs, points or metrics
@@ -68,21 +72,36 @@ def test_two_point_sweep_end_to_end_resume_mixtures_export(store, pama_home, tmp
     assert again["values"] == lost["values"]   # same prompts, same seeds, same adapter → the same point
     capsys.readouterr()
 
-    # one exact mixture between each pair of neighbouring front adapters
+    # one exact mixture between each pair of neighbouring front adapters. A tiny random model's two adapters may
+    # land one above the other (a front of one: no pair, no mixture), so their stored values are set to the two
+    # ends of the trade-off first: both on the front, exactly one pair to mix.
     rows, summary = sw.front(store, sweep_id, mixtures=0, progress=False)
     front_adapters = [r for r in sw.front_table(store, sweep_id)[0] if r["kind"] == "adapter"]
+    from pama import objectives as objmod
+    from pama import pareto
+    from pama.store import PointValue
+
+    adapter_pts = store.points(sweep_id=sweep_id, kind="adapter")
+    span = {o: (objmod.get(o).lower, objmod.get(o).upper) for o in ("sentiment", "conciseness")}
+    with store.session() as s:
+        for p in adapter_pts:
+            first = p["preference"][0]  # (1, 0): high sentiment, low conciseness; (0, 1): the reverse
+            for o, share in (("sentiment", 0.2 + 0.6 * first), ("conciseness", 0.8 - 0.6 * first)):
+                lo, hi = span[o]
+                row = s.get(PointValue, (p["id"], o))
+                row.mean, row.ci_low, row.ci_high = lo + share * (hi - lo), lo, hi
+    adapter_pts = store.points(sweep_id=sweep_id, kind="adapter")
+    mat = np.array([[p["values"][o]["mean"] for o in ("sentiment", "conciseness")] for p in adapter_pts])
+    assert int(pareto.non_dominated(mat).sum()) == 2 and len(front_adapters) == 2
     assert main(["front", sweep_id, "--mixtures", "1", "--quiet"]) == 0
     mixtures = store.points(sweep_id=sweep_id, kind="mixture")
-    adapter_pts = store.points(sweep_id=sweep_id, kind="adapter")
-    from pama import pareto
-
-    mat = np.array([[p["values"][o]["mean"] for o in ("sentiment", "conciseness")] for p in adapter_pts])
-    n_front = int(pareto.non_dominated(mat).sum())
-    assert len(mixtures) == n_front - 1 >= 0 and len(front_adapters) == 2
-    for m in mixtures:
-        assert sorted(m["mixture"].values()) == [0.5, 0.5] and set(m["mixture"]) <= {r["id"] for r in runs}
+    assert len(mixtures) == 1
+    assert sorted(mixtures[0]["mixture"].values()) == [0.5, 0.5]
+    assert set(mixtures[0]["mixture"]) == {r["id"] for r in runs}
+    assert mixtures[0]["preference"] == pytest.approx([0.5, 0.5])  # halfway between (1, 0) and (0, 1)
+    assert mixtures[0]["values"]["sentiment"]["lc_mean"] is not None   # controlled once the mixture is in
     text = capsys.readouterr().out
-    assert "mixture" in text or not mixtures
+    assert "mixture" in text
     assert main(["front", sweep_id, "--mixtures", "1", "--quiet"]) == 0   # again: nothing new
     assert len(store.points(sweep_id=sweep_id, kind="mixture")) == len(mixtures)
 
@@ -92,6 +111,7 @@ def test_two_point_sweep_end_to_end_resume_mixtures_export(store, pama_home, tmp
         assert path.is_file() and path.stat().st_size > 0
     csv_lines = (tmp_path / "front.csv").read_text().splitlines()
     assert csv_lines[0].startswith("point_id,kind") and len(csv_lines) == 1 + 3 + len(mixtures)
+    assert "sentiment/lc_mean" in csv_lines[0] and "conciseness/lc_note" in csv_lines[0]
     data = json.loads((tmp_path / "front.json").read_text())
     assert data["summary"]["hypervolume"] == pytest.approx(store.get_sweep(sweep_id)["summary"]["hypervolume"])
     assert len(data["points"]) == 3 + len(mixtures) and len(data["runs"]) == 2
@@ -161,3 +181,28 @@ def test_points_evaluated_otherwise_stay_out_of_the_sweeps_front_and_hypervolume
     by_id = {r["point_id"]: r for r in rows}
     assert not by_id[q]["on_front"] and not by_id[q]["comparable"]
     assert by_id[a]["on_front"] and by_id[b]["on_front"] and by_id[a]["comparable"]
+
+
+def test_evaluation_progress_is_printed_and_written_to_the_sweep(store, capsys):
+    """Issue 24: each update prints a line (the log of a --quiet sweep shows it) and writes summary["evaluation"],
+    keeping the rest of the summary; the ETA is the prompt-evaluations left at the mean rate so far."""
+    sid = store.create_sweep(name="s", method="pama", model="tiny-random", objectives=["a", "b"], config={})
+    store.update_sweep(sid, summary={"kept": 1})
+    bar = sw.EvalProgress(store, sid, points_total=3, prompts=10)
+    bar.started -= 30                       # 30 s into the evaluation
+    bar.start("base model")
+    bar.prompts_progress(5, 10)
+    state = store.get_sweep(sid)["summary"]["evaluation"]
+    assert store.get_sweep(sid)["summary"]["kept"] == 1
+    assert (state["points_done"], state["points_total"], state["prompts_done"], state["prompts_total"]) == (0, 3, 5, 10)
+    assert state["eta_s"] == pytest.approx(30 / 5 * 25, rel=0.05)   # 5 of 30 prompt-evaluations in 30 s
+    bar.finished()
+    bar.start("r1 at (1.00, 0.00) (0.00, 1.00)", points=2)
+    bar.prompts_progress(10, 10)
+    bar.finished(2)
+    state = store.get_sweep(sid)["summary"]["evaluation"]
+    assert state["points_done"] == 3 and state["eta_s"] == 0
+    err = capsys.readouterr().err
+    assert "evaluation: 0/3 points · base model: 5/10 prompts · elapsed 30 s · ETA 2 min" in err
+    assert "evaluation: 1/3 points · r1 at (1.00, 0.00) (0.00, 1.00): 10/10 prompts" in err
+    assert err.strip().splitlines()[-1].startswith("evaluation: 3/3 points · elapsed")

@@ -1,8 +1,9 @@
 """Compare: up to four points side by side on one prompt (trained adapters, the base model, exact mixtures)."""
 import streamlit as st
 
+from pama import votefit
 from pama import votes as V
-from pama.app import ballots, hosting, reads, selection, steering
+from pama.app import ballots, hosting, reads, selection, steering, tradeoff
 from pama.app.settings import (BASE_ID, GENERATION_MAX_NEW_TOKENS, GENERATION_TEMPERATURE, MAX_COMPARE,
                                UIError)
 from pama.prompts import PromptError, load_prompts
@@ -30,6 +31,10 @@ if mode == "Blind vote":
     seed = b2.number_input("Seed", 0, 2**31 - 1, 0, key="blind_seed",
                            help="Pairs, prompts and the A/B order are drawn from this seed: the same seed and votes "
                                 "give the same sequence.")
+    rule = b2.radio("Next pair", ballots.RULES, key="blind_rule",
+                    help="Today's rule asks front neighbours first, then pairs whose scores are still unclear. The "
+                         "other asks the stored pair and prompt whose vote says most about your trade-off (your "
+                         "weights over the objectives, fitted from your votes; docs/votes.md).")
     scope_pts = ballots.blind_scope(pool, None, picked or None)
     by_id = {p.id: p for p in scope_pts}
     if len(scope_pts) < 2:
@@ -48,9 +53,18 @@ if mode == "Blind vote":
             heldout = load_prompts("builtin:heldout")
         except PromptError:
             heldout = []
+        ballot = None
+        if rule == ballots.RULES[1]:   # the active rule: where the voter's fitted weights are most uncertain
+            fobjs = tradeoff.fit_objectives(scope_pts, sweep_by)
+            sids = tuple(sorted({p.sweep_id for p in scope_pts if p.sweep_id}))
+            fit_now = tradeoff.analysis(votes, tuple(fobjs), sids, st.session_state.get("blind_voter") or None)
+            ballot = ballots.active_ballot(scope_pts, votes, gens, fobjs, tradeoff.specs_for(fobjs, sids), fit_now,
+                                           seed=int(seed), draw=draws)
+            if ballot is None:
+                st.caption("No two of these points share a scored stored response: today's rule drew this pair.")
         try:
-            ballot = V.ballot(scope_pts, votes, gens, heldout=heldout, objective=first, score=score, seed=int(seed),
-                              draw=draws)
+            ballot = ballot or V.ballot(scope_pts, votes, gens, heldout=heldout, objective=first, score=score,
+                                        seed=int(seed), draw=draws)
         except ValueError as err:   # no stored prompt in common and no held-out set to draw from
             st.error(f"Cannot draw a ballot: {err}")
             st.stop()
@@ -115,6 +129,68 @@ if mode == "Blind vote":
                    "*both bad* is counted but not fitted. The Pareto front page can colour the points by it or plot "
                    "it as an axis. Pairs are drawn where they say most: neighbours on the front first, then pairs "
                    "with overlapping intervals and few votes (docs/votes.md).")
+    you = (st.session_state.get("blind_voter") or "").strip() or None
+    with st.expander("Your trade-off, learned from " + (f"{you}'s votes" if you else "everyone's votes"),
+                     expanded=done is not None):
+        fobjs = tradeoff.fit_objectives(scope_pts, sweep_by)
+        sids = tuple(sorted({p.sweep_id for p in scope_pts if p.sweep_id}))
+        with st.spinner("Fitting your trade-off…"):
+            mine = tradeoff.analysis(votes, tuple(fobjs), sids, you)
+        if mine.fit is None:
+            st.caption(f"Needs at least {votefit.MIN_VOTES} votes with stored scores "
+                       f"({len(mine.rows)} so far; {mine.rows.unscored} on generated responses). Type your name "
+                       "above to fit your own votes only.")
+        else:
+            f = mine.fit
+            st.markdown("**Weights** " + votefit.weights_text(f))
+            st.dataframe(tradeoff.weights_rows(f), hide_index=True, key="tradeoff_weights")
+            st.caption(tradeoff.summary_text(f))
+            acc_rows = tradeoff.accuracy_rows(mine.accuracy, with_length=f.gamma is not None)
+            if acc_rows:
+                st.markdown(f"**Held-out accuracy** ({mine.accuracy['folds']}-fold cross-validation over "
+                            f"{mine.accuracy['n']} decisive votes; chance is 50%)")
+                st.dataframe(acc_rows, hide_index=True, key="tradeoff_accuracy")
+            else:
+                st.caption(f"Held-out accuracy needs at least {2 * votefit.FOLDS} decisive votes.")
+            if mine.disagreements:
+                st.markdown("**Where the objective scores and the votes disagree most** (the scores favoured one "
+                            "response, the vote went to the other):")
+            for k, d in enumerate(mine.disagreements):
+                with st.container(border=True, key=f"tradeoff_disagree_{k}"):
+                    st.caption(f"Chose {d['chosen'].upper()}; the scores gave it {d['p_scores']:.0%}. "
+                               f"Prompt: {d['prompt']}")
+                    dc = st.columns(2)
+                    for col, side in zip(dc, ("a", "b")):
+                        col.caption(f"{side.upper()} · " + ", ".join(f"{o} {v:.3f}" for o, v in
+                                                                     d[f"scores_{side}"].items())
+                                    + f" · {d[f'words_{side}']} words")
+                        col.code(d[f"text_{side}"] or "(empty response)", language=None, wrap_lines=True)
+            gen_runs = steering.conditioned_runs(all_points)
+            if gen_runs and f.kappa > 0:
+                g1, g2 = st.columns([2, 1])
+                grun = g1.selectbox("Conditioned adapter", list(gen_runs), key="tradeoff_run",
+                                    format_func=lambda r: f"{gen_runs[r]['label']} [{r}]")
+                grec = reads.run(grun)
+                gobjs = list((grec.config if grec else {}).get("objectives") or gen_runs[grun]["objectives"])
+                gpref = tradeoff.preference_for(f, gobjs)
+                if g2.button("Generate at my trade-off", key="tradeoff_generate", disabled=gpref is None,
+                             help="This prompt, written by the conditioned adapter at your weights."):
+                    item = steering.preference_item(grun, gen_runs[grun], gpref)
+                    try:
+                        with st.spinner(f"Generating at {steering.preference_text(gobjs, gpref)}…"):
+                            st.session_state["tradeoff_result"] = dict(item=item["label"], **hosting.generate_item(
+                                store, item, ballot["prompt"], override=st.session_state.get("app_model"),
+                                seed=int(seed), temperature=GENERATION_TEMPERATURE,
+                                max_new_tokens=GENERATION_MAX_NEW_TOKENS))
+                    except (UIError, ValueError, StoreError, ImportError, OSError) as err:
+                        st.error(f"Could not generate with this adapter: {err}")
+                if gpref is None:
+                    st.caption("This adapter takes other objectives than your votes were fitted on.")
+                res = st.session_state.get("tradeoff_result")
+                if res:
+                    st.caption(f"{res['item']}:")
+                    st.code(res["text"] or "(empty response)", language=None, wrap_lines=True)
+                    st.caption("Scores: " + (" · ".join(f"{o} {v:.3f}" for o, v in res["scores"].items()) or "none"))
     st.stop()
 
 points = reads.points()

@@ -3,7 +3,7 @@ import streamlit as st
 
 from pama import plots
 from pama import votes as V
-from pama.app import hosting, reads, selection, steering
+from pama.app import exports, hosting, lengths, reads, selection, steering, tradeoff
 from pama.app.settings import GENERATION_MAX_NEW_TOKENS, MAX_COMPARE, QUICK_PROMPTS, UIError
 from pama.prompts import PromptError, load_prompts
 from pama.store import StoreError
@@ -53,7 +53,17 @@ colour_votes = o5.checkbox("Colour by vote score", key="front_colour_votes", dis
                            help="Bradley–Terry score of the blind votes cast on the Compare page (grey: no votes "
                                 "yet). The score can also be chosen as an objective (axis) above.")
 
+length_on = st.toggle("Control for answer length", key="front_length",
+                      help="Plot each score with the part that answer length explains removed (pooled regression on "
+                           "log length, at the base model's length; docs/fronts.md). An objective that is length "
+                           "itself stays raw and says so.")
 shown = selection.filter_points(in_sweeps, methods=chosen_methods, include_base=show_base, include_mixtures=show_mix)
+lv = lengths.view(shown, chosen_objs, [sweep_by_id[s] for s in chosen_sweeps if s in sweep_by_id])
+lkw = dict(is_length=lv.is_length, **(dict(controlled=lv.controlled, axis_titles=lv.titles) if length_on else {}))
+for text in lv.warnings:
+    st.warning(text, icon=":material/straighten:")
+if lv.shares:
+    st.caption("Answer length across the front: " + " | ".join(lv.shares))
 shown = V.as_objective(shown, score)
 by_id = {p.id: p for p in shown}
 if len(chosen_sweeps) > 1:
@@ -72,16 +82,56 @@ if len(chosen_objs) < 2:
     st.warning("Choose at least two objectives to draw a front.")
     fig = None
 elif len(chosen_objs) == 3 and view3d == "3-D":
-    fig = plots.front_figure_3d(shown, chosen_objs, bounds=bounds, selected=selected_now, group=group)
+    fig = plots.front_figure_3d(shown, chosen_objs, bounds=bounds, selected=selected_now, group=group, **lkw)
 else:
     fig = plots.front_figure(shown, chosen_objs, bounds=bounds, selected=selected_now, group=group,
                              error_bars=error_bars, colour_title=V.SCORE_NAME,
-                             colour_by={i: s["score"] for i, s in score.items()} if colour_votes else None)
+                             colour_by={i: s["score"] for i, s in score.items()} if colour_votes else None,
+                             **lkw)
 
 # ------------------------------------------------------------------------------------------ the preference slider
 # a conditioned run's points are one curve (plots.group_of / front_data); its adapter generates at any preference
-chart_slot = st.container()   # the plot goes here, drawn below once the slider's live point is known
+chart_slot = st.container()   # the plot goes here, drawn below (with the slider's × once its text is there)
 live = None
+
+
+@st.cache_resource(show_spinner=False)
+def _generation_pool():
+    """One background thread for the slider's generations (the host's lock serialises them anyway)."""
+    from concurrent.futures import ThreadPoolExecutor  # only when a conditioned run is shown
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pama-slider")
+
+
+def _start_generation(key, host, prompt, p, seed, max_new) -> None:
+    """Queue the slider's generation for ``key`` (once); a queued one for another key, not started yet, is dropped."""
+    pending = st.session_state.setdefault("cond_pending", {})
+    if key in pending:
+        return
+    for other, fut in list(pending.items()):
+        if fut.cancel():
+            pending.pop(other)
+    pending[key] = _generation_pool().submit(host.generate_at, store, prompt, p, seed=seed, max_new_tokens=max_new)
+
+
+def _generation_status(key, label: str) -> None:
+    """The generation's placeholder, polled: 'Generating…' until the background call ends, then its result (or error)
+    goes into ``cond_results`` and the whole page reruns, which draws the text and the × on the plot."""
+    fut = st.session_state.get("cond_pending", {}).get(key)
+    if fut is None:
+        return
+    if not fut.done():
+        st.caption(f":material/hourglass_top: Generating at {label}… (the plot and the rest of the page work "
+                   "meanwhile)")
+        return
+    st.session_state["cond_pending"].pop(key, None)
+    try:
+        st.session_state.setdefault("cond_results", {})[key] = fut.result()
+    except (UIError, ValueError, StoreError, ImportError, OSError, RuntimeError) as err:
+        st.session_state.setdefault("cond_results", {})[key] = {"error": str(err) or type(err).__name__}
+    st.rerun()
+
+
 cond_runs = steering.conditioned_runs(in_sweeps)
 if cond_runs:
     with st.container(border=True):
@@ -130,14 +180,16 @@ if cond_runs:
         results = st.session_state.setdefault("cond_results", {})
         key = (run_id, tuple(round(x, 4) for x in p or ()), prompt, int(seed), int(max_new), app_model)
         if p and (prompt or "").strip() and key not in results:
-            try:
-                with st.spinner(f"Generating at {steering.preference_text(objs, p)}…"):
-                    host = hosting.conditioned_host(run_id, hosting.model_for(info, app_model))
-                    results[key] = host.generate_at(store, prompt, p, seed=int(seed), max_new_tokens=int(max_new))
-            except (UIError, ValueError, StoreError, ImportError, OSError) as err:
-                st.error(f"Could not generate with this adapter: {err}")
+            # generated in the background (model load included): the plot, the table and the controls are drawn
+            # at once; the fragment below shows the text when it is done and reruns the page to mark the ×
+            _start_generation(key, hosting.conditioned_host(run_id, hosting.model_for(info, app_model)), prompt, p,
+                              int(seed), int(max_new))
         res = results.get(key)
-        if res:
+        if res and res.get("error"):
+            st.error(f"Could not generate with this adapter: {res['error']}")
+        elif key in st.session_state.get("cond_pending", {}):
+            st.fragment(run_every=0.5)(_generation_status)(key, steering.preference_text(objs, p))
+        elif res:
             st.code(res["text"] or "(empty response)", language=None, wrap_lines=True)
             st.caption("Scores: " + (" · ".join(f"{o} {v:.3f}" for o, v in res["scores"].items()) or "none"))
             for problem in res.get("problems", []):
@@ -150,6 +202,9 @@ if cond_runs:
 if fig is not None and live is not None and len(chosen_objs) == 2:
     if not plots.add_live_point(fig, live, chosen_objs, name="live generation (×)"):
         st.caption("The live generation has no score on both plotted objectives, so it is not on the plot.")
+
+# your trade-off, fitted from the blind votes (pama/app/tradeoff.py): a ★ on the plot, the slider button
+tradeoff.front_panel(fig, shown, votes, chosen_objs, sweep_by_id, cond_runs)
 
 clicked: list[str] = []
 if fig is not None:
@@ -223,6 +278,7 @@ with st.expander(f"Points ({len(shown)})"):
         for o in chosen_objs:
             v = p.values.get(o)
             row[o] = round(v.mean, 4) if v else None
+        row.update(lengths.table_cells(p, chosen_objs, lv))
         row["KL"] = p.kl
         s = score.get(p.id) or {}
         row["votes"] = s.get("votes", 0)
@@ -237,19 +293,17 @@ with st.expander(f"Points ({len(shown)})"):
     real_sweeps = [s for s in chosen_sweeps if s in sweep_by_id]
     if len(real_sweeps) == 1:
         from pama import report  # heavy: report → sweep → trainer imports torch, peft and accelerate
-        from pama.sweep import front_table
 
         sid = real_sweeps[0]
         sweep_votes = reads.votes(sweep_id=sid)
         d1, d2, d3 = st.columns(3)
         try:
-            f_rows, f_summary = front_table(store, sid)
-            f_rows = report.add_vote_columns(f_rows, reads.vote_scores(sweep_votes))
-            d1.download_button("Front with vote scores (CSV)", report.to_csv(f_rows, f_summary),
+            d1.download_button("Front with vote scores (CSV)",
+                               exports.front_csv(store, sid, reads.vote_scores(sweep_votes)),
                                file_name=f"front-{sid}.csv", mime="text/csv", key="front_dl_csv")
         except (StoreError, ValueError) as err:
             d1.caption(f"Front export unavailable: {err}")
         d2.download_button("Votes (CSV)", report.votes_csv(sweep_votes),
                            file_name=f"votes-{sid}.csv", mime="text/csv", key="front_dl_votes_csv")
-        d3.download_button("Votes and scores (JSON)", report.votes_json(store, sid), file_name=f"votes-{sid}.json",
+        d3.download_button("Votes and scores (JSON)", exports.votes_json(store, sid), file_name=f"votes-{sid}.json",
                            mime="application/json", key="front_dl_votes_json")

@@ -54,6 +54,14 @@ elif run.status == "cancelled":
     st.warning(f"Cancelled at step {run.step}. Resume with `python -m pama train --resume {run_id}`.")
 if prog["active"]:
     st.progress(prog["fraction"])
+if run.sweep_id:  # a sweep evaluates its runs after training them: its evaluation progress, while it runs
+    sweep = next((s for s in reads.sweeps.fresh() if s.id == run.sweep_id), None)
+    sprog = jobs.sweep_progress(sweep, reads.runs.fresh(sweep_id=sweep.id)) if sweep and sweep.active else None
+    if sprog is not None and sprog.get("evaluation") is not None:
+        st.progress(sprog["evaluation"]["fraction"], text=f"Sweep {sweep.name}: evaluating, "
+                    + sprog["evaluation"]["text"])
+    elif sprog is not None:
+        st.caption(f"Sweep {sweep.name}: {sprog['phase']}")
     if st.button("Cancel this run", key="runs_cancel"):
         jobs.cancel(store, run_id)
         reads.clear()

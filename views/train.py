@@ -139,6 +139,9 @@ def draw_sweep(sweep: SweepRecord, runs: list[RunRecord]) -> None:
             h2.button("Cancel sweep", key=f"cancel_sweep_{sweep.id}", on_click=jobs.cancel_sweep,
                       args=(store, sweep.id))
         st.progress(prog["fraction"], text=f"{prog['done']}/{prog['total']} adapters trained")
+        ev = prog.get("evaluation")
+        if ev is not None:  # evaluating: points, prompts of the current point(s), elapsed, ETA (sweep.EvalProgress)
+            st.progress(ev["fraction"], text="evaluation: " + ev["text"])
         if sweep.status == "failed":
             st.error("Failed. " + str(sweep.summary.get("error") or "See the sweep's runs on Runs."))
         elif sweep.status == "cancelled":

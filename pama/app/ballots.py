@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
+from .. import votefit as F
 from .hosting import host_for
 from .selection import point_label
 from .settings import GENERATION_MAX_NEW_TOKENS, GENERATION_TEMPERATURE
 
+RULES = ("front neighbours, then open questions", "where my trade-off is most uncertain")   # today's, the active one
 VOTE_BUTTONS = (("a", "A is better", "A"), ("b", "B is better", "B"), ("tie", "Tie", "T"),
                 ("both_bad", "Both bad", "X"))     # (choice, button label, keyboard shortcut)
 
@@ -60,3 +62,13 @@ def vote_table(points: Sequence[Mapping], score: Mapping[str, Mapping], *,
         })
     rows.sort(key=lambda r: (r["BT score"] is None, -(r["BT score"] or 0)))
     return rows
+
+
+def active_ballot(points: Sequence[Mapping], votes: Sequence[Mapping], generations: Mapping[str, Sequence[Mapping]],
+                  objectives: Sequence[str], specs: Mapping[str, Mapping], analysis: F.Analysis | None, *,
+                  seed: int = 0, draw: int = 0) -> dict | None:
+    """The active rule's ballot (``votefit.active_ballot``: the stored pair and prompt whose vote says most about
+    the voter's weights, from the current fit's bootstrap or, before a fit, the prior); None when no two points
+    share a scored stored response, and the page falls back to today's rule."""
+    return F.active_ballot(points, votes, generations, objectives, specs, analysis.fit if analysis else None,
+                           seed=seed, draw=draw)

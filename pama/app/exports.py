@@ -20,6 +20,22 @@ def metrics_csv(metrics: Sequence[Mapping]) -> str:
     return buf.getvalue()
 
 
+def front_csv(store, sweep_id: str, scores: Mapping[str, Mapping]) -> str:
+    """A sweep's front table (``pama.sweep.front_table``) with the points' vote scores, as CSV (``pama.report``)."""
+    from .. import report  # heavy: report → sweep → trainer imports torch, peft and accelerate
+    from ..sweep import front_table  # heavy, as above
+
+    rows, summary = front_table(store, sweep_id)
+    return report.to_csv(report.add_vote_columns(rows, scores), summary)
+
+
+def votes_json(store, sweep_id: str) -> str:
+    """A sweep's votes and scores as JSON (``pama.report.votes_json``)."""
+    from .. import report  # heavy: report → sweep → trainer imports torch, peft and accelerate
+
+    return report.votes_json(store, sweep_id)
+
+
 def run_json(store, run_id: str) -> str:
     """The run, its metrics and its evaluated points as one JSON document."""
     run = RunRecord.from_dict(store.require_run(run_id))  # StoreError naming the run when it is gone

@@ -2,14 +2,17 @@
 store. Mistakes come back as ``ConfigError`` / ``UIError`` saying what to fix."""
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Mapping, Sequence
 
 from ..config import SweepConfig, TrainConfig, from_dict
+from ..preference import PreferenceError, parse_weights
 from .settings import UIError
 
+# the widgets of one mode only: a sweep's evaluation settings; the weights of "one preference" (a sweep's grid sets
+# each run's preference, so a sweep config has none)
 SWEEP_ONLY = ("points", "eval_samples", "eval_prompts", "eval_max_new_tokens", "eval_seed")
+RUN_ONLY = ("preference",)
 
 
 MODES = ("one preference", "a sweep grid (a whole front)", "one conditioned adapter (whole front)")
@@ -26,21 +29,12 @@ def mode_is_conditioned(mode: str) -> bool:
 
 
 def parse_floats(text: str, what: str = "preference") -> list[float]:
-    """'0.3, 0.7' → [0.3, 0.7]; '' → []; anything else → UIError naming the bad entry."""
-    out = []
-    for part in (text or "").replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            v = float(part)
-        except ValueError:
-            raise UIError(f"{what}: {part!r} is not a number; write numbers separated by commas, e.g. 0.3, 0.7") \
-                from None
-        if not math.isfinite(v):
-            raise UIError(f"{what}: {part!r} is not a finite number")
-        out.append(v)
-    return out
+    """'0.3, 0.7' → [0.3, 0.7]; '' → []; anything else → UIError naming the bad entry (``pama.preference`` parses:
+    finite, non-negative numbers)."""
+    try:
+        return list(parse_weights(text, what=what))
+    except PreferenceError as err:
+        raise UIError(str(err)) from None
 
 
 def split_objectives(chosen: Sequence[str], extra: str = "") -> list[str]:
@@ -53,16 +47,9 @@ def split_objectives(chosen: Sequence[str], extra: str = "") -> list[str]:
 def build_train_config(form: Mapping[str, Any], *, sweep: bool = False):
     """Widget values → a validated TrainConfig (SweepConfig for a grid), or ConfigError / UIError saying what
     is wrong. ``py:`` objectives are refused (they would run code typed in a browser)."""
-    data = {k: v for k, v in form.items() if v is not None}
-    if isinstance(data.get("preference"), str):
-        data["preference"] = parse_floats(data["preference"])
-    cls = SweepConfig if sweep else TrainConfig
-    if sweep:
-        data.pop("preference", None)
-    else:
-        for k in SWEEP_ONLY:
-            data.pop(k, None)
-    cfg = from_dict(cls, data, source="form")
-    with warnings.catch_warnings():
+    other_mode = RUN_ONLY if sweep else SWEEP_ONLY
+    data = {k: v for k, v in form.items() if v is not None and k not in other_mode}
+    with warnings.catch_warnings():  # the preference text becomes a Preference here (normalised: no warning shown)
         warnings.simplefilter("ignore")
+        cfg = from_dict(SweepConfig if sweep else TrainConfig, data, source="form")
         return cfg.validate(allow_python=False)

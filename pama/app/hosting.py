@@ -11,6 +11,7 @@ import streamlit as st
 
 from .. import adapters
 from .. import objectives as objmod
+from ..controlled import control_sweep
 from ..prompts import load_prompts
 from .selection import objectives_of
 from .settings import (GENERATION_MAX_NEW_TOKENS, GENERATION_TEMPERATURE, QUICK_PROMPTS, UIError, app_model_override,
@@ -200,6 +201,9 @@ def evaluate_mixture(store, host: ModelHost, a: Mapping, b: Mapping, t: float, *
     item = mixture_item(a, b, t)
     result = host.evaluate(store, item, objectives, load_prompts("builtin:heldout", limit=n_prompts), seed=seed,
                            max_new_tokens=max_new_tokens)
-    return ev.store_point(store, result, kind="mixture", label=item["label"], model=host.spec,
-                          sweep_id=a.get("sweep_id"), method=a.get("method"), mixture=item["mixture"],
-                          extra_config=dict(source="app", quick=True))
+    point_id = ev.store_point(store, result, kind="mixture", label=item["label"], model=host.spec,
+                              sweep_id=a.get("sweep_id"), method=a.get("method"), mixture=item["mixture"],
+                              extra_config=dict(source="app", quick=True))
+    if a.get("sweep_id"):   # its length-controlled scores, along the front's fitted lines (pama.controlled)
+        control_sweep(store, a["sweep_id"])
+    return point_id

@@ -4,9 +4,10 @@ live point the Pareto front page places on its plot."""
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Mapping, Sequence
 
-from .forms import parse_floats
+from ..preference import Preference, PreferenceError, PreferenceWarning
 from .settings import UIError
 
 LIVE_ID = "live"
@@ -28,15 +29,19 @@ def conditioned_runs(points: Sequence[Mapping]) -> dict[str, dict]:
     return out
 
 
+def _preference(weights: Any, n: int | None = None, *, what: str = "preference") -> Preference:
+    """``pama.preference`` makes it; the page shows the weights used, so normalising needs no warning here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PreferenceWarning)
+            return Preference.parse(weights, n, what=what)
+    except PreferenceError as err:
+        raise UIError(str(err)) from None
+
+
 def normalise(weights: Sequence[float]) -> list[float]:
     """Slider or typed weights → a preference summing to 1; UIError if one is negative / not finite or all are 0."""
-    w = [float(x) for x in weights]
-    if not w or any(not math.isfinite(x) or x < 0 for x in w):
-        raise UIError(f"preference weights must be finite and ≥ 0, got {w}")
-    total = sum(w)
-    if total <= 0:
-        raise UIError("give at least one objective a positive weight")
-    return [x / total for x in w]
+    return _preference(weights).as_list()
 
 
 def two_objective_preference(first: float) -> list[float]:
@@ -98,18 +103,8 @@ def preference_text(objectives: Sequence[str], p: Sequence[float]) -> str:
 
 def parse_preferences(text: str, n: int) -> list[list[float]]:
     """The Compare page's typed preferences, one per line ('0.2, 0.8'), each normalised; UIError naming a bad line."""
-    out = []
-    for k, line in enumerate((text or "").splitlines(), 1):
-        if not line.strip():
-            continue
-        w = parse_floats(line, what=f"preference on line {k}")
-        if len(w) != n:
-            raise UIError(f"preference on line {k} has {len(w)} weights; the adapter takes {n}, one per objective")
-        try:
-            out.append(normalise(w))
-        except UIError as err:
-            raise UIError(f"preference on line {k}: {err}") from None
-    return out
+    return [_preference(line, n, what=f"preference on line {k}").as_list()
+            for k, line in enumerate((text or "").splitlines(), 1) if line.strip()]
 
 
 def preference_item(run_id: str, info: Mapping[str, Any], p: Sequence[float]) -> dict:

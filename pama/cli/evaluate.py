@@ -62,11 +62,10 @@ def run(args) -> int:
         res = evaluate_at(model, tok, objs, prompts, pref, adapter=run["id"], **kw)
     else:
         res = evaluate_point(model, tok, objs, prompts, **kw)
-    label = "base model" if not run else f"{run['name']} @ ({', '.join(f'{x:.2f}' for x in pref)})" if pref \
-        else run["name"]
+    label = "base model" if not run else f"{run['name']} @ {pref.label()}" if pref else run["name"]
     pid = store_point(store, res, kind="conditioned" if pref else "adapter" if run else "base", label=label,
                       model=model_spec, run_id=run["id"] if run else None, method=run["method"] if run else None,
-                      preference=pref or (run["config"].get("preference") if run else None))
+                      preference=pref.as_list() if pref else (run["config"].get("preference") if run else None))
     for o, (m, lo, hi) in res.values.items():
         print(f"{o:<24} {m:8.4f}  95% CI [{lo:.4f}, {hi:.4f}]")
     print(f"{'KL to the base':<24} {res.kl:8.4f}\n{'mean length (tokens)':<24} {res.mean_length:8.2f}\n"

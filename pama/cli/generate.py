@@ -52,7 +52,7 @@ def run(args) -> int:
     if conditioned:
         objectives = next(iter(conditioned.values()))["objectives"]
         pref = cond.resolve_preference(args.preference, config, objectives)
-        print(f"preference: {', '.join(f'{o} {w:.2f}' for o, w in zip(objectives, pref))}\n")
+        print(f"preference: {pref.label(objectives)}\n")
     elif args.preference is not None:
         raise ConfigError("--preference applies to conditioned adapters only (trained with --conditioned); this "
                           "one is plain: drop --preference")

@@ -6,7 +6,7 @@ import sys
 import warnings
 
 from .. import sweep as sw
-from ..config import ConfigError, SweepConfig, add_dataclass_arguments, build
+from ..config import SweepConfig, add_dataclass_arguments, build
 from ..store import Store
 from ..trainer import RunCancelled
 
@@ -31,10 +31,7 @@ def run(args) -> int:
     else:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cfg = build(SweepConfig, args, args.config)
-            if cfg.preference:
-                raise ConfigError("a sweep sets the preference of each run itself; drop --preference")
-            cfg.validate()
+            cfg = build(SweepConfig, args, args.config).validate()  # refuses a preference: the grid sets each run's
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         sweep_id = None

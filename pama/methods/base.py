@@ -14,15 +14,16 @@ import torch
 
 from .. import algorithm as alg
 from ..config import TrainConfig
+from ..preference import Preference
 
 
 class Method:
     name = ""
     conditionable = False   # takes a per-sample preference (a conditioned run)
 
-    def __init__(self, cfg: TrainConfig, preference: list[float]):
+    def __init__(self, cfg: TrainConfig, preference: Preference):
         self.cfg = cfg
-        self.preference = preference
+        self.preference = preference  # made by the config (pama.preference); taken as it is
 
     def n_value_heads(self, n_objectives: int) -> int:
         """One value head per reward stream; by default one stream per objective."""
@@ -38,7 +39,7 @@ class Method:
         raise NotImplementedError
 
     def weights_for(self, preference: torch.Tensor | None, like: torch.Tensor):
-        """The preference the math takes: the run's (n,) list, or a per-sample (B, n) one as (n, B) on ``like``."""
+        """The preference the math takes: the run's Preference, or a per-sample (B, n) one as (n, B) on ``like``."""
         if preference is None:
             return self.preference
         return preference.to(device=like.device, dtype=like.dtype).T
@@ -47,8 +48,9 @@ class Method:
         """Metrics about the combination of a step (e.g. PAMA's mean weight per objective)."""
         return {}
 
-    def policy_loss(self, logp, old_logp, adv, combined, mask, params, objectives):
-        """The clipped PPO policy loss of a mini-batch → (loss, surrogate stats, extra metrics)."""
+    def policy_loss(self, logp, old_logp, adv, combined, mask, params, objectives, weights=None):
+        """The clipped PPO policy loss of a mini-batch → (loss, surrogate stats, extra metrics). ``weights`` are the
+        mini-batch's rows of what ``combine`` returned (k, B, T), or None."""
         loss, s = alg.clipped_surrogate(logp, old_logp, combined, mask, self.cfg.cliprange)
         return loss, s, {}
 

@@ -1,8 +1,6 @@
 """MORLHF: linear scalarisation of the rewards by the preference, then single-objective PPO (one value head)."""
 from __future__ import annotations
 
-import torch
-
 from .. import algorithm as alg
 from .base import Method
 
@@ -15,7 +13,7 @@ class Morlhf(Method):
         return 1
 
     def reward_streams(self, scores, preference=None):
-        pref = torch.as_tensor(self.weights_for(preference, scores), dtype=scores.dtype, device=scores.device)
+        pref = self.weights_for(preference, scores)                     # the run's Preference, or (n, B)
         return alg.linear_scalarise(scores, pref).unsqueeze(0)         # (1, B): each sample by its own p
 
     def combine(self, adv, mask, preference=None):
