@@ -105,10 +105,15 @@ def random_lora(tiny):
 # integration or browser anywhere are slow too. `make test` (CI) runs everything and prints the 15 slowest tests.
 SLOW_MODULES = {"test_integration", "test_browser", "test_multiprocess", "test_benchmarks", "test_reliability",
                 "test_docker", "test_demo", "test_learnability", "test_app", "test_app_conditioned", "test_sweep"}
+# single tests of the fast modules that start and wait for other processes (background jobs, `python -m pama db`)
+SLOW_TESTS = {"test_start_train_runs_in_the_background_to_the_end", "test_cancel_stops_a_running_job",
+              "test_migration_0005_keeps_the_demo_front_and_admits_conditioned_points"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if module in SLOW_MODULES or item.get_closest_marker("integration") or item.get_closest_marker("browser"):
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        name = getattr(item, "originalname", None) or getattr(item, "name", "")
+        if module in SLOW_MODULES or name in SLOW_TESTS or item.get_closest_marker("integration") \
+                or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.slow)

@@ -180,6 +180,7 @@ def test_make_test_fast_leaves_out_the_slow_tests_and_make_test_runs_them_all():
     class Item:
         def __init__(self, module: str, *markers: str):
             self.module, self.markers = types.SimpleNamespace(__name__=module), set(markers)
+            self.name = "test_something"
 
         def get_closest_marker(self, name):
             return name if name in self.markers else None
@@ -188,6 +189,8 @@ def test_make_test_fast_leaves_out_the_slow_tests_and_make_test_runs_them_all():
             self.markers.add(marker.name)
 
     items = [Item("test_integration"), Item("test_models", "integration"), Item("test_browser", "browser"),
-             Item("test_sweep"), Item("test_preference"), Item("test_models"), Item("test_algorithm")]
+             Item("test_sweep"), Item("test_jobs"), Item("test_preference"), Item("test_models"),
+             Item("test_algorithm")]
+    items[4].name = "test_cancel_stops_a_running_job"
     pytest_collection_modifyitems(None, items)
-    assert ["slow" in i.markers for i in items] == [True, True, True, True, False, False, False]
+    assert ["slow" in i.markers for i in items] == [True, True, True, True, True, False, False, False]

@@ -11,7 +11,7 @@ import pytest
 from pama import objectives as O
 from pama.objectives import ObjectiveError
 
-BUILTINS = ["sentiment", "conciseness", "informativeness", "length", "relevance", "safety", "readability"]
+BUILTINS = ["sentiment", "conciseness", "informativeness", "density", "length", "relevance", "safety", "readability"]
 
 
 def test_available_lists_builtins():

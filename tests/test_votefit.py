@@ -12,6 +12,8 @@ import pytest
 
 from pama import votefit as F
 from pama.store import Store
+from test_app import empty_store  # noqa: F401  (a fixture)
+from test_app_conditioned import spy  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 OBJS = ["sentiment", "informativeness"]
@@ -336,3 +338,44 @@ def test_front_page_marks_the_trade_off_with_its_interval_and_nearest_point(monk
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     star = next(t for t in chart["data"] if t.get("name") == "your trade-off")
     assert star["marker"]["symbol"] == "star" and star["error_x"]["array"][0] >= 0
+
+
+def test_front_page_button_moves_the_conditioned_slider_to_the_trade_off_and_generates(empty_store, spy):
+    """A tiny conditioned run's points with stored, scored responses; a voter who weighs sentiment most: the button
+    sets the slider to the fitted weight (on its 0.05 grid) and the adapter generates there."""
+    from test_app import app
+    from test_app_conditioned import TINY_RUN, settle
+
+    from pama.config import TrainConfig
+    from pama.trainer import train
+
+    store = empty_store
+    objs = ["sentiment", "informativeness"]
+    sid = store.create_sweep(name="conditioned front", method="pama", model="tiny-random", objectives=objs,
+                             config={"conditioned": True})
+    run_id = train(TrainConfig(**{**TINY_RUN, "objectives": objs}).validate(), store, progress=False)
+    store.update_run(run_id, sweep_id=sid)
+    pts, gens = synthetic_front()
+    ids = {}
+    for p in pts:
+        ids[p["id"]] = store.add_point(kind="conditioned", model="tiny-random", sweep_id=sid, run_id=run_id,
+                                       method="pama", label=f"cond @ {p['preference'][0]:.1f}",
+                                       preference=p["preference"], generations=gens[p["id"]],
+                                       values={o: (v["mean"], v["ci_low"], v["ci_high"]) for o, v in
+                                               p["values"].items()})
+    for k, v in enumerate(simulate(pts, gens, 60, np.array([0.8, 0.2]), kappa=30.0)):
+        store.add_vote(token=f"c{k}", point_a=ids[v["point_a"]], point_b=ids[v["point_b"]], prompt=v["prompt"],
+                       text_a=v["text_a"], text_b=v["text_b"], vote=v["vote"], voter="sim", sweep_id=sid,
+                       prompt_index=v["prompt_index"], source="stored")
+    at = settle(app("views/front.py"))
+    assert not at.exception, [e.value for e in at.exception]
+    at.button(key="tradeoff_to_slider").click().run()
+    settle(at)
+    assert not at.exception, [e.value for e in at.exception]
+    p = at.session_state["cond_p"]
+    # the weights are over objectives normalised by their bounds (sentiment's span -1..1 is twice the simulated
+    # one), so the slider follows the fitted weight shown on the page, on the slider's 0.05 grid
+    shown = next(str(m.value) for m in at.markdown if str(m.value).startswith("**Your trade-off**"))
+    w0 = float(shown.split("sentiment ")[1].split()[0])
+    assert w0 > 0.6 and p == pytest.approx(round(w0 / 0.05) * 0.05)
+    assert [p, round(1 - p, 4)] in spy["prefs"]                 # generated at the trade-off

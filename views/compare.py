@@ -31,7 +31,7 @@ if mode == "Blind vote":
     seed = b2.number_input("Seed", 0, 2**31 - 1, 0, key="blind_seed",
                            help="Pairs, prompts and the A/B order are drawn from this seed: the same seed and votes "
                                 "give the same sequence.")
-    rule = b2.radio("Next pair", ballots.RULES, key="blind_rule",
+    rule = b2.radio("How the next pair is drawn", ballots.RULES, key="blind_rule",
                     help="Today's rule asks front neighbours first, then pairs whose scores are still unclear. The "
                          "other asks the stored pair and prompt whose vote says most about your trade-off (your "
                          "weights over the objectives, fitted from your votes; docs/votes.md).")

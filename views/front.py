@@ -104,10 +104,17 @@ def _generation_pool():
 
 
 def _start_generation(key, host, prompt, p, seed, max_new) -> None:
-    """Queue the slider's generation for ``key`` (once); a queued one for another key, not started yet, is dropped."""
+    """Queue the slider's generation for ``key`` (once); a queued one for another key, not started yet, is dropped.
+
+    Called at the end of the page: by then this run has imported what it needs, and the modules the generation needs
+    (torch, transformers, peft) are imported here first, in the script's thread. transformers' lazy imports are not
+    thread-safe: a first import in the background thread while the page imported ``pama.report`` failed once with
+    "cannot import name 'AutoModel' from 'transformers'"."""
     pending = st.session_state.setdefault("cond_pending", {})
-    if key in pending:
+    if key in pending or key in st.session_state.get("cond_results", {}):   # running, or done in the meantime
         return
+    import peft  # noqa: F401  heavy: torch, transformers; imported here, not first in the background thread
+    from pama import conditioning  # noqa: F401  heavy: torch
     for other, fut in list(pending.items()):
         if fut.cancel():
             pending.pop(other)
@@ -118,13 +125,15 @@ def _generation_status(key, label: str) -> None:
     """The generation's placeholder, polled: 'Generating…' until the background call ends, then its result (or error)
     goes into ``cond_results`` and the whole page reruns, which draws the text and the × on the plot."""
     fut = st.session_state.get("cond_pending", {}).get(key)
-    if fut is None:
+    if fut is None and (st.session_state.get("cond_queued") or (None,))[0] != key:
         return
-    if not fut.done():
+    if fut is None or not fut.done():   # queued at the end of this page's run, or running
         st.caption(f":material/hourglass_top: Generating at {label}… (the plot and the rest of the page work "
                    "meanwhile)")
         return
     st.session_state["cond_pending"].pop(key, None)
+    if key == (st.session_state.get("cond_queued") or [0])[0]:   # queued again by the run this fragment is part of
+        st.session_state.pop("cond_queued")
     try:
         st.session_state.setdefault("cond_results", {})[key] = fut.result()
     except (UIError, ValueError, StoreError, ImportError, OSError, RuntimeError) as err:
@@ -180,14 +189,15 @@ if cond_runs:
         results = st.session_state.setdefault("cond_results", {})
         key = (run_id, tuple(round(x, 4) for x in p or ()), prompt, int(seed), int(max_new), app_model)
         if p and (prompt or "").strip() and key not in results:
-            # generated in the background (model load included): the plot, the table and the controls are drawn
-            # at once; the fragment below shows the text when it is done and reruns the page to mark the ×
-            _start_generation(key, hosting.conditioned_host(run_id, hosting.model_for(info, app_model)), prompt, p,
-                              int(seed), int(max_new))
+            # generated in the background (model load included), started at the end of the page: the plot, the
+            # table and the controls are drawn at once; the fragment below shows the text when it is done and reruns
+            # the page to mark the ×
+            host = hosting.conditioned_host(run_id, hosting.model_for(info, app_model))
+            st.session_state["cond_queued"] = (key, host, prompt, p, int(seed), int(max_new))
         res = results.get(key)
         if res and res.get("error"):
             st.error(f"Could not generate with this adapter: {res['error']}")
-        elif key in st.session_state.get("cond_pending", {}):
+        elif key in st.session_state.get("cond_pending", {}) or key == (st.session_state.get("cond_queued") or [0])[0]:
             st.fragment(run_every=0.5)(_generation_status)(key, steering.preference_text(objs, p))
         elif res:
             st.code(res["text"] or "(empty response)", language=None, wrap_lines=True)
@@ -307,3 +317,8 @@ with st.expander(f"Points ({len(shown)})"):
                            file_name=f"votes-{sid}.csv", mime="text/csv", key="front_dl_votes_csv")
         d3.download_button("Votes and scores (JSON)", exports.votes_json(store, sid), file_name=f"votes-{sid}.json",
                            mime="application/json", key="front_dl_votes_json")
+
+# ------------------------------------------------------------------------------------------ the slider's generation
+# last, once the whole page is drawn (views/front.py's slider box queued it): see _start_generation
+if st.session_state.get("cond_queued"):
+    _start_generation(*st.session_state.pop("cond_queued"))

@@ -51,8 +51,8 @@ def length_control_text(rows: list[dict], summary: dict, *, table: bool = False)
         return ("\nlength control: not computed (no stored generations?); "
                 "`python -m pama front SWEEP_ID --length-control`")
     objectives = summary["objectives"]
-    lines = ["", "length control (docs/fronts.md): share of the spread of the points' means that answer length "
-                 "explains, and Spearman ρ with length over every sample"]
+    lines = ["", "length control (docs/fronts.md): the share of the spread of the points' means that answer length",
+             "explains, and Spearman ρ with length over every sample"]
     for o in objectives:
         share, rho = lc["share"].get(o), lc["rho"].get(o)
         what = "is length" if lc["is_length"].get(o) else ("-" if share is None else f"{share:.0%}")
