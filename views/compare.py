@@ -31,7 +31,7 @@ if mode == "Blind vote":
     seed = b2.number_input("Seed", 0, 2**31 - 1, 0, key="blind_seed",
                            help="Pairs, prompts and the A/B order are drawn from this seed: the same seed and votes "
                                 "give the same sequence.")
-    rule = b2.radio("How the next pair is drawn", ballots.RULES, key="blind_rule",
+    rule = b2.radio("Drawing rule", ballots.RULES, key="blind_rule",
                     help="Today's rule asks front neighbours first, then pairs whose scores are still unclear. The "
                          "other asks the stored pair and prompt whose vote says most about your trade-off (your "
                          "weights over the objectives, fitted from your votes; docs/votes.md).")
@@ -164,7 +164,7 @@ if mode == "Blind vote":
                         col.caption(f"{side.upper()} · " + ", ".join(f"{o} {v:.3f}" for o, v in
                                                                      d[f"scores_{side}"].items())
                                     + f" · {d[f'words_{side}']} words")
-                        col.code(d[f"text_{side}"] or "(empty response)", language=None, wrap_lines=True)
+                        col.text(d[f"text_{side}"] or "(empty response)")  # st.code is the ballot's
             gen_runs = steering.conditioned_runs(all_points)
             if gen_runs and f.kappa > 0:
                 g1, g2 = st.columns([2, 1])
