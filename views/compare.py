@@ -164,7 +164,7 @@ if mode == "Blind vote":
                         col.caption(f"{side.upper()} · " + ", ".join(f"{o} {v:.3f}" for o, v in
                                                                      d[f"scores_{side}"].items())
                                     + f" · {d[f'words_{side}']} words")
-                        col.text(d[f"text_{side}"] or "(empty response)")  # st.code is the ballot's
+                        col.text(d[f"text_{side}"] or "(empty response)")  # plain text: only the ballot uses st.code
             gen_runs = steering.conditioned_runs(all_points)
             if gen_runs and f.kappa > 0:
                 g1, g2 = st.columns([2, 1])
