@@ -76,6 +76,18 @@ def _response_logprobs(model, enc, new, rmask, temperature: float = 1.0) -> torc
     return logp * rmask
 
 
+def _checked_inputs(who: str, objectives, prompts, batch_size: int, max_new_tokens: int) -> tuple[list, list[str]]:
+    """The objectives built and the prompts listed, refusing no prompts or a non-positive batch or length: the
+    checks every evaluation entry point shares."""
+    objs = [objmod.get(o) if isinstance(o, str) else o for o in objectives]
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError(f"{who} needs at least one prompt")
+    if batch_size <= 0 or max_new_tokens <= 0:
+        raise ValueError("batch_size and max_new_tokens must be positive")
+    return objs, prompts
+
+
 def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed: int = 1234,
                    max_new_tokens: int = 48, batch_size: int = 16, temperature: float = EVAL_TEMPERATURE,
                    ref: str | None = "adapter-disabled", confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
@@ -89,12 +101,7 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
     line, ``pama.conditioning.prompt_prefix``); the objectives score, and the results keep, the prompts as given.
     ``on_progress(prompts done, prompts)`` is called after each batch (the sweep's evaluation progress).
     """
-    objs = [objmod.get(o) if isinstance(o, str) else o for o in objectives]
-    prompts = list(prompts)
-    if not prompts:
-        raise ValueError("evaluate_point needs at least one prompt")
-    if batch_size <= 0 or max_new_tokens <= 0:
-        raise ValueError("batch_size and max_new_tokens must be positive")
+    objs, prompts = _checked_inputs("evaluate_point", objectives, prompts, batch_size, max_new_tokens)
     t0 = time.perf_counter()
     eos = models.eos_ids(model, tokenizer)
     has_adapter = bool(adp.adapter_names(model)) and adp._is_enabled(model)
@@ -200,12 +207,7 @@ def evaluate_at_many(model, tokenizer, objectives, prompts: Sequence[str], prefe
     differs. Rows that end leave the decode batch; the KL forwards run ``batch_size`` rows at a time, shortest
     responses together (``_kl_rows``). ``on_progress(prompts done, prompts)`` after each seed batch (every
     preference done on those prompts). Each result's ``seconds`` is the shared time divided by the preferences."""
-    objs = [objmod.get(o) if isinstance(o, str) else o for o in objectives]
-    prompts = list(prompts)
-    if not prompts:
-        raise ValueError("evaluate_at_many needs at least one prompt")
-    if batch_size <= 0 or max_new_tokens <= 0:
-        raise ValueError("batch_size and max_new_tokens must be positive")
+    objs, prompts = _checked_inputs("evaluate_at_many", objectives, prompts, batch_size, max_new_tokens)
     t0 = time.perf_counter()
     info = cond._targets(model, adapter)[0]
     pref = cond.check_preference(preferences, info.n, info.objectives)       # (K, n), rows normalised
