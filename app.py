@@ -16,6 +16,7 @@ PAGES = [
     st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("views/front.py", title="Pareto front", icon=":material/scatter_plot:"),
     st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("views/vote.py", title="Blind vote", icon=":material/how_to_vote:"),
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     st.Page("views/runs.py", title="Runs", icon=":material/table_rows:"),
 ]

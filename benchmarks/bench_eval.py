@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=0, help="a sweep's points (conditioned_grid: 11 for two objectives)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rows", type=int, default=None, help="rows per decode batch of the new way (eval_rows())")
-    ap.add_argument("--batch", type=int, default=32, help="the seed batch (pama.sweep.EVAL_BATCH)")
+    ap.add_argument("--batch", type=int, default=32, help="the seed batch (pama.evaluate.EVAL_BATCH)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--threads", type=int, default=2)

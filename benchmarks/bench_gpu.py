@@ -45,7 +45,7 @@ def weights_table(model_spec: str, device: str, ns: list[int], repeats: int) -> 
         pref = [1.0 / n] * n
 
         def pama():
-            alg.pama_combine(adv, pref, 0.5)
+            alg.pama_combine(adv, pref, anchor=0.5)
             sync(device)
 
         def mgda():

@@ -92,8 +92,9 @@ def main() -> None:
 
     from pama import pareto
     from pama.config import SweepConfig
+    from pama.fronts import bounds as _bounds
     from pama.store import Store
-    from pama.sweep import _bounds, preference_grid, run_sweep
+    from pama.sweep import preference_grid, run_sweep
 
     torch.set_num_threads(args.threads)
     configs = parse_configs(args.configs)
@@ -147,7 +148,8 @@ def main() -> None:
         is_blind = blind(method, lam) and not args.train_blind_copies
         cfg = SweepConfig(model=args.model, objectives=list(OBJECTIVES), method=method, noon=noon,
                           ppo_epochs=args.ppo_epochs, mini_batches=args.mini_batches,
-                          anchor=lam if lam is not None else 0.5, steps=args.steps, batch_size=args.batch,
+                          **({} if lam is None else dict(anchor=lam)),  # PAMA's own setting: the others refuse it
+                          steps=args.steps, batch_size=args.batch,
                           max_new_tokens=args.tokens, temperature=1.0, learning_rate=args.learning_rate, lora_r=8,
                           lora_alpha=16, target_modules=["q_proj", "v_proj"], kl_coef=0.2, target_kl=3.0,
                           samples_per_prompt=args.samples_per_prompt, save_every=args.steps, seed=args.seed,

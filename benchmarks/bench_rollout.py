@@ -8,6 +8,17 @@ the same 8 builtin:train prompts per round: ``hf-generate`` (``model.generate(do
 prompts' common prefix prefilled once), and ``ours`` without one of them: ``ours-no-onednn``, ``ours-unmerged``,
 ``ours-no-shared-prefix``. Every variant is forced to 48 tokens
 (``min_new_tokens`` / no EOS) so all do the same work. Medians of wall and CPU seconds; ratio = hf / variant.
+
+The memory-bandwidth bound (issue 24), measured in the same run: every round first times a read of a 2 GiB float32
+buffer (``torch.sum`` at the same threads, far larger than the last-level cache) for this machine's read bandwidth
+now, in bytes per wall second and per CPU-second (user + sys of this process, all threads). A decode step reads every
+weight of every linear layer once (the merged LoRA layers' base weights, the k/v projections, the vocabulary head,
+which is the tied embedding; counted from the model's own tensors, each once), so a rollout of T tokens cannot take
+less than T × those bytes / bandwidth. "of bound" is that bound over the variant's time, round by round (median):
+wall, and CPU-seconds beside it because the CPU may be shared (another process's load stretches wall time but not
+the CPU time). ``matmuls-only`` times just those layers' matmuls at the batch's rows for T steps, as the decode runs
+them (oneDNN, prepacked weights where the CPU packs them; the small layers through ``F.linear``): what the rest of the
+decode (attention, norms, rotary, sampling, Python) adds is the gap between it and ``ours``.
 Writes benchmarks/results/rollout[-<model>][-<dtype>].csv and .md.
 """
 from __future__ import annotations
@@ -23,6 +34,56 @@ os.environ.setdefault("PAMA_OMP_WAIT", "default")  # as in a training process
 from common import header, markdown_table, median, write_csv, write_text  # noqa: E402
 
 
+def weight_bytes(model) -> int:
+    """Bytes of the weights one decode step reads: every linear layer's weight and bias (LoRA's own A/B excluded: the
+    decode merges them into the base weights), each tensor once (a vocabulary head tied to the embedding is read as
+    the head; the embedding lookup reads only the batch's rows, left out)."""
+    import torch
+
+    seen, total = set(), 0
+    for name, mod in model.named_modules():
+        if type(mod) is not torch.nn.Linear or ".lora_" in f".{name}":
+            continue
+        for t in (mod.weight, mod.bias):
+            if t is not None and t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
+    return total
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def read_bandwidth(buf) -> tuple[float, float]:
+    """(bytes per wall second, bytes per CPU-second) of one ``buf.sum()``: a streaming read of the whole buffer."""
+    c, t = cpu_seconds(), time.perf_counter()
+    buf.sum()
+    wall, cpu = time.perf_counter() - t, cpu_seconds() - c
+    nbytes = buf.numel() * buf.element_size()
+    return nbytes / wall, nbytes / max(cpu, 1e-9)
+
+
+def matmul_steps(model, rows: int, steps: int):
+    """A callable timing only the decode step's linear layers (as ``sampling.onednn_linears(prepack=True)`` runs them)
+    on random (rows, 1, in) inputs, ``steps`` times."""
+    import torch
+
+    from pama import sampling
+
+    layers = [m for n, m in model.named_modules() if type(m) is torch.nn.Linear and ".lora_" not in f".{n}"]
+
+    def run(r: int):
+        with torch.inference_mode(), sampling.merged_lora(model), \
+                sampling.onednn_linears(model, prepack=sampling.prepack_requested(), rows=rows):
+            xs = {k: torch.randn(rows, 1, k, dtype=layers[0].weight.dtype) for k in {m.in_features for m in layers}}
+            for _ in range(steps):
+                for m in layers:
+                    m(xs[m.in_features])
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -31,6 +92,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--bandwidth-mib", type=int, default=2048,
+                    help="size of the buffer whose read measures the bandwidth (far above the last-level cache)")
     args = ap.parse_args()
 
     import torch
@@ -68,12 +131,23 @@ def main() -> None:
                                   temperature=1.0, pad_token_id=tok.pad_token_id)
 
     variants = {"hf-generate": hf, "ours": ours, "ours-no-onednn": lambda r: ours(r, onednn=False),
-                "ours-unmerged": lambda r: ours(r, merge=False), "ours-no-shared-prefix": lambda r: ours(r, share=False)}
+                "ours-unmerged": lambda r: ours(r, merge=False), "ours-no-shared-prefix": lambda r: ours(r, share=False),
+                "matmuls-only": matmul_steps(model, B, T)}
+    step_bytes = weight_bytes(model)
+    buf = torch.ones(args.bandwidth_mib * 2**20 // 4)
+    buf.sum()
     print(header("Rollout: transformers generate vs pama.sampling", {
         "model": args.model, "base weights": args.dtype, "rollout": f"{B} prompts × {T} tokens (forced)",
-        "schedule": f"1 warm-up + {args.rounds} rounds, variants round-robin"}), flush=True)
+        "schedule": f"1 warm-up + {args.rounds} rounds, variants round-robin",
+        "bytes read per decode step": f"{step_bytes / 1e6:.1f} MB (every linear layer's weights, each once)",
+        "bandwidth probe": f"torch.sum over {args.bandwidth_mib} MiB float32, once per round before the variants"}),
+        flush=True)
     rows = []
     for r in range(args.rounds + 1):
+        bw_wall, bw_cpu = read_bandwidth(buf)
+        bound_wall, bound_cpu = step_bytes * T / bw_wall, step_bytes * T / bw_cpu
+        print(f"round {r} bandwidth: {bw_wall / 1e9:.1f} GB/s wall, {bw_cpu / 1e9:.1f} GB/s per CPU-second; bound "
+              f"{bound_wall:.2f} s wall, {bound_cpu:.2f} CPU-s", flush=True)
         for name, fn in variants.items():
             c0 = resource.getrusage(resource.RUSAGE_SELF)
             t = time.perf_counter()
@@ -82,18 +156,30 @@ def main() -> None:
             c1 = resource.getrusage(resource.RUSAGE_SELF)
             cpu = c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime
             if r:
-                rows.append({"variant": name, "round": r, "wall_s": wall, "cpu_s": cpu})
+                rows.append({"variant": name, "round": r, "wall_s": wall, "cpu_s": cpu,
+                             "bw_wall_gbs": bw_wall / 1e9, "bw_cpu_gbs": bw_cpu / 1e9, "bound_wall_s": bound_wall,
+                             "bound_cpu_s": bound_cpu, "of_bound_wall": bound_wall / wall,
+                             "of_bound_cpu": bound_cpu / max(cpu, 1e-9)})
             print(f"round {r} {name}: {wall:.2f} s", flush=True)
     med = {n: median([x["wall_s"] for x in rows if x["variant"] == n]) for n in variants}
     summary = [{"variant": n, "wall s (median)": med[n],
                 "CPU s (median)": median([x["cpu_s"] for x in rows if x["variant"] == n]),
-                "speed vs hf-generate": med["hf-generate"] / med[n]} for n in variants]
-    table = markdown_table(summary, list(summary[0]))
+                "speed vs hf-generate": med["hf-generate"] / med[n],
+                "of bound (wall)": median([x["of_bound_wall"] for x in rows if x["variant"] == n]),
+                "of bound (CPU)": median([x["of_bound_cpu"] for x in rows if x["variant"] == n])} for n in variants]
+    bws = [x for x in rows if x["variant"] == "ours"]
+    bound = (f"Bound: {step_bytes / 1e6:.1f} MB × {T} steps at the measured read bandwidth (median of the rounds: "
+             f"{median([x['bw_wall_gbs'] for x in bws]):.1f} GB/s wall, "
+             f"{median([x['bw_cpu_gbs'] for x in bws]):.1f} GB/s per CPU-second) = "
+             f"{median([x['bound_wall_s'] for x in bws]):.2f} s wall, "
+             f"{median([x['bound_cpu_s'] for x in bws]):.2f} CPU-s. 'of bound' = bound / time, per round, median "
+             "(1.0 = reading the weights at the probe's bandwidth and doing nothing else).\n")
+    table = markdown_table(summary, list(summary[0])) + "\n" + bound
     print()
     print(table)
     suffix = ("" if args.model == "smollm2-135m" else f"-{args.model}") + \
              ("" if args.dtype == "float32" else f"-{args.dtype}")
-    write_csv(f"rollout{suffix}.csv", rows, ["variant", "round", "wall_s", "cpu_s"])
+    write_csv(f"rollout{suffix}.csv", rows, list(rows[0]))
     write_text(f"rollout{suffix}.md", header("Rollout: transformers generate vs pama.sampling",
                                              {"model": args.model, "base weights": args.dtype}) + "\n" + table)
 

@@ -72,8 +72,8 @@ def worker_ours(args) -> None:
     method, _, form = args.worker.partition("+")     # "pama+svd": one preference-conditioned adapter (issue 16)
     conditioning = dict(conditioned=True, conditioning=form) if form else {}
     cfg = TrainConfig(model=args.model, objectives=list(OBJECTIVES), preference=list(PREFERENCE), method=method,
-                      **conditioning,
-                      anchor=0.5, steps=10_000, batch_size=args.batch, max_new_tokens=args.tokens, temperature=1.0,
+                      **conditioning, **(dict(anchor=0.5) if method == "pama" else {}),  # PAMA's own setting
+                      steps=10_000, batch_size=args.batch, max_new_tokens=args.tokens, temperature=1.0,
                       top_p=1.0, learning_rate=LR, lora_r=8, lora_alpha=16, lora_dropout=0.0,
                       target_modules=["q_proj", "v_proj"], kl_coef=BETA, threads=args.threads, seed=0,
                       device="cpu", dtype=args.dtype,

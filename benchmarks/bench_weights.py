@@ -121,8 +121,8 @@ def main() -> None:
     for n in ns:
         adv = advantages(n, logp.detach(), ref_logp, mask, seed=n)
         pref = [1.0 / n] * n
-        alg.pama_combine(adv, pref, args.anchor)  # warm-up
-        pama_t = timed(lambda: alg.pama_combine(adv, pref, args.anchor), args.pama_repeats)
+        alg.pama_combine(adv, pref, anchor=args.anchor)  # warm-up
+        pama_t = timed(lambda: alg.pama_combine(adv, pref, anchor=args.anchor), args.pama_repeats)
 
         def mgda_step():
             losses = [alg.clipped_surrogate(logp, old_logp, adv[i], mask, 0.2)[0] for i in range(n)]

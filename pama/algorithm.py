@@ -166,7 +166,8 @@ def _tie_share(a: torch.Tensor, extreme: torch.Tensor) -> torch.Tensor:
 def pama_combine(
     advantages: torch.Tensor,
     preference=None,
-    anchor: float = 1.0,
+    *,
+    anchor: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PAMA's closed-form objective weights, per token: O(n), vectorised, exact.
 
@@ -178,7 +179,8 @@ def pama_combine(
     Ties (all advantages 0 after Noon is common) are split evenly, not given to the lowest index: any split gives the
     same s*, and the logged weights must not favour objective 0.
 
-    ``anchor`` λ=1 is the paper's PAMA; λ=0 is linear scalarisation with ``preference`` p (default uniform).
+    ``anchor`` λ=1 is the paper's PAMA; λ=0 is linear scalarisation with ``preference`` p (default uniform). It has
+    no default here: a run's comes from ``config.PamaSettings`` (one default per setting).
     ``preference`` may hold one preference per sample, shape (n, B) against advantages (n, B, T) (a conditioned
     adapter's rollout: c_b = (1−λ)·p_b + λ·q_b); the result equals calling this function on each sample alone
     with its own p.
@@ -218,7 +220,8 @@ def pama_combine_batch_mean(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     preference=None,
-    anchor: float = 1.0,
+    *,
+    anchor: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch-mean PAMA variant (ablation): one weight vector for the whole batch.
 

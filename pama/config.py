@@ -1,4 +1,5 @@
-"""Run configurations: dataclasses with help text, loadable from YAML and overridable by CLI flags (TRL's style).
+"""Run configurations: small frozen dataclasses per concern with help text (docs/config.md), composed into
+``TrainConfig`` and ``SweepConfig``, loadable from flat YAML and overridable by CLI flags (TRL's style).
 
 Precedence: dataclass defaults < ``--config FILE`` < explicit flags. ``validate()`` says what is wrong and never
 touches the store, so bad input is refused before anything is written.
@@ -6,7 +7,9 @@ touches the store, so bad input is refused before anything is written.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import functools
 import math
 import typing
 import warnings
@@ -18,20 +21,37 @@ import yaml
 
 from .preference import Preference, PreferenceError, PreferenceWarning
 
-METHODS = ("pama", "morlhf", "mgda")
+METHODS = ("pama", "morlhf", "mgda", "trl-grpo")
+# trl-grpo: TRL's GRPOTrainer on the same model, LoRA, prompts and objectives (pama.trl_grpo, docs/methods.md)
+TRL_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 # the methods that train a preference-conditioned adapter (docs/conditioned.md): a per-sample preference enters PAMA's
 # anchored combination and MORLHF's scalarisation; MGDA's per-objective gradients have no place for it
 CONDITIONED_METHODS = ("pama", "morlhf")
 CONDITIONING_FORMS = ("svd", "prefix")
 PREFERENCE_SAMPLING = ("dirichlet", "grid")
+GRANULARITIES = ("token", "batch")
+# report_to's values (TRL's option and names): pama.callbacks holds the integrations
+REPORT_TO = ("tensorboard", "mlflow", "none")
 # the pair whose two ends separate fastest per CPU minute on the embedded model: docs/learnability.md
 DEFAULT_OBJECTIVES = ["informativeness", "conciseness"]
 # the Train form's preference: conciseness first, the end that moves out of the base model's interval in minutes
 DEFAULT_PREFERENCE = [0.25, 0.75]
+# named settings (`--preset NAME`, the Train form's preset): filled in before the config file and the flags, which win.
+# paper-exp1 = the paper's first experiment (GPT-2 on IMDb: positive sentiment + length) on the embedded model; every
+# setting that differs from the paper, and why: docs/methods.md ("The paper-exp1 preset")
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-exp1": {
+        "method": "pama", "anchor": 1.0,                 # λ = 1: the paper's PAMA (the preference does not enter)
+        "objectives": ["sentiment", "length"],           # length = clip(chars/140, 0.5, 1.5), the paper's reward
+        "prompts": "builtin:train:review", "eval_prompts": "builtin:heldout:review",
+        "kl_coef": 0.2, "target_kl": 3.0,                # the spec: β starts at 0.2, adaptive toward 3 nats
+        "ppo_epochs": 4, "mini_batches": 1,              # > 1 epoch: the ratio leaves 1, so the clip ε = 0.2 acts
+        "samples_per_prompt": 1,                         # the paper's PPO: one response per prompt, no groups
+        "gamma": 1.0, "lam": 0.95, "cliprange": 0.2, "cliprange_value": 0.2, "vf_coef": 0.1,
+        "temperature": 1.0, "top_p": 1.0, "noon": "auto",
+    },
+}
 
-
-# fields a config's preference is made from: fixed once the config is made (TrainConfig.__setattr__)
-_FIXED_FIELDS = ("preference", "objectives")
 
 _NOON_WORDS = {"true": "true", "1": "true", "yes": "true", "on": "true",
                "false": "false", "0": "false", "no": "false", "off": "false"}
@@ -57,22 +77,67 @@ def _help(text: str, **kw) -> Any:
     return field(metadata={"help": text}, **kw)
 
 
-@dataclass
-class TrainConfig:
-    name: str = _help("Run name shown in the app (default: method + preference).", default="")
-    model: str = _help("Model spec: smollm2-135m (embedded), tiny-random (tests), a HF model id or a local folder.",
-                       default="smollm2-135m")
-    objectives: list[str] = _help("Objectives, comma-separated (see `python -m pama objectives`).",
-                                  default_factory=lambda: list(DEFAULT_OBJECTIVES))
-    preference: list[float] = _help("Preference over the objectives: one weight each, comma-separated, finite and "
-                                    "non-negative (weights not summing to 1 are normalised with a warning). Empty = "
-                                    "uniform; a sweep leaves it empty (its grid sets each run's).",
-                                    default_factory=list)
-    method: str = _help("pama (closed-form combination), morlhf (linear scalarisation) or mgda (min-norm gradients).",
-                        default="pama")
+# ---------------------------------------------------------------------------------------------------------------------
+# settings per concern (docs/config.md): small frozen dataclasses, composed into TrainConfig and SweepConfig. Each
+# field has one default, here; the flat names (`anchor`, `eval_seed`) are the YAML keys and the --flags.
+
+@dataclass(frozen=True)
+class PamaSettings:
+    """PAMA's own settings (``method: pama``). A run of another method has none and refuses them when given."""
     anchor: float = _help("PAMA anchor strength λ in [0, 1]: 1 = the paper's PAMA (ignores the preference), "
                           "0 = linear scalarisation with the preference.", default=0.5)
     granularity: str = _help("PAMA combination per 'token' or from batch-mean advantages ('batch').", default="token")
+
+    def errors(self) -> list[str]:
+        out = []
+        if not 0.0 <= self.anchor <= 1.0:  # NaN fails this too
+            out.append(f"anchor must lie in [0, 1], not {self.anchor}")
+        if self.granularity not in GRANULARITIES:
+            out.append(f"granularity must be 'token' or 'batch', not {self.granularity!r}")
+        return out
+
+
+@dataclass(frozen=True)
+class MorlhfSettings:
+    """MORLHF (linear scalarisation with the preference) has no setting of its own yet; this is where one goes."""
+
+    def errors(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class MgdaSettings:
+    """MGDA (min-norm gradient weights) has no setting of its own yet; this is where one goes."""
+
+    def errors(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class TrlGrpoSettings:
+    """TRL's GRPO (``method: trl-grpo``, pama.trl_grpo): how its GRPOTrainer aggregates the objectives' rewards."""
+    aggregation: str = _help(
+        "How TRL's GRPO combines the objectives (its multi_objective_aggregation; reward_weights = the preference): "
+        "sum_then_normalize (weighted sum of raw rewards, then normalised within each prompt's group) or "
+        "normalize_then_sum (each objective normalised within the group first, then the weighted sum).",
+        default="sum_then_normalize")
+
+    def errors(self) -> list[str]:
+        if self.aggregation not in TRL_AGGREGATIONS:
+            return [f"aggregation must be {' or '.join(TRL_AGGREGATIONS)}, not {self.aggregation!r}"]
+        return []
+
+
+# the method's own settings, one class per method (a new method adds its class here and in pama.methods.METHODS)
+METHOD_SETTINGS: dict[str, type] = {"pama": PamaSettings, "morlhf": MorlhfSettings, "mgda": MgdaSettings,
+                                     "trl-grpo": TrlGrpoSettings}
+assert tuple(METHOD_SETTINGS) == METHODS
+_METHOD_OF = {cls: name for name, cls in METHOD_SETTINGS.items()}
+
+
+@dataclass(frozen=True)
+class ConditioningSettings:
+    """Whether and how one adapter learns the whole front, taking the preference as an input (docs/conditioned.md)."""
     conditioned: bool = _help(
         "[ours] Train ONE preference-conditioned adapter for the whole front (method pama or morlhf): each prompt "
         "group draws its own preference, which the policy and the value heads receive and each sample's "
@@ -86,6 +151,188 @@ class TrainConfig:
                                      "plus small noise).", default="dirichlet")
     preference_alpha: float = _help("Concentration α of the symmetric Dirichlet of a conditioned run's preferences "
                                     "(1 = uniform over the simplex; < 1 favours the ends).", default=1.0)
+
+    def errors(self, method: str, objectives: list[str]) -> list[str]:
+        out = []
+        if self.conditioned and method in METHODS and method not in CONDITIONED_METHODS:
+            why = ("TRL's GRPOTrainer takes one fixed reward_weights for the whole run, not a preference per sample"
+                   if method == "trl-grpo" else "its per-objective gradients take no per-sample preference")
+            out.append(f"conditioned: true works with method {' or '.join(CONDITIONED_METHODS)}, not "
+                       f"{method} ({why}); use --method pama, or drop --conditioned")
+        if self.conditioned and len(objectives) < 2:
+            out.append("a conditioned adapter needs at least two objectives to trade off (e.g. --objectives "
+                       "informativeness,conciseness)")
+        if self.conditioning not in CONDITIONING_FORMS:
+            out.append(f"conditioning must be {' or '.join(CONDITIONING_FORMS)}, not {self.conditioning!r}")
+        if self.preference_sampling not in PREFERENCE_SAMPLING:
+            out.append(f"preference_sampling must be {' or '.join(PREFERENCE_SAMPLING)}, not "
+                       f"{self.preference_sampling!r}")
+        if not self.preference_alpha > 0:
+            out.append(f"preference_alpha must be > 0 (1 = uniform over the simplex), not {self.preference_alpha}")
+        return out
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    """A sweep's grid of preferences: one run each (a conditioned sweep: the points its one run is evaluated at)."""
+    points: int = _help("Preferences per edge of the simplex grid (2 objectives: K points; 3: the K-grid).",
+                        default=5)
+
+    def errors(self) -> list[str]:
+        return [] if self.points > 0 else [f"points must be a positive integer, not {self.points}"]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a sweep evaluates each point on held-out prompts (the same prompts and seed for every point)."""
+    eval_prompts: str = _help("Held-out prompts for evaluation.", default="builtin:heldout")
+    eval_samples: int = _help("Held-out prompts evaluated per point.", default=128)
+    eval_max_new_tokens: int = _help("Tokens generated per evaluation response (more than max_new_tokens leaves "
+                                     "room to see whether answers end on their own).", default=96)
+    eval_seed: int = _help("Seed of the evaluation sampling (the same for every point).", default=1234)
+    eval_temperature: float = _help(
+        "Sampling temperature of the evaluation. 0.7 reads fluently from a 135M model; but a policy that learned to "
+        "stop by sampling EOS at the rollouts' temperature (1.0) stops less often at 0.7, so set it to "
+        "`temperature` to evaluate exactly the policy that was trained (docs/learnability.md).", default=0.7)
+    eval_round: int = _help(
+        "Stop early: evaluate the front's ends this many prompts at a time (a multiple of 32) until their 95% "
+        "intervals are apart, then every other point on the prompts they used (docs/fronts.md). 0 = every point on "
+        "all eval_samples prompts.", default=0)
+    eval_min_prompts: int = _help("With eval_round: the fewest prompts the ends are evaluated on before stopping.",
+                                  default=64)
+
+    def errors(self) -> list[str]:
+        out = [f"{name} must be a positive integer, not {getattr(self, name)}"
+               for name in ("eval_samples", "eval_max_new_tokens") if getattr(self, name) <= 0]
+        if not 0 <= self.eval_seed < 2**32:
+            out.append(f"eval_seed must lie in [0, 2^32), not {self.eval_seed}")
+        if self.eval_round < 0 or self.eval_round % 32:
+            out.append(f"eval_round must be 0 (off) or a positive multiple of the evaluation batch (32), not "
+                       f"{self.eval_round}")
+        if self.eval_min_prompts < 0:
+            out.append(f"eval_min_prompts must be ≥ 0, not {self.eval_min_prompts}")
+        return out
+
+
+class _Composed:
+    """A config of shared fields and settings parts: made from flat names (``TrainConfig(anchor=0.3)``) or from its
+    parts, read by flat names too (``cfg.anchor`` is ``cfg.method_settings.anchor``), written flat (``to_dict``) and
+    never changed once made (``dataclasses.replace`` makes another). ``_PARTS``: part attribute → its classes."""
+
+    _PARTS: dict = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(
+            f"{type(self).__name__}.{name} cannot be set: a config is fixed once it is made (the run's Preference "
+            f"and its parts are made from it); make a new one: dataclasses.replace(cfg, {name}=...)")
+
+    def __delattr__(self, name: str) -> None:
+        self.__setattr__(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for names not found the normal way: a part's field (or, for a sweep, anything of its run)."""
+        parts = [self.__dict__.get(p) for p in type(self)._PARTS] if not name.startswith("_") else []
+        for obj in parts:
+            if obj is not None and not isinstance(obj, _Composed) and name in _field_names(type(obj)):
+                return getattr(obj, name)
+        for obj in parts:
+            if isinstance(obj, _Composed):
+                return getattr(obj, name)
+        raise AttributeError(self._no_such(name))
+
+    def _no_such(self, name: str) -> str:
+        return f"{type(self).__name__} has no attribute {name!r}"
+
+    def to_dict(self) -> dict:
+        """The flat form (YAML files, flags, the store, exports): the shared fields, then each part's fields."""
+        out: dict = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name not in type(self)._PARTS:
+                out[f.name] = copy.deepcopy(value)
+            elif isinstance(value, _Composed):
+                out.update(value.to_dict())
+            elif value is not None:
+                out.update(dataclasses.asdict(value))
+        return out
+
+
+@functools.lru_cache(maxsize=None)
+def _field_names(cls) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+@functools.lru_cache(maxsize=None)
+def _flat_fields(cls) -> tuple[tuple[str, Any, dataclasses.Field, type], ...]:
+    """(flat name, type, field, the class that holds it) of a config class, in the order of --help and to_dict."""
+    out: list = []
+    hints = typing.get_type_hints(cls)
+    parts = getattr(cls, "_PARTS", {})
+    for f in dataclasses.fields(cls):
+        if f.name in parts:
+            for part_cls in parts[f.name]:
+                out += _flat_fields(part_cls)
+        else:
+            out.append((f.name, hints[f.name], f, cls))
+    return tuple(out)
+
+
+def _method_fields() -> dict[str, str]:
+    """Flat name of a method's own setting → that method."""
+    return {name: _METHOD_OF[owner] for name, _, _, owner in _flat_fields(TrainConfig) if owner in _METHOD_OF}
+
+
+def other_methods_settings(method: str | None) -> frozenset[str]:
+    """Flat names of the settings of every method but ``method`` (None: the default method), which it refuses."""
+    method = _default(TrainConfig.__dataclass_fields__["method"]) if method is None else method
+    return frozenset(name for name, owner in _method_fields().items() if owner != method)
+
+
+def _not_for(names, method: str) -> str:
+    owners = _method_fields()
+    return "; ".join(f"{n} is a setting of method {owners[n]} only, and this run's method is {method}: drop {n} "
+                     f"(--{n.replace('_', '-')}), or use --method {owners[n]}" for n in names)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def _value_errors(cfg) -> list[str]:
+    """Non-finite numbers and NUL characters in a config's (or a part's) own fields."""
+    out = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            out.append(f"{f.name} must be a finite number, not {v}")
+        if isinstance(v, str) and "\x00" in v:
+            out.append(f"{f.name} must not contain NUL characters")
+    return out
+
+
+@dataclass(init=False)
+class TrainConfig(_Composed):
+    """One training run: the settings every method shares, the method's own (``method_settings``: PamaSettings, "
+    "MorlhfSettings or MgdaSettings, chosen by ``method``) and the conditioning settings (docs/config.md)."""
+    name: str = _help("Run name shown in the app (default: method + preference).", default="")
+    model: str = _help("Model spec: smollm2-135m (embedded), tiny-random (tests), a HF model id or a local folder.",
+                       default="smollm2-135m")
+    objectives: list[str] = _help("Objectives, comma-separated (see `python -m pama objectives`).",
+                                  default_factory=lambda: list(DEFAULT_OBJECTIVES))
+    preference: list[float] = _help("Preference over the objectives: one weight each, comma-separated, finite and "
+                                    "non-negative (weights not summing to 1 are normalised with a warning). Empty = "
+                                    "uniform; a sweep leaves it empty (its grid sets each run's).",
+                                    default_factory=list)
+    method: str = _help("pama (closed-form combination), morlhf (linear scalarisation), mgda (min-norm gradients) "
+                        "or trl-grpo (TRL's GRPOTrainer with reward_weights = the preference; docs/methods.md).",
+                        default="pama")
+    preset: str = _help("A named set of settings filled in before the config file and the flags (which win): "
+                        f"{', '.join(PRESETS)} (docs/methods.md). "
+                        "Empty = none.", default="")
+    method_settings: PamaSettings | MorlhfSettings | MgdaSettings | TrlGrpoSettings | None = _help(
+        "The method's own settings, made from `method` and the flat keys (anchor, granularity).", default=None)
+    conditioning_settings: ConditioningSettings = _help("Whether and how one adapter learns the whole front.",
+                                                        default_factory=ConditioningSettings)
     steps: int = _help("PPO steps (one rollout batch each).", default=50)
     batch_size: int = _help("Responses per rollout batch (batch_size / samples_per_prompt prompts). Decoding on a "
                             "CPU is memory-bound, so 16 costs far less than twice 8: docs/learnability.md.",
@@ -137,24 +384,73 @@ class TrainConfig:
     device: str = _help("auto, cpu or cuda.", default="auto")
     dtype: str = _help("[ours] precision of the frozen base weights: float32, or bfloat16 (about half the memory "
                        "traffic; the LoRA adapter, value heads and optimiser stay float32).", default="float32")
+    report_to: list[str] = _help("Integrations that receive the run's metrics too (TRL's option): tensorboard "
+                                 "(event files under $PAMA_HOME/tensorboard/<run>), mlflow (MLFLOW_TRACKING_URI, "
+                                 "default sqlite:///$PAMA_HOME/mlflow.db), none. Empty = none.",
+                                 default_factory=list)
+    live_eval_every: int = _help("[ours] Evaluate the policy every K steps on a small fixed held-out set (a "
+                                 "conditioned run at both ends and the middle of the simplex, a plain run at its "
+                                 "own point, the base model once), stored as live/... metrics that the Runs page "
+                                 "draws as the front forming; 0 = off. At 10 it costs about 4% of the training "
+                                 "time (docs/performance.md); a run of fewer than K steps is not evaluated.",
+                                 default=10)
+    live_eval_prompts: int = _help("[ours] Held-out prompts (the first N of builtin:heldout) of the live "
+                                   "evaluation.", default=16)
+    live_eval_max_new_tokens: int = _help("[ours] Tokens generated per live-evaluation response.", default=32)
 
-    def __post_init__(self) -> None:
+    _PARTS = {"method_settings": tuple(METHOD_SETTINGS.values()), "conditioning_settings": (ConditioningSettings,)}
+
+    def __init__(self, **values: Any) -> None:
+        """Flat names (``anchor=0.3``, ``conditioned=True``) or the parts themselves (``dataclasses.replace`` passes
+        them); a setting of a method other than ``method`` is refused (ConfigError naming it)."""
+        cls = type(self)
+        for f in dataclasses.fields(cls):
+            if f.name not in cls._PARTS:
+                object.__setattr__(self, f.name, values.pop(f.name) if f.name in values else _default(f))
         # configs stored before noon became per method hold true/false (YAML and from_dict give bools or their text)
         if isinstance(self.noon, bool) or str(self.noon).lower() in _NOON_WORDS:
-            self.noon = _NOON_WORDS.get(str(self.noon).lower(), self.noon)
+            object.__setattr__(self, "noon", _NOON_WORDS.get(str(self.noon).lower(), self.noon))
+        object.__setattr__(self, "method_settings", self._method_part(values))
+        cond = {k: values.pop(k) for k in list(values) if k in _field_names(ConditioningSettings)}
+        base = values.pop("conditioning_settings", None) or ConditioningSettings()
+        object.__setattr__(self, "conditioning_settings", dataclasses.replace(base, **cond))
+        if values:
+            raise TypeError(f"{cls.__name__} got unexpected keyword argument(s) {', '.join(sorted(values))}")
         # the preference is made here, once (pama.preference: text / list / YAML → Preference, normalised with a
-        # warning when it does not sum to 1); a bad one is reported by validate() with the other errors. Neither it
-        # nor the objectives change afterwards (__setattr__), so nothing below checks or normalises it again.
-        self._preference, self._preference_error = _make_preference(self.preference, self.objectives)
-        if self._preference is not None or self.preference is None:  # YAML `preference:` (null) = uniform, as []
-            self.preference = self._preference.as_list() if self._preference is not None else []
-        self._made = True
+        # warning when it does not sum to 1); a bad one is reported by validate() with the other errors. Nothing
+        # below checks or normalises it again.
+        pref, error = _make_preference(self.preference, self.objectives)
+        object.__setattr__(self, "_preference", pref)
+        object.__setattr__(self, "_preference_error", error)
+        if pref is not None or self.preference is None:  # YAML `preference:` (null) = uniform, as []
+            object.__setattr__(self, "preference", pref.as_list() if pref is not None else [])
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FIXED_FIELDS and getattr(self, "_made", False):
-            raise AttributeError(f"{type(self).__name__}.{name} is fixed once the config is made (the run's "
-                                 f"Preference is made from it); make a new one: dataclasses.replace(cfg, {name}=...)")
-        object.__setattr__(self, name, value)
+    def _method_part(self, values: dict):
+        """The method's settings from ``values`` (flat names, or a part given whole); None for an unknown method
+        (validate names it)."""
+        owners = _method_fields()
+        given = {k: values.pop(k) for k in list(values) if k in owners}
+        part = values.pop("method_settings", None)
+        settings_cls = METHOD_SETTINGS.get(self.method) if isinstance(self.method, str) else None
+        if part is not None and type(part) is not settings_cls:
+            # another method's part (dataclasses.replace(cfg, method=...)): what it changed counts as given
+            default = type(part)()
+            given = {**{f.name: getattr(part, f.name) for f in dataclasses.fields(part)
+                        if getattr(part, f.name) != getattr(default, f.name)}, **given}
+            part = None
+        if settings_cls is None:
+            return None
+        wrong = [k for k in given if k not in _field_names(settings_cls)]
+        if wrong:
+            raise ConfigError(_not_for(wrong, self.method))
+        return dataclasses.replace(part or settings_cls(), **given)
+
+    def _no_such(self, name: str) -> str:
+        owner = _method_fields().get(name)
+        if owner is not None:
+            return (f"{name} is a setting of method {owner} only; this config's method is {self.method} "
+                    "(its own settings: cfg.method_settings)")
+        return super()._no_such(name)
 
     def uses_noon(self) -> bool:
         """Whether negative advantages are dropped: the paper's PAMA uses Noon PPO, its MORLHF and MGDA plain PPO."""
@@ -167,16 +463,36 @@ class TrainConfig:
         return self._preference or Preference.uniform(len(self.objectives))
 
     def validate(self, *, check_objectives: bool = True, allow_python: bool = True) -> "TrainConfig":
-        """Check every field; returns self, unchanged (the preference was made with the config). Raises ConfigError."""
-        errors = _type_errors(self, skip=("preference",))  # made (or refused) by pama.preference in __post_init__
+        """Check every field, concern by concern; returns self, unchanged (the preference was made with the config).
+        Raises ConfigError listing every error."""
+        parts = [p for p in (self.method_settings, self.conditioning_settings) if p is not None]
+        # the preference was made (or refused) by pama.preference when the config was
+        errors = _type_errors(self, skip=("preference",)) + [e for p in parts for e in _type_errors(p)]
         if errors:  # the range checks below assume the right types
             raise ConfigError("Invalid training configuration:\n  - " + "\n  - ".join(errors))
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, float) and not math.isfinite(v):
-                errors.append(f"{f.name} must be a finite number, not {v}")
-            if isinstance(v, str) and "\x00" in v:
-                errors.append(f"{f.name} must not contain NUL characters")
+        errors = _value_errors(self) + [e for p in parts for e in _value_errors(p)]
+        errors += self._what_errors()
+        if self.method_settings is not None:
+            errors += self.method_settings.errors()
+        errors += self.conditioning_settings.errors(self.method, self.objectives)
+        errors += self._ppo_errors() + self._reporting_errors() + self._trl_errors()
+        if self._preference_error:
+            errors.append(self._preference_error)
+        if check_objectives and self.objectives:
+            from . import objectives as objmod  # the one upward edge (pyproject's contract ignores it), kept lazy
+
+            for name in self.objectives:
+                try:
+                    objmod.get(name, allow_python=allow_python)
+                except ValueError as err:
+                    errors.append(str(err))
+        if errors:
+            raise ConfigError("Invalid training configuration:\n  - " + "\n  - ".join(errors))
+        return self
+
+    def _what_errors(self) -> list[str]:
+        """What is trained: name, model, objectives, method, modules, seed, precision, device."""
+        errors = []
         for name, limit in (("name", 200), ("model", 500)):
             if len(getattr(self, name)) > limit:
                 errors.append(f"{name} is longer than {limit} characters")
@@ -192,26 +508,17 @@ class TrainConfig:
             errors.append("at least one objective is needed (e.g. --objectives sentiment,conciseness)")
         if len(set(self.objectives)) != len(self.objectives):
             errors.append(f"objectives are repeated: {self.objectives}")
+        if self.dtype not in ("float32", "bfloat16"):
+            errors.append(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            errors.append(f"device must be auto, cpu or cuda, not {self.device!r}")
+        return errors
+
+    def _ppo_errors(self) -> list[str]:
+        """The PPO loop every method shares: budget, sampling, optimiser, LoRA, KL, GAE, clipping, Noon."""
+        errors = []
         if self.noon not in ("auto", "true", "false"):
             errors.append(f"noon must be auto, true or false, not {self.noon!r}")
-        if self.granularity not in ("token", "batch"):
-            errors.append(f"granularity must be 'token' or 'batch', not {self.granularity!r}")
-        if self.conditioned and self.method in METHODS and self.method not in CONDITIONED_METHODS:
-            errors.append(f"conditioned: true works with method {' or '.join(CONDITIONED_METHODS)}, not "
-                          f"{self.method} (its per-objective gradients take no per-sample preference); use "
-                          "--method pama, or drop --conditioned")
-        if self.conditioned and len(self.objectives) < 2:
-            errors.append("a conditioned adapter needs at least two objectives to trade off (e.g. --objectives "
-                          "informativeness,conciseness)")
-        if self.conditioning not in CONDITIONING_FORMS:
-            errors.append(f"conditioning must be {' or '.join(CONDITIONING_FORMS)}, not {self.conditioning!r}")
-        if self.preference_sampling not in PREFERENCE_SAMPLING:
-            errors.append(f"preference_sampling must be {' or '.join(PREFERENCE_SAMPLING)}, not "
-                          f"{self.preference_sampling!r}")
-        if not self.preference_alpha > 0:
-            errors.append(f"preference_alpha must be > 0 (1 = uniform over the simplex), not {self.preference_alpha}")
-        if not (0.0 <= self.anchor <= 1.0) or math.isnan(self.anchor):
-            errors.append(f"anchor must lie in [0, 1], not {self.anchor}")
         for name in ("steps", "batch_size", "ppo_epochs", "mini_batches", "max_new_tokens", "lora_r", "save_every"):
             if getattr(self, name) <= 0:
                 errors.append(f"{name} must be a positive integer, not {getattr(self, name)}")
@@ -235,49 +542,66 @@ class TrainConfig:
                      "missing_eos_penalty"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
-        if self.dtype not in ("float32", "bfloat16"):
-            errors.append(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            errors.append(f"device must be auto, cpu or cuda, not {self.device!r}")
-        if self._preference_error:
-            errors.append(self._preference_error)
-        if check_objectives and self.objectives:
-            from . import objectives as objmod  # the one upward edge (pyproject's contract ignores it), kept lazy
+        return errors
 
-            for name in self.objectives:
-                try:
-                    objmod.get(name, allow_python=allow_python)
-                except ValueError as err:
-                    errors.append(str(err))
-        if errors:
-            raise ConfigError("Invalid training configuration:\n  - " + "\n  - ".join(errors))
-        return self
+    def _trl_errors(self) -> list[str]:
+        """What TRL's GRPOTrainer cannot do (method trl-grpo; docs/methods.md) and an unknown preset."""
+        errors = []
+        if self.preset and self.preset not in PRESETS:
+            errors.append(f"preset must be one of {', '.join(PRESETS)} (or empty), not {self.preset!r}")
+        if self.method != "trl-grpo":
+            return errors
+        if isinstance(self.samples_per_prompt, int) and self.samples_per_prompt < 2:
+            errors.append(f"method trl-grpo needs samples_per_prompt ≥ 2, not {self.samples_per_prompt}: GRPO's "
+                          "advantage is a response's reward minus its prompt group's mean, which one sample per "
+                          "prompt makes 0 (TRL's num_generations); use --samples-per-prompt 4")
+        if self.noon == "true":
+            errors.append("noon: true does not apply to method trl-grpo (TRL's GRPO loss has no Noon option); use "
+                          "noon: auto or false")
+        return errors
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def _reporting_errors(self) -> list[str]:
+        """Where the metrics go besides the store, and the live evaluation."""
+        errors = []
+        bad = [r for r in self.report_to if r not in REPORT_TO]
+        if bad:
+            errors.append(f"report_to: unknown integration(s) {bad}; choose from {', '.join(REPORT_TO)}")
+        for name in ("live_eval_prompts", "live_eval_max_new_tokens"):
+            if getattr(self, name) <= 0:
+                errors.append(f"{name} must be a positive integer, not {getattr(self, name)}")
+        if self.live_eval_every < 0:
+            errors.append(f"live_eval_every must be ≥ 0 (0 = off), not {self.live_eval_every}")
+        return errors
 
 
-@dataclass
-class SweepConfig(TrainConfig):
-    points: int = _help("Preferences per edge of the simplex grid (2 objectives: K points; 3: the K-grid).",
-                        default=5)
-    eval_prompts: str = _help("Held-out prompts for evaluation.", default="builtin:heldout")
-    eval_samples: int = _help("Held-out prompts evaluated per point.", default=128)
-    eval_max_new_tokens: int = _help("Tokens generated per evaluation response (more than max_new_tokens leaves "
-                                     "room to see whether answers end on their own).", default=96)
-    eval_seed: int = _help("Seed of the evaluation sampling (the same for every point).", default=1234)
-    eval_temperature: float = _help(
-        "Sampling temperature of the evaluation. 0.7 reads fluently from a 135M model; but a policy that learned to "
-        "stop by sampling EOS at the rollouts' temperature (1.0) stops less often at 0.7, so set it to "
-        "`temperature` to evaluate exactly the policy that was trained (docs/learnability.md).", default=0.7)
+
+@dataclass(init=False)
+class SweepConfig(_Composed):
+    """A sweep composes a run template (each grid point trains it at the point's preference), the grid and the
+    evaluation settings. Made and read with flat names as a run config is (``SweepConfig(steps=2, points=3)``,
+    ``cfg.steps``, ``cfg.points``); ``to_dict`` writes the three flat."""
+    run: TrainConfig = _help("The run every grid point trains (its preference left empty: the grid sets it).",
+                             default_factory=TrainConfig)
+    grid: GridSettings = _help("The grid of preferences.", default_factory=GridSettings)
+    evaluation: EvalSettings = _help("How each point is evaluated.", default_factory=EvalSettings)
+
+    _PARTS = {"run": (TrainConfig,), "grid": (GridSettings,), "evaluation": (EvalSettings,)}
+
+    def __init__(self, **values: Any) -> None:
+        for part, part_cls in (("grid", GridSettings), ("evaluation", EvalSettings)):
+            given = {k: values.pop(k) for k in list(values) if k in _field_names(part_cls)}
+            object.__setattr__(self, part, dataclasses.replace(values.pop(part, None) or part_cls(), **given))
+        run = values.pop("run", None)
+        run = dataclasses.replace(run, **values) if run is not None else TrainConfig(**values)
+        object.__setattr__(self, "run", run)
 
     def validate(self, *, check_objectives: bool = True, allow_python: bool = True) -> "SweepConfig":
-        super().validate(check_objectives=check_objectives, allow_python=allow_python)
-        errors = [f"{name} must be a positive integer, not {getattr(self, name)}"
-                  for name in ("points", "eval_samples", "eval_max_new_tokens") if getattr(self, name) <= 0]
-        if not 0 <= self.eval_seed < 2**32:
-            errors.append(f"eval_seed must lie in [0, 2^32), not {self.eval_seed}")
-        if self.preference:
+        self.run.validate(check_objectives=check_objectives, allow_python=allow_python)
+        errors = _type_errors(self.grid) + _type_errors(self.evaluation)
+        if not errors:  # the range checks assume the right types
+            errors = (_value_errors(self.grid) + _value_errors(self.evaluation) + self.grid.errors()
+                      + self.evaluation.errors())
+        if self.run.preference:
             errors.append("a sweep sets the preference of each run itself (its grid); drop preference")
         if errors:
             raise ConfigError("Invalid sweep configuration:\n  - " + "\n  - ".join(errors))
@@ -307,7 +631,7 @@ def _type_errors(cfg, skip: tuple[str, ...] = ()) -> list[str]:
     """Fields of the wrong type (a config built in Python without from_dict), named with what is expected."""
     out = []
     for f in dataclasses.fields(cfg):
-        if f.name in skip:
+        if f.name in skip or f.name in getattr(type(cfg), "_PARTS", {}):  # a part is checked on its own
             continue
         tp, v = _field_type(type(cfg), f), getattr(cfg, f.name)
         if not _type_ok(tp, v):
@@ -358,17 +682,45 @@ def _parse_value(tp, raw: Any, name: str):
     return raw
 
 
-def from_dict(cls, data: dict, *, source: str = "config"):
+def from_dict(cls, data: dict, *, source: str = "config", stored: bool = False):
+    """Flat ``field: value`` (YAML, flags, the Train form, the store) → a config of ``cls``. A setting of a method
+    other than the config's is refused, except with ``stored=True`` (a run or sweep read back from the store), which
+    drops it: configs written before the split held every method's settings (docs/config.md)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a mapping of field: value, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {name: tp for name, tp, _, _ in _flat_fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(fields)}")
+    if stored:
+        data = {k: v for k, v in data.items() if k not in other_methods_settings(data.get("method"))}
+    data = with_preset(data, fields)
     # the preference goes in as given (text, list, YAML value): pama.preference parses it when the config is made
-    kwargs = {k: v if k == "preference" else _parse_value(_field_type(cls, fields[k]), v, f"{source}: {k}")
-              for k, v in data.items()}
-    return cls(**kwargs)
+    kwargs = {k: v if k == "preference" else _parse_value(fields[k], v, f"{source}: {k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def preset_values(name: str, fields=None, method: str | None = None) -> dict:
+    """The settings preset ``name`` fills in: only ``fields`` (a config's flat names; a run has no eval_* fields)
+    and not another method's own settings when ``method`` overrides the preset's (``--method trl-grpo`` drops the
+    preset's anchor). An unknown name: ConfigError listing the presets."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)} (or empty), not {name!r}")
+    values = copy.deepcopy(PRESETS[name])
+    method = method or values.get("method")
+    drop = other_methods_settings(method) if method in METHODS else frozenset()
+    return {k: v for k, v in values.items() if (fields is None or k in fields) and k not in drop}
+
+
+def with_preset(data: dict, fields=None) -> dict:
+    """``data`` with its preset's settings filled in where ``data`` does not set them (what is given wins)."""
+    name = data.get("preset")
+    if not name or not isinstance(name, str):
+        return data
+    return {**preset_values(name, fields, data.get("method")), **data}
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -393,16 +745,16 @@ def load_yaml(path: str | Path) -> dict:
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One --flag per field, all defaulting to None so that only explicit flags override the YAML file."""
-    for f in dataclasses.fields(cls):
-        tp = _field_type(cls, f)
-        flag = "--" + f.name.replace("_", "-")
+    for name, tp, f, owner in _flat_fields(cls):
+        flag = "--" + name.replace("_", "-")
         meta = "A,B,..." if typing.get_origin(tp) in (list, typing.List) else tp.__name__.upper()
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = _default(f)
+        only = f" Method {_METHOD_OF[owner]} only." if owner in _METHOD_OF else ""
         # a bare boolean flag means true (`--conditioned`); `--conditioned false` still works
         optional = dict(nargs="?", const="true") if tp is bool else {}
         # argparse %-formats help texts: a literal % (e.g. kl_horizon's "20%·batch_size") must be doubled
-        parser.add_argument(flag, dest=f.name, default=None, metavar=meta, **optional,
-                            help=f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%"))
+        parser.add_argument(flag, dest=name, default=None, metavar=meta, **optional,
+                            help=f"{f.metadata.get('help', '')}{only} (default: {default})".replace("%", "%%"))
 
 
 def build(cls, args: argparse.Namespace | dict, config_file: str | None = None):
@@ -413,10 +765,10 @@ def build(cls, args: argparse.Namespace | dict, config_file: str | None = None):
             warnings.simplefilter("ignore", PreferenceWarning)
             from_dict(cls, data, source=str(config_file))  # type-check the file on its own for a precise message
     flags = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {name for name, *_ in _flat_fields(cls)}
     data.update({k: v for k, v in flags.items() if k in names and v is not None})
     return from_dict(cls, data, source="flags" if not config_file else f"{config_file} + flags")
 
 
 def to_yaml(cfg) -> str:
-    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -28,6 +28,9 @@ from .logprobs import ended_on_eos, response_mask, seq_logprobs_and_hidden
 from .stats import BOOTSTRAP_SEED, N_RESAMPLES, bootstrap_ci  # noqa: F401 (bootstrap_ci: re-exported)
 
 EVAL_TEMPERATURE = 0.7
+# the seed batch of a sweep's points and of `python -m pama evaluate` (each batch has its own sampling seed):
+# decoding is memory-bound on a CPU, so 32 rows cost far less than twice 16
+EVAL_BATCH = 32
 
 
 @dataclass
@@ -92,7 +95,7 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
                    max_new_tokens: int = 48, batch_size: int = 16, temperature: float = EVAL_TEMPERATURE,
                    ref: str | None = "adapter-disabled", confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
                    progress: bool = False, desc: str = "evaluate", prompt_prefix: str = "",
-                   on_progress=None) -> EvalResult:
+                   on_progress=None, first_batch: int = 0) -> EvalResult:
     """Generate one response per prompt with the model as it is now (base, adapter or mixture) and score it.
 
     ``objectives``: Objective instances or names. ``ref="adapter-disabled"`` computes the KL against the same model
@@ -100,6 +103,8 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
     ``prompt_prefix`` is written before every prompt for generation only (a prefix-conditioned adapter's preference
     line, ``pama.conditioning.prompt_prefix``); the objectives score, and the results keep, the prompts as given.
     ``on_progress(prompts done, prompts)`` is called after each batch (the sweep's evaluation progress).
+    ``first_batch``: the index of the first batch, for a slice of a longer prompt list evaluated in rounds
+    (``evaluate_in_rounds``): batch b of the slice is batch ``first_batch + b`` of the whole, with that batch's seed.
     """
     objs, prompts = _checked_inputs("evaluate_point", objectives, prompts, batch_size, max_new_tokens)
     t0 = time.perf_counter()
@@ -116,7 +121,8 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
         out, enc, new = models.generate(model, tokenizer,
                                         [cond.fit_prompt(tokenizer, prompt_prefix, p) for p in batch],
                                         max_new_tokens=max_new_tokens,
-                                        temperature=temperature, seed=seed * 1000 + b, return_ids=True)
+                                        temperature=temperature, seed=seed * 1000 + first_batch + b,
+                                        return_ids=True)
         rmask = response_mask(new, eos).to(new.device)
         texts += out
         lengths += [int(x) for x in rmask.sum(1).tolist()]
@@ -195,7 +201,8 @@ def evaluate_at_many(model, tokenizer, objectives, prompts: Sequence[str], prefe
                      adapter: str | None = None, seed: int = 1234, max_new_tokens: int = 48, batch_size: int = 16,
                      temperature: float = EVAL_TEMPERATURE, ref: str | None = "adapter-disabled",
                      confidence: float = 0.95, n_resamples: int = N_RESAMPLES, rows: int | None = None,
-                     on_progress=None, progress: bool = False, desc: str = "evaluate") -> list[EvalResult]:
+                     on_progress=None, progress: bool = False, desc: str = "evaluate",
+                     first_batch: int = 0) -> list[EvalResult]:
     """``evaluate_at`` at several preferences of a conditioned adapter at once, one result per preference (in order).
 
     Rows of different preferences share one decode batch (the svd gates take one preference per row; the prefix
@@ -206,7 +213,8 @@ def evaluate_at_many(model, tokenizer, objectives, prompts: Sequence[str], prefe
     float rounding (unmerged per-row gates, another batch shape) can flip a token, rarely, and then that response
     differs. Rows that end leave the decode batch; the KL forwards run ``batch_size`` rows at a time, shortest
     responses together (``_kl_rows``). ``on_progress(prompts done, prompts)`` after each seed batch (every
-    preference done on those prompts). Each result's ``seconds`` is the shared time divided by the preferences."""
+    preference done on those prompts). Each result's ``seconds`` is the shared time divided by the preferences.
+    ``first_batch`` as in ``evaluate_point``."""
     objs, prompts = _checked_inputs("evaluate_at_many", objectives, prompts, batch_size, max_new_tokens)
     t0 = time.perf_counter()
     info = cond._targets(model, adapter)[0]
@@ -225,7 +233,7 @@ def evaluate_at_many(model, tokenizer, objectives, prompts: Sequence[str], prefe
     starts = range(0, N, batch_size)
     for b, start in enumerate(tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False)):
         idx = list(range(start, min(start + batch_size, N)))
-        noise_b = sampling.row_noise(seed * 1000 + b, len(idx), max_new_tokens)   # what evaluate_point draws
+        noise_b = sampling.row_noise(seed * 1000 + first_batch + b, len(idx), max_new_tokens)   # what evaluate_point draws
         for k0 in range(0, K, per_batch):
             ks = list(range(k0, min(k0 + per_batch, K)))
             row_k = [k for k in ks for _ in idx]
@@ -265,6 +273,79 @@ def evaluate_at_many(model, tokenizer, objectives, prompts: Sequence[str], prefe
             distinct_2=distinct_n(texts[k], 2), eos_fraction=float(np.mean(ended[k])), eval_config=eval_config,
             seconds=seconds))
     return results
+
+
+def concat_results(parts: Sequence[EvalResult], *, confidence: float = 0.95,
+                   n_resamples: int = N_RESAMPLES) -> EvalResult:
+    """One point's result from its rounds (consecutive prompt slices, in order): samples joined, means, intervals
+    and distinct-n recomputed over all of them, so it equals the one-pass evaluation of the joined prompts."""
+    if not parts:
+        raise ValueError("concat_results needs at least one result")
+    first = parts[0]
+    texts = [t for p in parts for t in p.texts]
+    lengths = [n for p in parts for n in p.lengths]
+    kls = [k for p in parts for k in p.kl_per_response]
+    prompts = [q for p in parts for q in p.prompts]
+    scores = np.concatenate([np.asarray(p.scores, dtype=float).reshape(len(first.objectives), -1) for p in parts],
+                            axis=1)
+    values = {o: bootstrap_ci(scores[i], confidence, n_resamples) for i, o in enumerate(first.objectives)}
+    eos = float(np.average([p.eos_fraction for p in parts], weights=[len(p.texts) for p in parts]))
+    return EvalResult(objectives=list(first.objectives), values=values, scores=scores, prompts=prompts, texts=texts,
+                      kl=float(np.mean(kls)), kl_per_response=kls, lengths=lengths,
+                      mean_length=float(np.mean(lengths)), distinct_1=distinct_n(texts, 1),
+                      distinct_2=distinct_n(texts, 2), eos_fraction=eos,
+                      eval_config=dict(first.eval_config, n_prompts=len(prompts)),
+                      seconds=float(sum(p.seconds for p in parts)))
+
+
+def ends_apart(ends: Sequence[EvalResult]) -> bool:
+    """True when each end's 95% interval on its own objective (end i prefers objective i) lies above every other
+    end's interval on that objective: the front's extremes are told apart beyond sampling noise."""
+    names = ends[0].objectives
+    for i, end in enumerate(ends):
+        own_low = end.values[names[i]][1]
+        if any(own_low <= other.values[names[i]][2] for j, other in enumerate(ends) if j != i):
+            return False
+    return True
+
+
+@dataclass
+class Rounds:
+    """Early stopping of an evaluation: prompts in rounds of ``size`` (a multiple of the batch size), at least
+    ``minimum`` of them, at most every prompt given (the cap), stopping once ``ends_apart``."""
+    size: int = 32
+    minimum: int = 32
+
+    def check(self, batch_size: int) -> None:
+        if self.size <= 0 or self.size % batch_size:
+            raise ValueError(f"an evaluation round of {self.size} prompts is not a positive multiple of the batch "
+                             f"size {batch_size}")
+
+
+def evaluate_in_rounds(evaluate_slice, prompts: Sequence[str], batch_size: int, rounds: Rounds,
+                       *, on_round=None) -> tuple[list[EvalResult], int]:
+    """Evaluate the front's ends on ``prompts`` a round at a time until ``ends_apart`` (after at least
+    ``rounds.minimum`` prompts) or every prompt is used; returns (one joined result per end, prompts used).
+
+    ``evaluate_slice(prompt_slice, first_batch)`` evaluates every end on the slice and returns their results in end
+    order. Rounds start on batch boundaries and pass their first batch index, so each prompt keeps the seed it has in
+    a one-pass evaluation: the result on the first M prompts is the one-pass result on ``prompts[:M]``, and the other
+    points of the front are then evaluated on exactly those M prompts (the comparability rule)."""
+    rounds.check(batch_size)
+    prompts = list(prompts)
+    parts: list[list[EvalResult]] = []
+    used = 0
+    while used < len(prompts):
+        chunk = prompts[used:used + rounds.size]
+        parts.append(list(evaluate_slice(chunk, used // batch_size)))
+        used += len(chunk)
+        joined = [concat_results([p[e] for p in parts]) for e in range(len(parts[0]))]
+        if on_round is not None:
+            on_round(used, len(prompts), joined)
+        if used >= rounds.minimum and ends_apart(joined):
+            break
+    return joined, used
+
 
 def generation_rows(result: EvalResult, limit: int | None = None) -> list[dict]:
     rows = []

@@ -26,6 +26,7 @@ __all__ = [
     "group_of", "preference_order", "front_data", "controlled_value", "plotted_controlled", "front_figure",
     "front_figure_3d", "pairwise_figure", "hover_text",
     "reward_curves_figure", "weights_figure", "metric_figure", "metrics_table", "empty_figure",
+    "live_key", "live_table", "live_front_figure",
 ]
 
 
@@ -588,3 +589,101 @@ def add_tradeoff(fig: go.Figure, marker: Mapping, objectives: Sequence[str], *, 
                                         line=dict(color="#000000", width=1)),
         hovertext=[label], hovertemplate="%{hovertext}<extra></extra>"))
     return True
+
+
+# ------------------------------------------------------------------------------------------------ the live front
+# pama.livefront logs, every K steps, the policy's held-out means with their 95% intervals as metrics
+# ``live/<label>/<objective>/mean|low|high`` (label: ``base``, ``policy``, or a conditioned run's ``p=0.50,0.50``)
+
+LIVE_PREFIX = "live/"
+LIVE_BASE = "base"
+LIVE_POLICY = "policy"
+LIVE_STATS = ("mean", "low", "high")
+
+
+def live_key(label: str, objective: str, stat: str) -> str:
+    return f"{LIVE_PREFIX}{label}/{objective}/{stat}"
+
+
+def live_table(metrics: Sequence[Mapping]) -> dict[str, dict[int, dict[str, tuple[float, float, float]]]]:
+    """[{step, key, value}] → {label: {step: {objective: (mean, low, high)}}}, only complete triples (objective
+    names may hold '/': the label is the first part, the statistic the last)."""
+    parts: dict[tuple[str, int, str], dict[str, float]] = {}
+    for m in metrics:
+        key = m["key"]
+        if not key.startswith(LIVE_PREFIX) or key.count("/") < 3:
+            continue
+        label, rest = key[len(LIVE_PREFIX):].split("/", 1)
+        objective, stat = rest.rsplit("/", 1)
+        if stat in LIVE_STATS:
+            parts.setdefault((label, int(m["step"]), objective), {})[stat] = float(m["value"])
+    out: dict[str, dict[int, dict[str, tuple[float, float, float]]]] = {}
+    for (label, step, objective), v in sorted(parts.items()):
+        if all(s in v for s in LIVE_STATS):
+            out.setdefault(label, {}).setdefault(step, {})[objective] = (v["mean"], v["low"], v["high"])
+    return out
+
+
+def _live_name(label: str) -> str:
+    if label == LIVE_POLICY:
+        return "this run"
+    if label.startswith("p="):
+        return f"preference ({label[2:].replace(',', ', ')})"
+    return label
+
+
+def live_front_figure(metrics: Sequence[Mapping], objectives: Sequence[str], *, height: int = 420) -> go.Figure:
+    """The front forming during training: for each evaluated preference (a plain run: its one point) the held-out
+    means of the first two objectives at every live evaluation, joined in step order and coloured by step, with
+    their 95% intervals as error bars; the base model (step 0) as a star."""
+    table = live_table(metrics)
+    objectives = list(objectives)[:2]
+    if len(objectives) < 2 or not any(lb != LIVE_BASE for lb in table):
+        return empty_figure("No live evaluation logged yet (live_eval_every = 0, or before its first step).")
+    ox, oy = objectives
+    base = next(iter(table.get(LIVE_BASE, {}).values()), None)
+    start = (base[ox][0], base[oy][0]) if base and ox in base and oy in base else None
+    steps_all = sorted({s for label, rows in table.items() if label != LIVE_BASE for s in rows})
+    cmin, cmax = (steps_all[0], steps_all[-1]) if steps_all else (0, 1)
+    fig = go.Figure()
+    shown_scale = False
+    for i, label in enumerate(sorted(lb for lb in table if lb != LIVE_BASE)):
+        rows = [(s, r) for s, r in sorted(table[label].items()) if ox in r and oy in r]
+        if not rows:
+            continue
+        colour = PALETTE[i % len(PALETTE)]
+        steps = [s for s, _ in rows]
+        x = np.array([r[ox] for _, r in rows])
+        y = np.array([r[oy] for _, r in rows])
+        name = html.escape(_live_name(label))
+        lx, ly = x[:, 0].tolist(), y[:, 0].tolist()
+        if start is not None:  # each trajectory leaves from the base model
+            lx, ly = [start[0], *lx], [start[1], *ly]
+        fig.add_trace(go.Scatter(x=lx, y=ly, mode="lines", line=dict(color=colour, width=1.5),
+                                 name=name, legendgroup=label, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(
+            x=x[:, 0], y=y[:, 0], mode="markers", showlegend=False, legendgroup=label,
+            error_x=dict(type="data", symmetric=False, array=np.maximum(x[:, 2] - x[:, 0], 0), thickness=1,
+                         arrayminus=np.maximum(x[:, 0] - x[:, 1], 0), color=_rgba(colour, 0.5)),
+            error_y=dict(type="data", symmetric=False, array=np.maximum(y[:, 2] - y[:, 0], 0), thickness=1,
+                         arrayminus=np.maximum(y[:, 0] - y[:, 1], 0), color=_rgba(colour, 0.5)),
+            marker=dict(size=10, color=steps, colorscale="Viridis", cmin=cmin, cmax=cmax,
+                        line=dict(color=colour, width=2), showscale=not shown_scale,
+                        colorbar=dict(title="step", thickness=12)),
+            customdata=steps, hovertemplate=f"{name}<br>step %{{customdata}}<br>{html.escape(ox)} %{{x:.3f}}"
+                                            f"<br>{html.escape(oy)} %{{y:.3f}}<extra></extra>"))
+        shown_scale = True
+    if start is not None:
+        (bx, bxl, bxh), (by, byl, byh) = base[ox], base[oy]
+        fig.add_trace(go.Scatter(
+            x=[bx], y=[by], mode="markers", name="base model",
+            error_x=dict(type="data", symmetric=False, array=[max(bxh - bx, 0)], arrayminus=[max(bx - bxl, 0)],
+                         color=BASE_COLOUR, thickness=1),
+            error_y=dict(type="data", symmetric=False, array=[max(byh - by, 0)], arrayminus=[max(by - byl, 0)],
+                         color=BASE_COLOUR, thickness=1),
+            marker=dict(symbol="star", size=14, color=BASE_COLOUR),
+            hovertemplate=f"base model<br>{html.escape(ox)} %{{x:.3f}}<br>{html.escape(oy)} %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(title="The front forming: held-out means every few steps (95% intervals)", height=height,
+                      xaxis_title=ox, yaxis_title=oy, margin=dict(l=50, r=20, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig

@@ -3,6 +3,7 @@
 Sources accepted by :func:`load_prompts`:
 
 * ``builtin:train`` / ``builtin:heldout`` - the sets shipped in ``pama/data/`` (see ``pama/data/README.md``);
+  ``builtin:train:review`` keeps one task of a set (the ``task`` field);
 * a path to a ``.jsonl`` file (one JSON object per line, field ``prompt``, else ``text``, or ``column=``;
   a line may also be a bare JSON string);
 * a ``.json`` file holding a list of strings or of objects (same field rules);
@@ -75,8 +76,15 @@ def load_prompts(source: str, *, limit: int | None = None, column: str | None = 
     source = str(source).strip()
 
     if source.startswith("builtin:"):
-        name = source[len("builtin:"):]
-        prompts = [r["prompt"] for r in builtin_records(name)]
+        # builtin:<set>[:<task>]: one task of a set (builtin:train:review, the paper-exp1 preset's review prompts)
+        name, _, task = source[len("builtin:"):].partition(":")
+        records = builtin_records(name)
+        if task:
+            tasks = sorted({r["task"] for r in records})
+            if task not in tasks:
+                raise PromptError(f"builtin:{name} has no task {task!r}; its tasks: {', '.join(tasks)}")
+            records = [r for r in records if r["task"] == task]
+        prompts = [r["prompt"] for r in records]
     elif source.startswith("hf:"):
         prompts = _load_hf(source, column)
     else:

@@ -18,7 +18,7 @@ from . import objectives as objmod
 from . import plots
 from . import votes as V
 from .controlled import SUMMARY_KEY as LENGTH_CONTROL
-from .sweep import front_table, summarise
+from .fronts import front_table, summarise
 
 FORMATS = ("csv", "json", "html")
 VOTE_COLUMNS = ("votes", "wins", "losses", "ties", "both_bad", "win_rate", "bt_score", "bt_low", "bt_high")

@@ -1,7 +1,10 @@
-"""The run store: runs, their objectives and per-step metrics, sweeps, evaluated points and generations.
+"""The run store: runs, their objectives and per-step metrics, sweeps, evaluated points and generations, votes.
 
 SQLAlchemy 2 over SQLite (default, under checkpoints/) or any URL in ``PAMA_DB_URL`` (PostgreSQL included).
-Methods return plain dicts so the CLI and the Streamlit pages never hold ORM objects across sessions.
+Methods return plain dicts or frozen records (``pama.records``) so the CLI and the Streamlit pages never hold ORM
+objects across sessions. The tables are in ``pama.orm``, the schema's versions, creation and upgrades in
+``pama.migrate``, the heartbeat settings in ``pama.heartbeat``; the names callers import from here
+(``StoreError``, ``SCHEMA_HEAD``, ``describe_url``, ``heartbeat_grace_s``, ``RUN_STATUSES``, ...) are re-exported.
 """
 from __future__ import annotations
 
@@ -10,226 +13,34 @@ import datetime as dt
 import math
 import os
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import (
-    JSON, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, create_engine,
-    delete, event, func, inspect, select, update,
-)
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (
-    ArgumentError, DatabaseError, DataError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import sessionmaker
 
-from . import paths
+from . import migrate, paths
+from .heartbeat import heartbeat_grace_s, heartbeat_interval_s  # noqa: F401 (re-exported: trainer, jobs)
+from .migrate import (  # noqa: F401 (re-exported: the CLI, the pages and the tests import them from here)
+    SCHEMA_HEAD, UPGRADE_HINT, SchemaOutOfDateError, StoreError, alembic_config, describe_url, known_revisions,
+)
+from .orm import (  # noqa: F401 (the constants re-exported: pages and docs name store.RUN_STATUSES, POINT_KINDS)
+    POINT_KINDS, RUN_STATUSES, VOTE_CHOICES, Generation, Metric, Point, PointValue, Run, RunObjective, Sweep, Vote,
+    utcnow,
+)
+from .orm import row as _row
 from .records import PointRecord, RunRecord, SweepRecord
 
-RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 TERMINAL = ("finished", "failed", "cancelled")
-POINT_KINDS = ("base", "adapter", "mixture", "conditioned")  # conditioned: one conditioned run at one preference
-VOTE_CHOICES = ("a", "b", "tie", "both_bad")
-SCHEMA_HEAD = "0006"
-UPGRADE_HINT = "python -m pama db upgrade"
-
-
-DEFAULT_HEARTBEAT_S = 10.0
-DEFAULT_HEARTBEAT_GRACE_S = 120.0
-
-
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value <= 0:
-        warnings.warn(f"{name}={raw!r} is not a positive number of seconds; using {default:g}", stacklevel=3)
-        return default
-    return value
-
-
-def heartbeat_interval_s() -> float:
-    """How often a training process writes its heartbeat ($PAMA_HEARTBEAT_S, default 10 s)."""
-    return _env_seconds("PAMA_HEARTBEAT_S", DEFAULT_HEARTBEAT_S)
-
-
-def heartbeat_grace_s() -> float:
-    """How long a running run may stay silent before it is marked failed ($PAMA_HEARTBEAT_GRACE_S, default 120 s).
-
-    Keep it several heartbeat intervals long: a run is only declared dead after missing a few heartbeats."""
-    return _env_seconds("PAMA_HEARTBEAT_GRACE_S", DEFAULT_HEARTBEAT_GRACE_S)
-
-
-class StoreError(RuntimeError):
-    """The store cannot be used as configured; the message says what to do."""
-
-
-class SchemaOutOfDateError(StoreError):
-    pass
 
 
 class VoteRefused(StoreError):
     """A blind vote that cannot be recorded (a point was deleted, a bad choice); nothing was stored."""
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def new_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-def _in(values: Iterable[str]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {dict: JSON, list: JSON, Any: JSON}
-
-
-class Run(Base):
-    __tablename__ = "runs"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    method: Mapped[str] = mapped_column(String(16))
-    model: Mapped[str] = mapped_column(String(500))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
-    config: Mapped[dict] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    step: Mapped[int] = mapped_column(Integer, default=0)
-    total_steps: Mapped[int] = mapped_column(Integer, default=0)
-    pid: Mapped[int | None] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(Text)
-    adapter_path: Mapped[str | None] = mapped_column(String(1000))
-    sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"), index=True)
-    __table_args__ = (CheckConstraint(f"status IN ({_in(RUN_STATUSES)})", name="ck_runs_status"),)
-
-
-class RunObjective(Base):
-    __tablename__ = "run_objectives"
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    position: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(500))
-    direction: Mapped[str] = mapped_column(String(8), default="maximize")
-    lower: Mapped[float] = mapped_column(Float)
-    upper: Mapped[float] = mapped_column(Float)
-    __table_args__ = (CheckConstraint("direction IN ('maximize', 'minimize')", name="ck_objective_direction"),)
-
-
-class Metric(Base):
-    __tablename__ = "metrics"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    step: Mapped[int] = mapped_column(Integer)
-    key: Mapped[str] = mapped_column(String(200))
-    value: Mapped[float] = mapped_column(Float)
-    __table_args__ = (
-        UniqueConstraint("run_id", "key", "step", name="uq_metric_run_key_step"),
-        Index("ix_metrics_run_step", "run_id", "step"),
-    )
-
-
-class Sweep(Base):
-    __tablename__ = "sweeps"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    method: Mapped[str] = mapped_column(String(16))
-    model: Mapped[str] = mapped_column(String(500))
-    objectives: Mapped[list] = mapped_column(JSON)
-    config: Mapped[dict] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
-    summary: Mapped[dict] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    __table_args__ = (CheckConstraint(f"status IN ({_in(RUN_STATUSES)})", name="ck_sweeps_status"),)
-
-
-class Point(Base):
-    __tablename__ = "points"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
-    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    label: Mapped[str] = mapped_column(String(300))
-    method: Mapped[str | None] = mapped_column(String(16))
-    model: Mapped[str] = mapped_column(String(500))
-    preference: Mapped[list | None] = mapped_column(JSON)
-    mixture: Mapped[dict | None] = mapped_column(JSON)
-    eval_config: Mapped[dict] = mapped_column(JSON, default=dict)
-    kl: Mapped[float | None] = mapped_column(Float)
-    mean_length: Mapped[float | None] = mapped_column(Float)
-    distinct_1: Mapped[float | None] = mapped_column(Float)
-    distinct_2: Mapped[float | None] = mapped_column(Float)
-    eos_fraction: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    __table_args__ = (CheckConstraint(f"kind IN ({_in(POINT_KINDS)})", name="ck_points_kind"),)
-
-
-class PointValue(Base):
-    __tablename__ = "point_values"
-    point_id: Mapped[str] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), primary_key=True)
-    objective: Mapped[str] = mapped_column(String(500), primary_key=True)
-    mean: Mapped[float] = mapped_column(Float)
-    ci_low: Mapped[float] = mapped_column(Float)
-    ci_high: Mapped[float] = mapped_column(Float)
-    # the length-controlled score and its interval (pama.lengthcontrol, migration 0006): NULL when not computed yet
-    # or when the objective is length itself
-    lc_mean: Mapped[float | None] = mapped_column(Float)
-    lc_low: Mapped[float | None] = mapped_column(Float)
-    lc_high: Mapped[float | None] = mapped_column(Float)
-
-
-class Generation(Base):
-    __tablename__ = "generations"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    point_id: Mapped[str] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), index=True)
-    prompt_index: Mapped[int] = mapped_column(Integer)
-    prompt: Mapped[str] = mapped_column(Text)
-    text: Mapped[str] = mapped_column(Text)
-    scores: Mapped[dict] = mapped_column(JSON, default=dict)
-
-
-class Vote(Base):
-    """One blind pairwise judgement between two points on one prompt (see docs/votes.md).
-
-    point_a / point_b are plain ids, not foreign keys: a vote outlives the points it judged, so deleting a run keeps
-    the record of what people said (new votes on a deleted point are refused by ``Store.add_vote``). ``token`` is the
-    ballot's client nonce: a double submit of the same ballot is stored once."""
-    __tablename__ = "votes"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    token: Mapped[str] = mapped_column(String(64))
-    voter: Mapped[str | None] = mapped_column(String(200))
-    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
-    prompt_index: Mapped[int | None] = mapped_column(Integer)
-    prompt: Mapped[str] = mapped_column(Text)
-    point_a: Mapped[str] = mapped_column(String(32), index=True)
-    point_b: Mapped[str] = mapped_column(String(32), index=True)
-    text_a: Mapped[str] = mapped_column(Text)
-    text_b: Mapped[str] = mapped_column(Text)
-    vote: Mapped[str] = mapped_column(String(8))
-    source: Mapped[str | None] = mapped_column(String(16))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    __table_args__ = (
-        UniqueConstraint("token", name="uq_votes_token"),
-        CheckConstraint(f"vote IN ({_in(VOTE_CHOICES)})", name="ck_votes_vote"),
-        CheckConstraint("point_a <> point_b", name="ck_votes_two_points"),
-    )
-
-
-def _row(obj) -> dict:
-    out = {c.key: getattr(obj, c.key) for c in inspect(obj).mapper.column_attrs}
-    for k, v in out.items():
-        if isinstance(v, dt.datetime) and v.tzinfo is None:
-            out[k] = v.replace(tzinfo=dt.timezone.utc)
-    return out
 
 
 def _finite(x: float) -> float:
@@ -237,20 +48,6 @@ def _finite(x: float) -> float:
     if not math.isfinite(x):
         raise ValueError(f"refusing to store a non-finite value ({x})")
     return x
-
-
-def known_revisions() -> set[str]:
-    """The schema versions this release has migrations for (file names NNNN_*.py)."""
-    return {p.name.split("_")[0] for p in (Path(__file__).parent / "migrations" / "versions").glob("*.py")}
-
-
-def alembic_config(url: str):
-    from alembic.config import Config  # heavy: only for schema creation and upgrades
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return cfg
 
 
 class Store:
@@ -286,90 +83,21 @@ class Store:
                 "sqlite:////abs/path/pama.db or postgresql+psycopg://user:password@host:5432/dbname."
             ) from err
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", migrate.sqlite_pragmas)
         self._Session = sessionmaker(self.engine, expire_on_commit=False)
         self._check_schema(create)
 
-    # -- schema -------------------------------------------------------------------------------------------------
+    # -- schema (pama.migrate) ------------------------------------------------------------------------------------
     def schema_version(self) -> str | None:
-        try:
-            with self.engine.connect() as conn:
-                names = inspect(conn).get_table_names()
-                if "alembic_version" not in names:
-                    return None if "runs" not in names else "unversioned"
-                return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        except DatabaseError as err:  # operational (unreachable, locked), programming, 'file is not a database'
-            raise StoreError(
-                f"Cannot open the database at '{self.safe_url}': {str(err.orig).strip()}. Check that the server is running "
-                "and the URL, credentials and file permissions are right (PAMA_DB_URL)."
-            ) from err
+        return migrate.schema_version(self.engine, self.safe_url)
 
     def _check_schema(self, create: bool) -> None:
-        version = self.schema_version()
-        if version is None:
-            if not create:
-                raise StoreError(f"No pama store at '{self.safe_url}'. Run `python -m pama db init` to create one.")
-            try:
-                version = self._create_schema()
-            except DatabaseError as err:
-                raise StoreError(f"Cannot create the store at '{self.safe_url}': {str(err.orig).strip()}.") from err
-        if version != SCHEMA_HEAD and version not in known_revisions() and version != "unversioned":
-            raise SchemaOutOfDateError(
-                f"The database at '{self.safe_url}' has schema version {version}, written by a newer release of "
-                f"pama (this one knows up to {SCHEMA_HEAD}). Upgrade pama, or point PAMA_DB_URL at another database."
-            )
-        if version != SCHEMA_HEAD:
-            raise SchemaOutOfDateError(
-                f"The database at '{self.safe_url}' has schema version {version}; this version of pama needs "
-                f"{SCHEMA_HEAD}. Back it up, then run `{UPGRADE_HINT}` (set PAMA_DB_URL to the same URL)."
-            )
-
-    def _create_schema(self) -> str | None:
-        """Create the tables and stamp the version in one transaction that holds the database's write lock, so that
-        several processes opening a new store at once (four `pama train`, the app) neither race nor half-create it.
-        Returns the version found under the lock (another process may have created the store meanwhile)."""
-        from alembic import command  # heavy: only for schema creation and upgrades
-
-        with self.engine.connect() as conn:
-            if self.engine.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")   # waits (busy_timeout) for any other creator
-            elif self.engine.dialect.name == "postgresql":
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7261040)")
-            names = inspect(conn).get_table_names()
-            if "alembic_version" in names or "runs" in names:
-                version = (conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-                           if "alembic_version" in names else "unversioned")
-                conn.rollback()
-                return version
-            Base.metadata.create_all(conn)
-            cfg = alembic_config(self.url)
-            cfg.attributes["connection"] = conn
-            command.stamp(cfg, "head")
-            conn.commit()
-        return SCHEMA_HEAD
+        migrate.check_schema(self.engine, self.url, self.safe_url, create)
 
     @staticmethod
     def upgrade(url: str | None = None) -> str:
         """Explicit upgrade to the current schema (Alembic); never done implicitly on open."""
-        from alembic import command  # heavy: only for schema creation and upgrades
-
-        url = url or paths.default_db_url()
-        engine = create_engine(url)
-        sqlite = engine.dialect.name == "sqlite"
-        if sqlite:
-            # foreign keys off while migrating: SQLite changes a constraint by copying the table and dropping the old
-            # one, and with them on that drop would cascade-delete the rows of its child tables (0005's points)
-            event.listen(engine, "connect", _sqlite_pragmas_migrating)
-        with engine.begin() as conn:
-            cfg = alembic_config(url)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() if sqlite else []
-            if broken:  # roll the whole upgrade back rather than leave dangling references
-                raise StoreError(f"the upgrade of '{describe_url(url)}' would leave {len(broken)} rows referring to "
-                                 f"missing rows (first: {tuple(broken[0])}); nothing was changed")
-        engine.dispose()
-        return SCHEMA_HEAD
+        return migrate.upgrade(url)
 
     @contextlib.contextmanager
     def session(self):
@@ -709,28 +437,3 @@ class Store:
     def point_records(self, *, sweep_id: str | None = None, run_id: str | None = None, kind: str | None = None,
                       ids: Iterable[str] | None = None) -> list[PointRecord]:
         return [PointRecord.from_dict(p) for p in self.points(sweep_id=sweep_id, run_id=run_id, kind=kind, ids=ids)]
-
-
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=60000")
-    try:
-        cur.execute("PRAGMA journal_mode=WAL")
-    except Exception:  # read-only media or :memory: keep their journal mode
-        pass
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
-
-
-def _sqlite_pragmas_migrating(dbapi_conn, record) -> None:
-    _sqlite_pragmas(dbapi_conn, record)
-    dbapi_conn.execute("PRAGMA foreign_keys=OFF")
-
-
-def describe_url(url: str) -> str:
-    """The URL without its password, safe to show in the app."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except SQLAlchemyError:
-        return "<invalid URL>"

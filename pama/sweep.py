@@ -13,17 +13,14 @@ two objectives) with the same eval config; each is a point of kind ``conditioned
 ``front(store, sweep_id, mixtures=K)`` adds K exact mixtures (see :mod:`pama.adapters`) between each pair of
 neighbouring trained adapters on the front (neighbours along the first objective) and returns the front table.
 
-Hypervolume: objectives are normalised by their declared bounds (``Objective.lower/upper`` → [0, 1]) and the
-reference point is the normalised lower bounds, i.e. 0 in every objective. A reference at the base model's values
-would give 0 to any adapter that trades one objective for another (it must beat the base in every objective to count),
-hiding exactly the trade-offs a front is about; so the reference is 0 and the summary reports the hypervolume of the
-base model alone next to that of the sweep (``hypervolume_base`` / ``hypervolume_adapters`` / ``hypervolume``).
+The front table itself (``summarise``, ``front_table``, ``format_table``, the hypervolume's reference) is in
+:mod:`pama.fronts`, which reads a stored front without importing the trainer.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from typing import Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -31,30 +28,24 @@ from tqdm.auto import tqdm
 from . import adapters as adp
 from . import conditioning as cond
 from . import models, pareto
-from . import objectives as objmod
 from .config import ConfigError, SweepConfig, TrainConfig, from_dict
 from .controlled import SUMMARY_KEY as LENGTH_CONTROL, control_sweep
-from .evaluate import eval_rows, evaluate_at, evaluate_at_many, evaluate_point, store_point
+from .evaluate import (EVAL_BATCH, Rounds, ends_apart, eval_rows, evaluate_at, evaluate_at_many, evaluate_in_rounds,
+                       evaluate_point, store_point)
+from .fronts import bounds, front_table, matrix, mixture_key, pref_label, summarise
 from .pareto import conditioned_grid, preference_grid
 from .prompts import load_prompts
 from .runs import default_sweep_name
 from .store import Store, StoreError
+from .livefront import run_callbacks
 from .trainer import RunCancelled, resume, train
 
-EVAL_BATCH = 32  # decoding is memory-bound on a CPU: 32 rows cost far less than twice 16
 GENERATIONS_KEPT = None  # every evaluated generation is stored (64 short rows per point); exports sample them
 
 
 def _train_config(cfg: SweepConfig, preference: list[float]) -> TrainConfig:
-    names = {f for f in TrainConfig.__dataclass_fields__}
-    data = {k: v for k, v in cfg.to_dict().items() if k in names}
-    data["preference"] = list(preference)
-    data["name"] = ""
-    return from_dict(TrainConfig, data, source="sweep")
-
-
-def _pref_label(pref: Iterable[float]) -> str:
-    return "(" + ", ".join(f"{p:.2f}" for p in pref) + ")"
+    """The sweep's run template at one grid point's preference (unnamed: each run gets its default name)."""
+    return dataclasses.replace(cfg.run, preference=list(preference), name="")
 
 
 def _same_pref(a, b) -> bool:
@@ -67,7 +58,7 @@ def sweep_config(store: Store, sweep_id: str) -> tuple[dict, SweepConfig]:
         raise StoreError(f"No sweep with id '{sweep_id}' in {store.url}. `python -m pama front` lists them.")
     config = dict(sweep["config"])
     config.setdefault("eval_temperature", 0.7)  # sweeps stored before the option were evaluated at 0.7
-    return sweep, from_dict(SweepConfig, config, source=f"sweep {sweep_id}")
+    return sweep, from_dict(SweepConfig, config, source=f"sweep {sweep_id}", stored=True)
 
 
 def _run_for(runs: list[dict], pref) -> dict | None:
@@ -119,15 +110,16 @@ def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, s
         for i, pref in enumerate(grid, 1):
             run = _run_for(store.list_runs(sweep_id=sweep_id), pref)
             if run is not None and run["status"] == "finished" and run["adapter_path"]:
-                _log(f"[{i}/{len(grid)}] preference {_pref_label(pref)}: trained ({run['id']})", progress)
+                _log(f"[{i}/{len(grid)}] preference {pref_label(pref)}: trained ({run['id']})", progress)
                 continue
             if run is not None:
-                _log(f"[{i}/{len(grid)}] preference {_pref_label(pref)}: resuming {run['id']} at step {run['step']}",
+                _log(f"[{i}/{len(grid)}] preference {pref_label(pref)}: resuming {run['id']} at step {run['step']}",
                      progress)
-                resume(run["id"], store, progress=progress)
+                resume(run["id"], store, progress=progress, callbacks=lambda c: run_callbacks(c, store))
             else:
-                _log(f"[{i}/{len(grid)}] preference {_pref_label(pref)}: training", progress)
-                train(_train_config(cfg, pref), store, sweep_id=sweep_id, progress=progress)
+                _log(f"[{i}/{len(grid)}] preference {pref_label(pref)}: training", progress)
+                run_cfg = _train_config(cfg, pref)
+                train(run_cfg, sweep_id=sweep_id, progress=progress, callbacks=run_callbacks(run_cfg, store))
         evaluate_sweep(store, sweep_id, progress=progress)
         control_sweep(store, sweep_id)   # length-controlled scores (pama.controlled), kept by summarise
         summary = summarise(store, sweep_id)
@@ -160,29 +152,35 @@ class _Evaluator:
             for name, path in missing.items():  # a conditioned adapter's gates (or prefix form) and objectives
                 cond.load_gates(self.model, path, adapter=name)
 
-    def evaluate(self, weights: dict[str, float] | None, desc: str, *, preference=None, on_progress=None):
-        """The base (no weights), an adapter or a mixture; a conditioned adapter ({run: 1}) at ``preference``."""
+    def evaluate(self, weights: dict[str, float] | None, desc: str, *, preference=None, on_progress=None,
+                 prompts=None, first_batch: int = 0):
+        """The base (no weights), an adapter or a mixture; a conditioned adapter ({run: 1}) at ``preference``.
+        ``prompts``/``first_batch``: a slice of the sweep's prompts and the index of its first batch (rounds)."""
         if weights:
             adp.mix(self.model, weights)
         else:
             adp.use_base(self.model)
         cfg = self.cfg
+        prompts = self.prompts if prompts is None else prompts
         kw = dict(seed=cfg.eval_seed, max_new_tokens=cfg.eval_max_new_tokens, batch_size=EVAL_BATCH,
-                  temperature=cfg.eval_temperature, progress=self.progress, desc=desc, on_progress=on_progress)
+                  temperature=cfg.eval_temperature, progress=self.progress, desc=desc, on_progress=on_progress,
+                  first_batch=first_batch)
         if preference is not None:
-            return evaluate_at(self.model, self.tok, cfg.objectives, self.prompts, preference,
+            return evaluate_at(self.model, self.tok, cfg.objectives, prompts, preference,
                                adapter=next(iter(weights)), **kw)
-        return evaluate_point(self.model, self.tok, cfg.objectives, self.prompts, **kw)
+        return evaluate_point(self.model, self.tok, cfg.objectives, prompts, **kw)
 
-    def evaluate_many(self, run_id: str, preferences: list[list[float]], desc: str, *, on_progress=None):
+    def evaluate_many(self, run_id: str, preferences: list[list[float]], desc: str, *, on_progress=None,
+                      prompts=None, first_batch: int = 0):
         """A conditioned adapter at several preferences together (``evaluate_at_many``: the rows of different
         preferences in one decode batch, each (preference, prompt) with the seed it has one at a time)."""
         adp.mix(self.model, {run_id: 1.0})
         cfg = self.cfg
-        return evaluate_at_many(self.model, self.tok, cfg.objectives, self.prompts, preferences, adapter=run_id,
-                                seed=cfg.eval_seed, max_new_tokens=cfg.eval_max_new_tokens, batch_size=EVAL_BATCH,
+        return evaluate_at_many(self.model, self.tok, cfg.objectives, self.prompts if prompts is None else prompts,
+                                preferences, adapter=run_id, seed=cfg.eval_seed,
+                                max_new_tokens=cfg.eval_max_new_tokens, batch_size=EVAL_BATCH,
                                 temperature=cfg.eval_temperature, progress=self.progress, desc=desc,
-                                on_progress=on_progress)
+                                on_progress=on_progress, first_batch=first_batch)
 
 
 def _duration(seconds: float | None) -> str:
@@ -264,6 +262,18 @@ def evaluate_sweep(store: Store, sweep_id: str, *, progress: bool = True) -> lis
     ev = _Evaluator(cfg, progress)
     bar = EvalProgress(store, sweep_id, int(need_base) + len(runs) + len(todo), len(ev.prompts))
     new = []
+    used = _prompts_used(points)
+    if used is None and _rounds(cfg) is not None:
+        used, ends_new = _evaluate_ends_in_rounds(store, sweep_id, cfg, ev, runs, todo, bar)
+        new += ends_new
+        if ends_new:
+            points = store.points(sweep_id=sweep_id)
+            done_runs = {p["run_id"] for p in points if p["kind"] == "adapter"}
+            runs = [r for r in runs if r["id"] not in done_runs]
+            todo = _conditioned_todo(cfg, points, list({r["id"]: r for r, _ in todo}.values()))
+    if used is not None:
+        ev.prompts = ev.prompts[:used]        # every other point on the prompts the ends used (comparability)
+        bar.prompts = len(ev.prompts)
     if need_base:
         _log("evaluating the base model", progress)
         bar.start("base model")
@@ -275,8 +285,8 @@ def evaluate_sweep(store: Store, sweep_id: str, *, progress: bool = True) -> lis
         ev.ensure({r["id"]: r["adapter_path"] for r in runs})
     for r in runs:
         pref = r["config"].get("preference")
-        _log(f"evaluating {r['id']} preference {_pref_label(pref or [])}", progress)
-        bar.start(f"{r['id']} {_pref_label(pref or [])}")
+        _log(f"evaluating {r['id']} preference {pref_label(pref or [])}", progress)
+        bar.start(f"{r['id']} {pref_label(pref or [])}")
         res = ev.evaluate({r["id"]: 1.0}, f"eval {r['id']}", on_progress=bar.prompts_progress)
         new.append(store_point(store, res, kind="adapter", label=r["name"], model=cfg.model, sweep_id=sweep_id,
                                run_id=r["id"], method=r["method"], preference=pref,
@@ -292,17 +302,92 @@ def evaluate_sweep(store: Store, sweep_id: str, *, progress: bool = True) -> lis
         prefs = [pref for rr, pref in todo if rr["id"] == run_id]
         for i in range(0, len(prefs), per):
             group = prefs[i:i + per]
-            what = " ".join(_pref_label(p) for p in group)
+            what = " ".join(pref_label(p) for p in group)
             _log(f"evaluating conditioned {run_id} at preference{'s' if len(group) > 1 else ''} {what}", progress)
             bar.start(f"{run_id} at {what}", points=len(group))
             results = ev.evaluate_many(run_id, group, f"eval {run_id} ×{len(group)}", on_progress=bar.prompts_progress)
             for pref, res in zip(group, results):
-                new.append(store_point(store, res, kind="conditioned", label=f"{r['name']} @ {_pref_label(pref)}",
+                new.append(store_point(store, res, kind="conditioned", label=f"{r['name']} @ {pref_label(pref)}",
                                        model=cfg.model, sweep_id=sweep_id, run_id=run_id, method=r["method"],
                                        preference=list(pref), max_generations=GENERATIONS_KEPT,
                                        extra_config=_train_info(r)))
             bar.finished(len(group))
     return new
+
+
+def _rounds(cfg: SweepConfig) -> Rounds | None:
+    """The sweep's early-stopping rounds, or None when it evaluates every point on all its prompts."""
+    if cfg.eval_round <= 0:
+        return None
+    return Rounds(size=cfg.eval_round, minimum=max(cfg.eval_round, cfg.eval_min_prompts))
+
+
+def _prompts_used(points: list[dict]) -> int | None:
+    """The number of prompts an earlier early-stopped evaluation of this sweep settled on (a resumed sweep keeps
+    it), or None."""
+    for p in points:
+        info = (p.get("eval_config") or {}).get("early_stop")
+        if info:
+            return int(p["eval_config"]["n_prompts"])
+    return None
+
+
+def _one_hot_index(pref) -> int | None:
+    if not pref:
+        return None
+    top = max(pref)
+    return pref.index(top) if top > 1 - 1e-9 else None
+
+
+def _evaluate_ends_in_rounds(store: Store, sweep_id: str, cfg: SweepConfig, ev: "_Evaluator", runs: list[dict],
+                             todo: list[tuple[dict, list[float]]], bar: "EvalProgress") -> tuple[int | None, list[str]]:
+    """Evaluate the front's ends (the extreme preferences) in rounds of prompts until they are apart
+    (``pama.evaluate.evaluate_in_rounds``) and store them; returns (prompts used, their point ids), or (None, [])
+    when the sweep has no complete set of ends left to evaluate (they are then evaluated like any point)."""
+    n = len(cfg.objectives)
+    rounds = _rounds(cfg)
+    plain = {_one_hot_index(r["config"].get("preference")): r for r in runs}
+    conditioned = {}
+    for r, pref in todo:
+        i = _one_hot_index(list(pref))
+        if i is not None and (not conditioned or next(iter(conditioned.values()))[0]["id"] == r["id"]):
+            conditioned[i] = (r, list(pref))
+    if all(i in conditioned for i in range(n)):
+        run = conditioned[0][0]
+        prefs = [conditioned[i][1] for i in range(n)]
+        ev.ensure({run["id"]: run["adapter_path"]})
+
+        def evaluate_slice(chunk, first_batch):
+            return ev.evaluate_many(run["id"], prefs, f"eval {run['id']} ends", prompts=chunk,
+                                    first_batch=first_batch)
+        kinds = [dict(kind="conditioned", label=f"{run['name']} @ {pref_label(p)}", run_id=run["id"],
+                      method=run["method"], preference=p, extra_config=_train_info(run)) for p in prefs]
+    elif all(i in plain for i in range(n)):
+        ends = [plain[i] for i in range(n)]
+        ev.ensure({r["id"]: r["adapter_path"] for r in ends})
+
+        def evaluate_slice(chunk, first_batch):
+            return [ev.evaluate({r["id"]: 1.0}, f"eval {r['id']}", prompts=chunk, first_batch=first_batch)
+                    for r in ends]
+        kinds = [dict(kind="adapter", label=r["name"], run_id=r["id"], method=r["method"],
+                      preference=r["config"].get("preference"), extra_config=_train_info(r)) for r in ends]
+    else:
+        return None, []
+    _log(f"evaluating the {n} ends in rounds of {rounds.size} prompts until they are apart", ev.progress)
+    bar.start("the ends, in rounds", points=n)
+    results, used = evaluate_in_rounds(evaluate_slice, ev.prompts, EVAL_BATCH, rounds,
+                                       on_round=lambda done, total, _r: bar.prompts_progress(done, total))
+    apart = ends_apart(results)
+    _log(f"the ends {'are apart' if apart else 'are not apart'} after {used} of {len(ev.prompts)} prompts",
+         True)   # always: a --quiet sweep's log says how many prompts its front rests on
+    ids = []
+    for res, kw in zip(results, kinds):
+        extra = dict(kw.pop("extra_config"), early_stop=dict(round=rounds.size, minimum=rounds.minimum,
+                                                             cap=len(ev.prompts), apart=apart))
+        ids.append(store_point(store, res, model=cfg.model, sweep_id=sweep_id, max_generations=GENERATIONS_KEPT,
+                               extra_config=extra, **kw))
+    bar.finished(n)
+    return used, ids
 
 
 def _conditioned_todo(cfg: SweepConfig, points: list[dict], runs: list[dict]) -> list[tuple[dict, list[float]]]:
@@ -316,102 +401,6 @@ def _conditioned_todo(cfg: SweepConfig, points: list[dict], runs: list[dict]) ->
 def _train_info(run: dict) -> dict:
     c = run.get("config") or {}
     return {k: c[k] for k in ("anchor", "learning_rate", "steps") if k in c}
-
-
-def _bounds(objectives: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    objs = [objmod.get(o) for o in objectives]
-    return np.array([o.lower for o in objs], float), np.array([o.upper for o in objs], float)
-
-
-def _matrix(points: list[dict], objectives: list[str]) -> np.ndarray:
-    return np.array([[p["values"][o]["mean"] for o in objectives] for p in points], float).reshape(len(points),
-                                                                                                  len(objectives))
-
-
-def summarise(store: Store, sweep_id: str) -> dict:
-    """Front ids, hypervolumes (all points / trained adapters / base alone) on bounds-normalised objectives.
-
-    Only points evaluated with the sweep's own setting count (``pareto.comparable``): a quick mixture evaluated on
-    fewer prompts or shorter responses is listed in ``other_eval_point_ids`` and kept out of front and hypervolume."""
-
-    sweep = store.get_sweep(sweep_id)
-    objectives = list(sweep["objectives"])
-    evaluated = [p for p in store.points(sweep_id=sweep_id) if all(o in p["values"] for o in objectives)]
-    keep = pareto.comparable(evaluated)
-    points = [p for p, k in zip(evaluated, keep) if k]
-    lo, hi = _bounds(objectives)
-    ref = np.zeros(len(objectives))
-    norm = pareto.normalise(_matrix(points, objectives), lo, hi) if points else np.zeros((0, len(objectives)))
-
-    def hv(kinds) -> float:
-        rows = [i for i, p in enumerate(points) if p["kind"] in kinds]
-        return pareto.hypervolume(norm[rows], ref) if rows else 0.0
-
-    order = pareto.front_order(norm) if points else []
-    summary = dict(
-        objectives=objectives, lower=lo.tolist(), upper=hi.tolist(),
-        reference=ref.tolist(), reference_raw=lo.tolist(),
-        reference_note="objectives normalised by their bounds to [0, 1]; reference = normalised lower bounds (0)",
-        hypervolume=hv(("base", "adapter", "mixture", "conditioned")),
-        hypervolume_adapters=hv(("adapter", "conditioned")),   # every trained point (a conditioned run's included)
-        hypervolume_adapters_and_base=hv(("adapter", "conditioned", "base")),
-        hypervolume_conditioned=hv(("conditioned",)),
-        hypervolume_base=hv(("base",)),
-        front_point_ids=[points[i]["id"] for i in order],
-        n_points={k: sum(p["kind"] == k for p in points) for k in ("base", "adapter", "mixture", "conditioned")},
-        other_eval_point_ids=[p["id"] for p, k in zip(evaluated, keep) if not k],
-        updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )
-    summary["hypervolume_gain_over_base"] = summary["hypervolume"] - summary["hypervolume_base"]
-    if (sweep.get("summary") or {}).get(LENGTH_CONTROL):   # written by pama.controlled.control_sweep: kept
-        summary[LENGTH_CONTROL] = sweep["summary"][LENGTH_CONTROL]
-    return summary
-
-
-def front_table(store: Store, sweep_id: str) -> tuple[list[dict], dict]:
-    """One row per point of the sweep (sorted: base, then by first objective), and the summary."""
-
-    sweep = store.get_sweep(sweep_id)
-    if sweep is None:
-        raise StoreError(f"No sweep with id '{sweep_id}' in {store.url}.")
-    summary = summarise(store, sweep_id)
-    objectives = summary["objectives"]
-    points = [p for p in store.points(sweep_id=sweep_id) if all(o in p["values"] for o in objectives)]
-    lo, hi = np.array(summary["lower"]), np.array(summary["upper"])
-    mat = _matrix(points, objectives)
-    norm = pareto.normalise(mat, lo, hi) if points else mat
-    comparable = np.array(pareto.comparable(points), bool)
-    on_front = np.zeros(len(points), bool)
-    if comparable.any():  # a point evaluated otherwise is never on the sweep's front (nor dominates anything)
-        on_front[comparable] = pareto.non_dominated(norm[comparable])
-    runs = {r["id"]: r for r in store.list_runs(sweep_id=sweep_id)}
-    rows = []
-    for i, p in enumerate(points):
-        run = runs.get(p["run_id"]) if p["run_id"] else None
-        rc = run["config"] if run else {}
-        row = dict(point_id=p["id"], kind=p["kind"], label=p["label"], run_id=p["run_id"],
-                   preference=p["preference"], mixture=p["mixture"], on_front=bool(on_front[i]),
-                   comparable=bool(comparable[i]),
-                   kl=p["kl"], mean_length=p["mean_length"], distinct_1=p["distinct_1"], distinct_2=p["distinct_2"],
-                   eos_fraction=p.get("eos_fraction"),
-                   config={k: rc[k] for k in ("method", "anchor", "learning_rate", "steps", "batch_size",
-                                              "max_new_tokens", "seed", "conditioned", "conditioning") if k in rc})
-        for j, o in enumerate(objectives):
-            v = p["values"][o]
-            row[f"{o}/mean"] = v["mean"]
-            row[f"{o}/ci_low"] = v["ci_low"]
-            row[f"{o}/ci_high"] = v["ci_high"]
-            row[f"{o}/normalised"] = float(norm[i, j])
-            for k in ("lc_mean", "lc_low", "lc_high"):   # length-controlled (None: not computed, or is length)
-                row[f"{o}/{k}"] = v.get(k)
-        rows.append(row)
-    first = objectives[0] if objectives else None
-    rows.sort(key=lambda r: (r["kind"] != "base", r.get(f"{first}/mean", 0)))
-    return rows, summary
-
-
-def _mixture_key(m: dict) -> tuple:
-    return tuple(sorted((k, round(float(v), 6)) for k, v in m.items()))
 
 
 def front(store: Store, sweep_id: str, *, mixtures: int = 0, progress: bool = True,
@@ -433,26 +422,26 @@ def front(store: Store, sweep_id: str, *, mixtures: int = 0, progress: bool = Tr
         pts = [p for p, ok in zip(every, pareto.comparable(every))
                if ok and p["kind"] == "adapter" and p["run_id"] in runs]
         if len(pts) >= 2:
-            lo, hi = _bounds(objectives)
-            norm = pareto.normalise(_matrix(pts, objectives), lo, hi)
+            lo, hi = bounds(objectives)
+            norm = pareto.normalise(matrix(pts, objectives), lo, hi)
             mask = pareto.non_dominated(norm)
             on = sorted([p for p, m in zip(pts, mask) if m], key=lambda p: p["values"][objectives[0]]["mean"])
-            done = {_mixture_key(p["mixture"]) for p in store.points(sweep_id=sweep_id, kind="mixture")
+            done = {mixture_key(p["mixture"]) for p in store.points(sweep_id=sweep_id, kind="mixture")
                     if p["mixture"]}
             todo = []
             for a, b in zip(on, on[1:]):
                 for j in range(1, mixtures + 1):
                     t = j / (mixtures + 1)
                     m = {a["run_id"]: round(1 - t, 6), b["run_id"]: round(t, 6)}
-                    if _mixture_key(m) not in done:
+                    if mixture_key(m) not in done:
                         todo.append((a, b, m))
             if todo:
                 ev = _Evaluator(cfg, progress)
                 ev.ensure({p["run_id"]: runs[p["run_id"]]["adapter_path"] for p in on})
                 for a, b, m in todo:
                     wa, wb = m[a["run_id"]], m[b["run_id"]]
-                    label = f"mix {wa:.2f}·{_pref_label(a['preference'] or [])} + {wb:.2f}·" \
-                            f"{_pref_label(b['preference'] or [])}"
+                    label = f"mix {wa:.2f}·{pref_label(a['preference'] or [])} + {wb:.2f}·" \
+                            f"{pref_label(b['preference'] or [])}"
                     _log(f"evaluating {label}", progress)
                     res = ev.evaluate(m, "eval mixture")
                     pref = None
@@ -466,35 +455,3 @@ def front(store: Store, sweep_id: str, *, mixtures: int = 0, progress: bool = Tr
     rows, summary = front_table(store, sweep_id)
     store.update_sweep(sweep_id, summary=summary)
     return rows, summary
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# printing
-
-def format_table(rows: list[dict], summary: dict) -> str:
-    objectives = summary["objectives"]
-    head = f"{'point':<13} {'kind':<11} {'preference / mixture':<30} " + " ".join(
-        f"{o[:22]:>22}" for o in objectives) + f" {'KL':>6} {'len':>5} {'EOS':>4} front"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        if r["kind"] == "mixture" and r["mixture"]:
-            what = " + ".join(f"{w:.2f}·{k}" for k, w in r["mixture"].items())
-        elif r["preference"]:
-            what = _pref_label(r["preference"])
-        else:
-            what = "base"
-        cells = []
-        for o in objectives:
-            m, lo, hi = r[f"{o}/mean"], r[f"{o}/ci_low"], r[f"{o}/ci_high"]
-            cells.append(f"{m:>8.3f} [{lo:.3f},{hi:.3f}]".rjust(22))
-        lines.append(f"{r['point_id']:<13} {r['kind']:<11} {what[:30]:<30} " + " ".join(cells)
-                     + f" {r['kl'] or 0:>6.2f} {r['mean_length'] or 0:>5.1f} "
-                     + ("   -" if r.get("eos_fraction") is None else f"{r['eos_fraction']:>4.0%}")
-                     + f"{'  *' if r['on_front'] else ''}")
-    lines.append("")
-    lines.append(f"hypervolume (normalised objectives, reference {summary['reference']}): "
-                 f"all points {summary['hypervolume']:.4f} | trained adapters {summary['hypervolume_adapters']:.4f} | "
-                 + (f"conditioned {summary['hypervolume_conditioned']:.4f} | "
-                    if summary.get("n_points", {}).get("conditioned") else "") +
-                 f"base alone {summary['hypervolume_base']:.4f}")
-    return "\n".join(lines)

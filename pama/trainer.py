@@ -3,7 +3,8 @@
 One step: rollout → rewards per objective → KL-shaped per-objective returns → GAE → whitening → Noon →
 combination (PAMA per token, MORLHF on the scalarised stream, MGDA by min-norm gradient weights) → clipped PPO
 update of the adapter and one value head per objective. The reference policy is the same model with the adapter
-disabled. Everything is logged to the store every step; checkpoints are atomic and a stopped run resumes.
+disabled. Every step's metrics go to the callbacks (pama.callbacks: the store's writer, TensorBoard, MLflow, the live
+front), none of which the trainer needs; checkpoints are atomic and a stopped run resumes.
 """
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ import json
 import os
 import random
 import shutil
-import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ from tqdm.auto import tqdm
 from . import algorithm as alg
 from . import models, paths
 from . import objectives as objmod
+from .callbacks import (CallbackHandler, StepFunctionCallback, StoreCallback, TrainerCallback, TrainerControl,
+                        integrations)
 from .conditioning import make_conditioner
 from .config import ConfigError, TrainConfig, from_dict
 from .logprobs import ended_on_eos, response_mask, seq_logprobs_and_hidden
@@ -40,7 +42,7 @@ from .procs import pid_alive
 from .prompts import PromptSampler, load_prompts
 from .runs import create_run_record, default_run_name, preflight  # noqa: F401  (also pama.trainer.*)
 from .sampling import onednn_linears
-from .store import Store, heartbeat_interval_s
+from .store import Store
 
 CHECKPOINT_POINTER = "LATEST"
 
@@ -139,21 +141,37 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 class Trainer:
-    """Holds model, adapter, value heads, optimiser and KL controller for one run."""
+    """Holds model, adapter, value heads, optimiser and KL controller for one run.
+
+    ``callbacks`` (``pama.callbacks.TrainerCallback``) receive the run's reports; ``cfg.report_to`` adds the
+    TensorBoard / MLflow ones. ``store`` is a shorthand for a ``StoreCallback(store)`` in front; without one the
+    run is kept nowhere but its checkpoint folder (its id made here)."""
 
     def __init__(self, cfg: TrainConfig, store: Store | None = None, *, run_id: str | None = None,
                  progress: bool = True, on_step: Callable[[int, dict], None] | None = None, model=None,
-                 tokenizer=None, sweep_id: str | None = None, name: str | None = None):
+                 tokenizer=None, sweep_id: str | None = None, name: str | None = None,
+                 callbacks: Iterable[TrainerCallback] | None = None):
         self.cfg = cfg
         self.progress = progress
-        self.on_step = on_step
         cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
         self.accelerator = Accelerator(cpu=cpu)
         self.device = self.accelerator.device
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.is_main = self.accelerator.is_main_process
-        self.store = store if store is not None else (Store() if self.is_main else None)
+        cbs = list(callbacks or [])
+        if store is not None and not any(isinstance(cb, StoreCallback) for cb in cbs):
+            cbs.insert(0, StoreCallback(store))
+        if on_step is not None:
+            cbs.append(StepFunctionCallback(on_step))
+        # callbacks report once, from the main process (the integrations' imports fail here, before any work); the
+        # reporters come first, so that they are ready when another callback logs from its on_train_begin
+        reporters = [cb for cb in cbs if isinstance(cb, StoreCallback)] + (integrations(cfg.report_to)
+                                                                           if self.is_main else [])
+        others = [cb for cb in cbs if not isinstance(cb, StoreCallback)]
+        self.callbacks = CallbackHandler(reporters + others if self.is_main else [])
+        store_cb = self.callbacks.find(StoreCallback)
+        self.store = store_cb.store if store_cb is not None else None
         self.objectives = [objmod.get(o) for o in cfg.objectives]
         self.n = len(self.objectives)
         self.preference = cfg.normalised_preference()
@@ -172,9 +190,9 @@ class Trainer:
         self.model = self.conditioner.wrap(self._with_adapter(model), cfg.model)
 
         # the run record, created only once model and adapter loaded (a bad model leaves no run behind): the main
-        # process creates it; every process learns its id
+        # process creates it (the store callback's row, else a fresh id); every process learns its id
         if self.is_main and run_id is None:
-            run_id = create_run_record(self.store, cfg, objectives=self.objectives, name=name, sweep_id=sweep_id)
+            run_id = self.callbacks.create_run(self, name=name, sweep_id=sweep_id)
         holder = [run_id]
         if world > 1:
             broadcast_object_list(holder)
@@ -422,103 +440,91 @@ class Trainer:
         for old in [*self.run_dir.glob("step-*"), *self.run_dir.glob(".step-*.tmp-*")]:
             if old.name != name:  # older checkpoints and temporary folders left by a killed save
                 shutil.rmtree(old, ignore_errors=True)
-        if self.store is not None:
-            self.store.update_run(self.run_id, adapter_path=str(final / "adapter"))
+        self.callbacks.call("on_save", self, final)
         return final
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def _cancel_requested(self) -> bool:
-        """The main process reads the store; with several processes its answer is broadcast so all stop together."""
+        """The main process asks its callbacks (the store's: was the run cancelled?); with several processes its
+        answer is broadcast so all stop together."""
         flag = False
-        if self.is_main and self.store is not None:
-            run = self.store.get_run(self.run_id)
-            flag = bool(run and run["status"] == "cancelled")
+        if self.is_main:
+            control = TrainerControl()
+            self.callbacks.call("on_step_begin", self, control)
+            flag = control.should_cancel
         if self.accelerator.num_processes > 1:
             holder = [flag]
             broadcast_object_list(holder)
             flag = bool(holder[0])
         return flag
 
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Report metrics at a step to every callback (the step's own, or a callback's: the live front's)."""
+        self.callbacks.call("on_log", self, step, metrics)
+
     def train(self) -> str:
         cfg = self.cfg
-        store = self.store if self.is_main else None
-        if store is not None:
-            store.update_run(self.run_id, total_steps=cfg.steps)
-            store.set_status(self.run_id, "running")
-        stop = threading.Event()
-        beat = threading.Thread(target=_heartbeat_loop, args=(store, self.run_id, stop), daemon=True)
-        if store is not None:
-            beat.start()
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method} {self.run_id}", unit="step",
                    disable=not (self.progress and self.is_main), dynamic_ncols=True)
         try:
+            # inside the try: a callback failing here (an integration, the live front's base evaluation) ends the
+            # run as failed in the store instead of leaving it 'running'
+            self.callbacks.call("on_train_begin", self)
             while self.step < cfg.steps:
                 if self._cancel_requested():
                     raise RunCancelled()
                 self.step += 1
                 metrics = self.train_step(self.step)
-                if store is not None:
-                    store.log_metrics(self.run_id, self.step, metrics)
+                self.log(self.step, metrics)
                 if self.is_main and (self.step % cfg.save_every == 0 or self.step == cfg.steps):
                     self.save_checkpoint()
-                if self.on_step is not None and self.is_main:
-                    self.on_step(self.step, metrics)
+                self.callbacks.call("on_step_end", self, self.step, metrics)
                 bar.update(1)
                 bar.set_postfix({k.split("/")[1][:6]: f"{v:.3f}" for k, v in metrics.items()
                                  if k.startswith("rewards/") and k.endswith("/mean")} | {"kl": f"{metrics['kl']:.2f}"})
-            if store is not None:
-                store.set_status(self.run_id, "finished")
+            self.callbacks.end(self, "finished")
         except (RunCancelled, KeyboardInterrupt):
-            if store is not None:
-                store.set_status(self.run_id, "cancelled", error="cancelled by the user")
+            self.callbacks.end(self, "cancelled", "cancelled by the user")
             raise RunCancelled(self.run_id) from None
         except Exception as err:
-            if store is not None:
-                store.set_status(self.run_id, "failed", error=f"{type(err).__name__}: {err}")
+            self.callbacks.end(self, "failed", f"{type(err).__name__}: {err}")
             raise
         finally:
-            stop.set()
             bar.close()
         self.accelerator.wait_for_everyone()
         return self.run_id
 
 
-def _heartbeat_loop(store: Store | None, run_id: str, stop: threading.Event, every_s: float | None = None) -> None:
-    """A heartbeat independent of step length, so a killed process is spotted within the grace period.
-
-    ``every_s`` defaults to $PAMA_HEARTBEAT_S (10 s); the grace before a silent run is marked failed is
-    $PAMA_HEARTBEAT_GRACE_S (120 s), see :func:`pama.store.heartbeat_grace_s`."""
-
-    every_s = heartbeat_interval_s() if every_s is None else every_s
-    while store is not None and not stop.wait(every_s):
-        with contextlib.suppress(Exception):
-            store.heartbeat(run_id)
-
-
 def train(cfg: TrainConfig, store: Store | None = None, *, run_id: str | None = None, progress: bool = True,
           on_step: Callable[[int, dict], None] | None = None, model=None, tokenizer=None,
-          sweep_id: str | None = None, name: str | None = None) -> str:
-    """Validate, create (or resume) the run, train to cfg.steps; returns the run id."""
+          sweep_id: str | None = None, name: str | None = None,
+          callbacks: Iterable[TrainerCallback] | None = None) -> str:
+    """Validate, create (or resume) the run, train to cfg.steps; returns the run id. Without ``store`` or a
+    ``StoreCallback`` in ``callbacks`` nothing is written to any store."""
     cfg.validate()
     trainer = Trainer(cfg, store, run_id=run_id, progress=progress, on_step=on_step, model=model,
-                      tokenizer=tokenizer, sweep_id=sweep_id, name=name)
+                      tokenizer=tokenizer, sweep_id=sweep_id, name=name, callbacks=callbacks)
     return trainer.train()
 
 
 def resume(run_id: str, store: Store | None = None, *, steps: int | None = None, progress: bool = True,
-           model=None, tokenizer=None) -> str:
-    """Continue a stopped run from its last checkpoint up to ``steps`` (default: the run's own step count)."""
+           model=None, tokenizer=None,
+           callbacks: Iterable[TrainerCallback] | Callable[[TrainConfig], Iterable[TrainerCallback]] | None = None
+           ) -> str:
+    """Continue a stopped run from its last checkpoint up to ``steps`` (default: the run's own step count).
+    ``callbacks``: a list, or a function of the run's stored config that makes one (``livefront.run_callbacks``)."""
 
     store = store or Store()
     run = store.require_run(run_id)
     if run["status"] == "running" and pid_alive(run["pid"]) and run["pid"] != os.getpid():
         raise ConfigError(f"run {run_id} is still running (pid {run['pid']}); cancel it first")
-    cfg = from_dict(TrainConfig, run["config"], source=f"run {run_id}")
+    cfg = from_dict(TrainConfig, run["config"], source=f"run {run_id}", stored=True)
     if steps is not None:
-        cfg.steps = steps
+        cfg = replace(cfg, steps=steps)
     cfg.validate()
     # the checkpoint is loaded (or refused) before the store is touched: a failed resume changes nothing
-    trainer = Trainer(cfg, store, run_id=run_id, progress=progress, model=model, tokenizer=tokenizer)
+    trainer = Trainer(cfg, store, run_id=run_id, progress=progress, model=model, tokenizer=tokenizer,
+                      callbacks=callbacks(cfg) if callable(callbacks) else callbacks)
     if trainer.is_main:
         store.update_run(run_id, config=cfg.to_dict())
     return trainer.train()

@@ -143,7 +143,7 @@ def test_pama_combine_float32(case):
 
 def test_pama_plain_on_noon_advantages_is_the_minimum():
     a = noon(torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0)))
-    combined, w = pama_combine(a)
+    combined, w = pama_combine(a, anchor=1.0)
     assert torch.equal(combined, a.min(0).values)
     at_min = (a == a.min(0).values).to(a.dtype)
     assert (at_min.sum(0) > 1).any()  # Noon's zeros tie: the weight is shared among them, not given to index 0
@@ -157,24 +157,24 @@ def test_pama_ties_are_split_evenly(anchor):
     combined, w = pama_combine(a, [0.5, 0.5], anchor=anchor)
     torch.testing.assert_close(combined, a[0])
     torch.testing.assert_close(w, torch.full_like(w, 0.5))
-    c, w = pama_combine(torch.tensor([[0.0], [1.0], [0.0]]))  # two of three tie at the minimum
+    c, w = pama_combine(torch.tensor([[0.0], [1.0], [0.0]]), anchor=1.0)  # two of three tie at the minimum
     assert c.tolist() == [0.0] and w[:, 0].tolist() == [0.5, 0.0, 0.5]
-    c, w = pama_combine(torch.tensor([[-2.0], [-1.0], [-1.0]]))  # and at the maximum (all negative)
+    c, w = pama_combine(torch.tensor([[-2.0], [-1.0], [-1.0]]), anchor=1.0)  # and at the maximum (all negative)
     assert c.tolist() == [-1.0] and w[:, 0].tolist() == [0.0, 0.5, 0.5]
 
 
 def test_pama_hand_cases():
     a = torch.tensor([[1.0, -2.0, 3.0], [2.0, 1.0, -1.0]])
-    combined, w = pama_combine(a)
+    combined, w = pama_combine(a, anchor=1.0)
     assert combined.tolist() == [1.0, 0.0, 0.0]
     # token 1: t·(−2) + (1−t)·1 = 0 → t = 1/3 on objective 0 (the argmin)
     torch.testing.assert_close(w[:, 1], torch.tensor([1 / 3, 2 / 3]))
     torch.testing.assert_close(w[:, 2], torch.tensor([0.25, 0.75]))
     # all negative: the max (closest to zero)
-    c, w = pama_combine(torch.tensor([[-1.0], [-3.0]]))
+    c, w = pama_combine(torch.tensor([[-1.0], [-3.0]]), anchor=1.0)
     assert c.tolist() == [-1.0] and w[:, 0].tolist() == [1.0, 0.0]
     # equal advantages: combined is that value, the weights split evenly
-    c, w = pama_combine(torch.tensor([[2.0], [2.0], [2.0]]))
+    c, w = pama_combine(torch.tensor([[2.0], [2.0], [2.0]]), anchor=1.0)
     assert c.tolist() == [2.0]
     torch.testing.assert_close(w[:, 0], torch.full((3,), 1 / 3))
 
@@ -190,18 +190,18 @@ def test_anchor_zero_is_linear_scalarisation():
 def test_pama_validation_messages():
     a = torch.zeros(2, 3)
     with pytest.raises(ValueError, match="one value per objective"):
-        pama_combine(a, [1.0])
+        pama_combine(a, [1.0], anchor=1.0)
     with pytest.raises(ValueError, match="non-negative"):
-        pama_combine(a, [1.5, -0.5])
+        pama_combine(a, [1.5, -0.5], anchor=1.0)
     with pytest.warns(UserWarning, match="does not sum to 1"):  # pama.preference's one policy: normalised
-        pama_combine(a, [0.5, 0.6])
+        pama_combine(a, [0.5, 0.6], anchor=1.0)
     with pytest.raises(ValueError, match="finite"):
-        pama_combine(a, [float("nan"), 1.0])
+        pama_combine(a, [float("nan"), 1.0], anchor=1.0)
     for bad in (-0.1, 1.5, float("nan"), "x"):
         with pytest.raises(ValueError, match="anchor"):
             pama_combine(a, anchor=bad)
     with pytest.warns(UserWarning, match="does not sum to 1"):  # off by 1e-5: normalised (pama.preference.SUM_TOL)
-        pama_combine(a, [0.33, 0.67001])
+        pama_combine(a, [0.33, 0.67001], anchor=1.0)
     with pytest.raises(ValueError, match="one value per objective"):
         linear_scalarise(a, [0.2, 0.3, 0.5])
 
@@ -254,11 +254,11 @@ def test_per_sample_preference_equals_pama_combine_per_sample(anchor):
 def test_per_sample_preference_validation():
     a = torch.zeros(2, 3, 4)
     with pytest.raises(ValueError, match="shape \\(n, batch\\)"):
-        pama_combine(a, torch.full((2, 5), 0.5))        # 5 samples against a batch of 3
+        pama_combine(a, torch.full((2, 5), 0.5), anchor=1.0)  # 5 samples against a batch of 3
     with pytest.warns(UserWarning, match="1 of 3 preference rows did not sum to 1"):  # normalised, as one would be
-        pama_combine(a, torch.tensor([[0.5, 0.5, 0.9], [0.5, 0.5, 0.3]]))
+        pama_combine(a, torch.tensor([[0.5, 0.5, 0.9], [0.5, 0.5, 0.3]]), anchor=1.0)
     with pytest.raises(ValueError, match="non-negative"):
-        pama_combine(a, torch.tensor([[1.5, 0.5, 0.5], [-0.5, 0.5, 0.5]]))
+        pama_combine(a, torch.tensor([[1.5, 0.5, 0.5], [-0.5, 0.5, 0.5]]), anchor=1.0)
 
 
 # ----------------------------------------------------------------------------------------------- MGDA

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from pama.store import Store
 
-PAGES = ["views/home.py", "views/front.py", "views/compare.py", "views/train.py", "views/runs.py"]
+PAGES = ["views/home.py", "views/front.py", "views/compare.py", "views/vote.py", "views/train.py", "views/runs.py"]
 OBJS = [dict(name="sentiment", lower=-1.0, upper=1.0), dict(name="conciseness", lower=0.0, upper=1.0)]
 TIMEOUT = 120
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -99,6 +99,9 @@ def test_every_page_loads_with_an_empty_store(empty_store, page):
     assert not at.error, texts(at, "error")
     if page in ("views/front.py", "views/runs.py"):
         assert any("No fronts yet" in t or "No runs yet" in t for t in texts(at, "info"))
+    if page == "views/vote.py":   # registered in app.py's navigation (else switch_page shows another page)
+        assert [t.value for t in at.title] == ["Blind vote"]
+        assert any("Blind votes need at least two evaluated points" in t for t in texts(at, "info"))
     if page == "views/home.py":
         assert any("The store is empty" in t for t in texts(at, "info"))
         assert [(m.label, m.value) for m in at.sidebar.metric] == [("runs", "0"), ("fronts", "0"), ("points", "0")]
@@ -113,6 +116,13 @@ def test_every_page_loads_with_a_front(front_store, page):
     if page == "views/front.py":
         assert at.get("plotly_chart"), "the front plot is drawn"
         assert any(m.label == "Selected points (up to four)" for m in at.multiselect)
+    if page == "views/vote.py":   # a ballot of two unnamed stored responses, the vote buttons
+        ballot = at.session_state["blind_ballot"]
+        assert [c.value for c in at.code] == [ballot["text_a"], ballot["text_b"]]
+        assert {b.key for b in at.button} >= {"blind_vote_a", "blind_vote_b", "blind_vote_tie", "blind_next"}
+    if page == "views/compare.py":   # side by side only: the blind vote is its own page
+        assert [t.value for t in at.title] == ["Compare generations"]
+        assert not [w.key for w in (*at.button, *at.text_input) if (w.key or "").startswith("blind_")]
     if page == "views/home.py":
         assert not any("The store is empty" in t for t in texts(at, "info"))
 

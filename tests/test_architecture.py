@@ -29,6 +29,17 @@ def test_the_trainer_loop_names_no_method():
     assert not re.search(r"method\s*(==|!=|in\b)|[\"'](pama|morlhf|mgda)[\"']", text)
 
 
+def test_front_exports_load_without_the_trainer():
+    """A front's exports read the stored front (pama.fronts): importing them loads neither the sweep workflow nor the
+    trainer, nor torch (the import-linter contract checks the imports; this checks what a process really loads)."""
+    code = ("import sys\nimport pama.report, pama.app.exports, pama.fronts\n"
+            "print(sorted(m for m in ('pama.sweep', 'pama.trainer', 'torch', 'peft', 'accelerate') "
+            "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+
+
 def test_every_subcommand_renders_its_help():
     """`python -m pama COMMAND --help` for each subcommand (a % in a field's help text once broke train and sweep)."""
     import argparse

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,10 +48,42 @@ def test_bench_embedder_times_both_embedders_and_checks_that_they_agree(tmp_path
 
 
 def test_bench_rollout_compares_every_variant(tmp_path):
-    _run(tmp_path, "bench_rollout.py", "--rounds", "1", "--tokens", "4", "--batch", "3")
-    variants = {r["variant"] for r in _rows(tmp_path / "rollout-tiny-random.csv")}
-    assert variants == {"hf-generate", "ours", "ours-no-onednn", "ours-unmerged", "ours-no-shared-prefix"}
-    assert "speed vs hf-generate" in (tmp_path / "rollout-tiny-random.md").read_text()
+    _run(tmp_path, "bench_rollout.py", "--rounds", "1", "--tokens", "4", "--batch", "3", "--bandwidth-mib", "64")
+    rows = _rows(tmp_path / "rollout-tiny-random.csv")
+    assert {r["variant"] for r in rows} == {"hf-generate", "ours", "ours-no-onednn", "ours-unmerged",
+                                            "ours-no-shared-prefix", "matmuls-only"}
+    for r in rows:   # issue 24: the bandwidth bound measured in the same run, and each variant's fraction of it
+        assert float(r["bw_wall_gbs"]) > 0 and float(r["bw_cpu_gbs"]) > 0
+        assert float(r["of_bound_wall"]) == pytest.approx(float(r["bound_wall_s"]) / float(r["wall_s"]))
+    md = (tmp_path / "rollout-tiny-random.md").read_text()
+    assert "speed vs hf-generate" in md and "of bound (CPU)" in md and "Bound: " in md
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium is missing (apt-get install -y "
+                    "chromium)")
+def test_bench_pages_times_the_plot_and_the_text_of_every_page(tmp_path):
+    """Issue 24: one cold and one warm load of every page on the demos (served like `make run`, tiny-random as the
+    app's model): the pages with a chart report when it was drawn, the blind vote when its ballot's text appeared,
+    pages without either report none, and no page raised."""
+    pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
+    out = _run(tmp_path, "bench_pages.py", "--rounds", "1", "--timeout", "300")
+    rows = _rows(tmp_path / "pages-tiny-random.csv")
+    assert set(rows[0]) >= {"round", "load", "page", "plot_s", "text_s", "settled_s", "exceptions"}
+    pages = ["Home", "Pareto front", "Compare", "Blind vote", "Train", "Runs"]
+    assert [(r["load"], r["page"]) for r in rows] == [(load, p) for load in ("cold", "warm") for p in pages]
+    by = {(r["load"], r["page"]): r for r in rows}
+    for load in ("cold", "warm"):
+        assert 0 < float(by[load, "Pareto front"]["plot_s"]) <= float(by[load, "Pareto front"]["settled_s"])
+        assert float(by[load, "Runs"]["plot_s"]) > 0             # the newest run's reward curves
+        assert float(by[load, "Blind vote"]["text_s"]) > 0       # the ballot's responses
+        for page in ("Home", "Compare", "Train"):                # no chart, nothing generated on load
+            assert by[load, page]["plot_s"] == by[load, page]["text_s"] == ""
+        # the slider's generation ended, one way or the other (the demo's adapter does not fit tiny-random)
+        assert by[load, "Pareto front"]["text_s"] or int(by[load, "Pareto front"]["generation_errors"]) > 0
+    assert all(r["exceptions"] == "0" for r in rows)
+    assert "command:" in out and "| page | plot s (cold) |" in out
+    assert "| Blind vote |" in (tmp_path / "pages-tiny-random.md").read_text()
 
 
 def test_bench_eval_times_the_old_and_new_conditioned_evaluation_and_checks_they_agree(tmp_path):
@@ -151,3 +185,31 @@ def test_paired_hypervolumes_sees_a_dominating_front_through_the_shared_noise():
     assert better["hv_low"] < base["hv_high"]  # the separate intervals overlap; the paired difference does not
     same = paired_hypervolumes([a, a.copy()], [0, 0], [1, 1], n_boot=50)[1]
     assert same["diff"] == same["diff_low"] == same["diff_high"] == 0
+
+
+def test_bench_time_to_front_times_a_conditioned_sweep_and_splits_the_wait(tmp_path):
+    out = _run(tmp_path, "bench_time_to_front.py", "--timeout-min", "8", "--", "--model", "tiny-random", "--steps",
+               "2", "--batch-size", "4", "--samples-per-prompt", "2", "--max-new-tokens", "4", "--eval-samples", "4",
+               "--eval-max-new-tokens", "4", "--threads", "1", model=None)
+    rows = _rows(tmp_path / "time_to_front.csv")
+    assert len(rows) == 1 and rows[0]["rc"] == "0"
+    row = rows[0]
+    assert int(row["steps"]) == 2 and float(row["train_s"]) > 0 and float(row["eval_s"]) >= 0
+    assert float(row["load_s"]) > 0 and float(row["first_point_s"]) > 0
+    assert row["prompts"] == "4"                                    # every point on the same 4 prompts
+    # either the ends came apart (then the clock stopped at or after the first point) or the verdict says not
+    if row["reached_s"]:
+        assert float(row["reached_s"]) >= float(row["first_point_s"])
+    else:
+        assert "no round reached a visible front" in out
+    assert "command:" in out and "cpu:" in out
+
+
+def test_bench_live_eval_reports_the_live_fronts_share_of_training_time(tmp_path):
+    out = _run(tmp_path, "bench_live_eval.py", "--steps", "2", "--conditioned", "--prompts", "2", "--tokens", "4",
+               "--batch", "4", "--max-new-tokens", "4", "--every", "1,10")
+    rows = _rows(tmp_path / "live-eval-tiny-random-conditioned.csv")
+    assert [int(r["K"]) for r in rows] == [1, 10]
+    assert float(rows[0]["step_s"]) > 0 and float(rows[0]["live_s"]) > 0
+    assert float(rows[1]["share"]) < float(rows[0]["share"]) < 1     # rarer evaluations cost a smaller share
+    assert "| K |" in out and "command:" in out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -300,14 +301,17 @@ def test_preference_slider_moves_the_text(page):
 
 # ---------------------------------------------------------------------------------------------------- blind votes
 
-def _start_app(home: Path, *, demo: bool = True) -> tuple[subprocess.Popen, str]:
+def _start_app(home: Path, *, demo: bool = True, model: str | None = "tiny-random") -> tuple[subprocess.Popen, str]:
     """Serve the app on a free port over the store under ``home`` (like `make run`); returns (process, url).
-    ``demo=False`` keeps the demo front out of an empty store (PAMA_NO_DEMO)."""
+    ``demo=False`` keeps the demo front out of an empty store (PAMA_NO_DEMO); ``model=None`` lets each point generate
+    with its own model (no PAMA_APP_MODEL: the demo's adapters need the embedded SmolLM2-135M)."""
     port = _free_port()
-    env = dict(os.environ, PAMA_HOME=str(home), PAMA_APP_MODEL="tiny-random", HF_HUB_OFFLINE="1",
-               OMP_WAIT_POLICY="PASSIVE")
+    env = dict(os.environ, PAMA_HOME=str(home), HF_HUB_OFFLINE="1", OMP_WAIT_POLICY="PASSIVE")
     env.pop("PAMA_DB_URL", None)
     env.pop("PAMA_NO_DEMO", None)
+    env.pop("PAMA_APP_MODEL", None)
+    if model:
+        env["PAMA_APP_MODEL"] = model
     if not demo:
         env["PAMA_NO_DEMO"] = "1"
     log = open(home / f"streamlit-{port}.log", "wb")
@@ -337,6 +341,53 @@ def _stop_app(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+VOTE_CHOICES = ("a", "b", "tie", "both_bad")
+VOTE_BUTTONS = {"a": ("A is better", "A"), "b": ("B is better", "B"), "tie": ("Tie", "T"),
+                "both_bad": ("Both bad", "X")}   # choice: (button label, keyboard shortcut), as pama.app.ballots
+
+
+def _cast_blind_votes(page, url: str, n: int, choose, *, shots: tuple[str, str] | None = None) -> None:
+    """From the home page of a fresh server, open the Blind vote page and cast ``n`` votes: ``choose(k, prompt,
+    [text A, text B])`` says the k-th (one of VOTE_CHOICES); even ones by their button, odd ones by their key, then
+    the next pair by button / N. Each ballot's points stay hidden until its vote and are named after it. ``shots``:
+    the names of the screenshots of the first ballot and of its reveal."""
+    page.goto(url)
+    page.get_by_text("Where to go next").wait_for()
+    wait_idle(page)
+    go_to(page, "Blind vote")
+    # "A was `point`" after the vote; not any text with "was" in it (the trade-off panel quotes prompts)
+    revealed = page.locator('[data-testid="stMarkdown"]', has_text=re.compile(r"^\s*[AB] was "))
+    codes = page.locator('[data-testid="stCode"]')
+    for k in range(n):
+        page.get_by_text("Which response is better?").wait_for()
+        wait_idle(page)   # the run that drew the caption may still be going: its stale reveals go when it ends
+        no_exception(page)
+        # the points stay hidden until the vote; a slow rerun can leave the previous ballot's stale reveals on the
+        # page after the status widget stopped saying 'Running' for a moment (seen beside a busy benchmark)
+        playwright_api.expect(revealed).to_have_count(0, timeout=30_000)
+        assert codes.count() == 2
+        if k == 0 and shots:
+            shot(page, shots[0])
+        choice = choose(k, page.locator('[data-testid="stText"]').first.inner_text(),
+                        [codes.nth(i).inner_text() for i in range(2)])
+        label, key = VOTE_BUTTONS[choice]
+        if k % 2:   # every other vote by keyboard: A / B / T / X, then N for the next pair
+            page.locator("h1").click()                   # focus out of any text field
+            page.keyboard.press(key)
+        else:
+            page.get_by_role("button", name=label).click()
+        page.get_by_text("Vote recorded").wait_for()
+        wait_idle(page)
+        playwright_api.expect(revealed).to_have_count(2, timeout=30_000)   # now both points are named
+        if k == 0 and shots:
+            shot(page, shots[1])
+        if k % 2:
+            page.keyboard.press("N")
+        else:
+            page.get_by_role("button", name="Next pair").click()
+        wait_idle(page)
+
+
 def test_twenty_blind_votes_on_the_demo_front_survive_a_restart(page):
     """The issue's 'done when': 20 blind votes on the shipped demo front in Chromium (clicks and keyboard), the
     points revealed only after each vote, then the scores and intervals on the front, after a server restart."""
@@ -353,36 +404,8 @@ def test_twenty_blind_votes_on_the_demo_front_survive_a_restart(page):
     proc, url = _start_app(home)   # an empty store: the home page imports the demo front
     try:
         t0 = time.time()
-        page.goto(url)
-        page.get_by_text("Where to go next").wait_for()
-        wait_idle(page)
-        go_to(page, "Compare")
-        page.get_by_role("radio", name="Blind vote").click()
-        wait_idle(page)
-        revealed = page.locator('[data-testid="stMarkdown"]', has_text="was")
-        for k in range(20):
-            page.get_by_text("Which response is better?").wait_for()
-            wait_idle(page)   # the run that drew the caption may still be going: its stale reveals go when it ends
-            no_exception(page)
-            assert revealed.count() == 0                     # the points stay hidden until the vote
-            assert page.locator('[data-testid="stCode"]').count() == 2
-            if k == 0:
-                shot(page, "6-blind-ballot")
-            if k % 2:   # every other vote by keyboard: A / B / T / X, then N for the next pair
-                page.locator("h1").click()                   # focus out of any text field
-                page.keyboard.press("ABTX"[k // 2 % 4])
-            else:
-                page.get_by_role("button", name=["A is better", "B is better", "Tie", "Both bad"][k // 2 % 4]).click()
-            page.get_by_text("Vote recorded").wait_for()
-            wait_idle(page)
-            assert revealed.count() == 2                     # now both points are named
-            if k == 0:
-                shot(page, "7-blind-revealed")
-            if k % 2:
-                page.keyboard.press("N")
-            else:
-                page.get_by_role("button", name="Next pair").click()
-            wait_idle(page)
+        _cast_blind_votes(page, url, 20, lambda k, prompt, texts: VOTE_CHOICES[k // 2 % 4],
+                          shots=("6-blind-ballot", "7-blind-revealed"))
         print(f"20 blind votes in {time.time() - t0:.1f} s")
     finally:
         _stop_app(proc)
@@ -432,4 +455,155 @@ def test_twenty_blind_votes_on_the_demo_front_survive_a_restart(page):
             assert len(list(csv.DictReader(f))) == 20           # responses span lines: read it as CSV
     finally:
         _stop_app(proc)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------- your trade-off
+
+STAR_TRACE = ("() => { const gd = document.querySelector('.js-plotly-plot');"
+              " const t = gd && gd.data && gd.data.find(t => t.name === 'your trade-off');"
+              " return t ? {label: String(t.hovertext[0]), x: t.x[0], y: t.y[0],"
+              " ex: [t.error_x.arrayminus[0], t.error_x.array[0]], ey: [t.error_y.arrayminus[0], t.error_y.array[0]]}"
+              " : null }")
+VOTER = (0.75, 0.25)   # the simulated voter's own weights over the conditioned demo's two objectives
+
+
+def test_twenty_votes_give_your_tradeoff_and_move_the_slider_there(page, tmp_path):
+    """Issue 27's 'done when': 20 blind votes on the shipped conditioned demo (clicks and keys on Blind vote), then
+    'your trade-off' is on the Pareto front (★ with its interval, the weights with theirs), and one click moves the
+    preference slider to the fitted weights, which generates there. The votes are a consistent voter's (each response
+    scored by the demo's own objectives, weighted by VOTER), so the fit has a trade-off to find. The CLI's
+    `votes SWEEP --fit` prints the same weights from the same store."""
+    import json
+
+    from pama import demo
+    from pama import objectives as objmod
+
+    if not demo.available(demo.CONDITIONED_DIR):
+        pytest.skip("demo/conditioned is not shipped")
+    shipped = json.loads((demo.CONDITIONED_DIR / demo.RECORDS).read_text())
+    newest = max((json.loads((d / demo.RECORDS).read_text()) for d in demo.shipped_dirs() if demo.available(d)),
+                 key=lambda data: data["sweep"]["created_at"])
+    assert newest["sweep"]["id"] == shipped["sweep"]["id"], "the blind vote and the front open on the newest sweep"
+    sweep_id, objs = shipped["sweep"]["id"], shipped["sweep"]["objectives"]
+    assert len(objs) == len(VOTER) == 2
+    scorers = [objmod.get(o) for o in objs]
+
+    def utility(prompt: str, text: str) -> float:
+        total = 0.0
+        for v, ob in zip(VOTER, scorers):
+            s = (float(ob.score([prompt], [text])[0]) - ob.lower) / (ob.upper - ob.lower)
+            total += v * (s if ob.direction == "maximize" else 1 - s)
+        return total
+
+    def choose(k, prompt, texts):
+        ua, ub = (utility(prompt, t) for t in texts)
+        return "tie" if abs(ua - ub) < 1e-6 else "a" if ua > ub else "b"
+
+    home = tmp_path   # pytest keeps the last few: the store and the server's log, after a failure too
+    proc, url = _start_app(home, model=None)   # the demo's conditioned adapter generates with its SmolLM2-135M
+    try:
+        t0 = time.time()
+        _cast_blind_votes(page, url, 20, choose)
+        t_votes = time.time() - t0
+        go_to(page, "Pareto front")
+        page.locator(".js-plotly-plot").first.wait_for()
+        panel = page.locator('[data-testid="stMarkdown"]', has_text="Your trade-off")
+        panel.first.wait_for(timeout=120_000)
+        page.wait_for_function(f"() => ({STAR_TRACE})() !== null", timeout=60_000)
+        wait_idle(page)
+        no_exception(page)
+        text = panel.first.inner_text()
+        fitted = {o: [float(x) for x in m] for o, *m in
+                  re.findall(r"(\w+) (\d\.\d\d) \[(\d\.\d\d), (\d\.\d\d)\]", text)}
+        assert list(fitted) == objs, text
+        for o, (w, lo, hi) in fitted.items():
+            assert lo <= w <= hi, (o, text)
+        assert abs(sum(w for w, _, _ in fitted.values()) - 1) < 0.011, text
+        star = page.evaluate(STAR_TRACE)   # the ★ with its interval as error bars, labelled with the weights
+        assert ", ".join(f"{o} {fitted[o][0]:.2f}" for o in objs) in star["label"], star
+        assert all(e >= 0 for e in star["ex"] + star["ey"]) and max(star["ex"] + star["ey"]) > 0, star
+        page.get_by_text("★ on the plot, with its 95% interval").wait_for()
+
+        # the slider first generates at its default, (0.5, 0.5)
+        shown_w = page.locator('[data-testid="stSlider"]').filter(has_text=f"Weight of {objs[0]}").locator(
+            '[data-testid="stSliderThumbValue"]')   # the value written on the slider's thumb
+        code = page.locator('[data-testid="stCode"]')
+        failed = page.locator('[data-testid="stAlertContainer"]').filter(has_text="Could not generate")
+        code.first.or_(failed).first.wait_for(timeout=GENERATE_S * 1000)
+        wait_idle(page)
+        assert failed.count() == 0, failed.first.inner_text()
+        assert float(shown_w.inner_text()) == 0.5
+        before = code.first.inner_text()
+
+        w = round(round(fitted[objs[0]][0] / 0.05) * 0.05, 2)   # the slider's 0.05 grid
+        assert abs(w - fitted[objs[0]][0]) <= 0.025 + 1e-9 and w != 0.5, (w, text)
+        pref = f"{objs[0]} {w:.2f}, {objs[1]} {1 - w:.2f}"
+        buttons = page.get_by_role("button", name="Move the slider to my trade-off")
+        assert buttons.count() == 1
+        buttons.click()
+        page.wait_for_function(  # the slider is at the trade-off and its text is generated there (× labelled so)
+            "([pref, before]) => { const c = [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+            ".some(e => e.innerText.includes('Preference: ' + pref));"
+            " const code = document.querySelector('[data-testid=\"stCode\"]');"
+            f" const t = ({LIVE_TRACE})();"
+            " return c && code && code.innerText.trim() && code.innerText !== before && t && t.label.includes(pref) }",
+            arg=[pref, before], timeout=GENERATE_S * 1000)
+        wait_idle(page)
+        no_exception(page)
+        assert failed.count() == 0, failed.first.inner_text()
+        assert float(shown_w.inner_text()) == pytest.approx(w)
+        shot(page, "11-front-your-tradeoff")
+        print(f"your trade-off: {text} (votes {t_votes:.1f} s, slider at {w:.2f} after {time.time() - t0:.1f} s)")
+    except Exception:
+        shot(page, "11-front-your-tradeoff-failed")   # what the page showed, for the failure's report
+        raise
+    finally:
+        _stop_app(proc)
+    # the CLI fits the same votes in the same store to the same weights
+    env = dict(os.environ, PAMA_HOME=str(home), HF_HUB_OFFLINE="1")
+    env.pop("PAMA_DB_URL", None)
+    out = subprocess.run([sys.executable, "-m", "pama", "votes", sweep_id, "--fit"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    print(out.stdout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    weights = re.search(r"weights w \(95% bootstrap interval\): (.*)", out.stdout)
+    assert weights and weights.group(1).strip() == text.split(": ", 1)[1].strip(), (out.stdout, text)
+
+
+# ---------------------------------------------------------------------------------------------- the live front
+
+def test_runs_page_shows_the_front_forming_during_training(page):
+    """A tiny conditioned run evaluated live every 2 steps (pama.livefront): the Runs page draws its three
+    preferences' points moving step by step, with the base model; screenshot 6-runs-live-front."""
+    from pama.config import TrainConfig
+    from pama.livefront import run_callbacks
+    from pama.store import Store
+    from pama.trainer import train
+
+    home = Path(tempfile.mkdtemp(prefix="pama-browser-live-"))
+    os.environ.pop("PAMA_DB_URL", None)
+    try:
+        with _pama_home(home):
+            store = Store()
+            cfg = TrainConfig(model="tiny-random", objectives=["sentiment", "conciseness"], conditioned=True,
+                              steps=4, batch_size=4, samples_per_prompt=2, max_new_tokens=6, save_every=4,
+                              target_modules=["q_proj", "v_proj"], live_eval_every=2, live_eval_prompts=4,
+                              live_eval_max_new_tokens=6).validate()
+            train(cfg, progress=False, callbacks=run_callbacks(cfg, store))
+            store.close()
+        proc, url = _start_app(home, demo=False)
+        try:
+            page.goto(url)
+            wait_idle(page)
+            go_to(page, "Runs")
+            page.get_by_text("The front forming").first.wait_for(timeout=90_000)
+            wait_idle(page)
+            no_exception(page)
+            legend = page.locator(".js-plotly-plot").first.inner_text()
+            assert "preference (0.50, 0.50)" in legend and "base model" in legend, legend
+            shot(page, "6-runs-live-front")
+        finally:
+            _stop_app(proc)
+    finally:
         shutil.rmtree(home, ignore_errors=True)

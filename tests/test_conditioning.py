@@ -386,7 +386,7 @@ TINY_COND_SWEEP = ["--model", "tiny-random", "--objectives", "sentiment,concisen
 
 
 def test_a_conditioned_sweep_trains_one_run_and_stores_eleven_conditioned_points(store, capsys):
-    from pama import sweep as sw
+    from pama import fronts
     from pama.cli import main
 
     assert main(["sweep", "--conditioned", *TINY_COND_SWEEP]) == 0
@@ -409,8 +409,8 @@ def test_a_conditioned_sweep_trains_one_run_and_stores_eleven_conditioned_points
     summary = sweep["summary"]
     assert summary["n_points"]["conditioned"] == 11 and summary["hypervolume_conditioned"] > 0
     assert summary["hypervolume"] >= summary["hypervolume_conditioned"] and not summary["other_eval_point_ids"]
-    rows, _ = sw.front_table(store, sweep_id)
-    assert len(rows) == 12 and "conditioned" in out and "conditioned " in sw.format_table(rows, summary)
+    rows, _ = fronts.front_table(store, sweep_id)
+    assert len(rows) == 12 and "conditioned" in out and "conditioned " in fronts.format_table(rows, summary)
 
     # resuming is a no-op; a lost point is evaluated again, to the same values (same prompts, seeds, gates)
     before = (store.counts(), store.count_metrics())

@@ -157,14 +157,13 @@ def test_a_missing_or_damaged_conditioned_folder_leaves_the_front_importable(sto
 
 def test_the_conditioned_demo_sweep_yaml_is_the_fronts_settings_plus_conditioning():
     import argparse
-    import dataclasses
 
     from pama.config import SweepConfig, add_dataclass_arguments, build
 
     parser = argparse.ArgumentParser()
     add_dataclass_arguments(parser, SweepConfig)
-    cfg, front = (dataclasses.asdict(build(SweepConfig, parser.parse_args([]), demo.DEMO_ROOT / d / "sweep.yaml")
-                                     .validate()) for d in ("conditioned", "front"))
+    cfg, front = (build(SweepConfig, parser.parse_args([]), demo.DEMO_ROOT / d / "sweep.yaml").validate().to_dict()
+                  for d in ("conditioned", "front"))
     differ = {k for k in cfg if cfg[k] != front[k]}
     assert differ == {"conditioned", "steps", "save_every", "points"}, differ
     assert cfg["conditioned"] and cfg["conditioning"] == "svd" and cfg["steps"] == 56 and cfg["save_every"] == 14

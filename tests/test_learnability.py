@@ -2,6 +2,7 @@
 linear layer, a KL controller that acts at small batches, and eos_fraction on every evaluated point."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -46,7 +47,7 @@ def test_missing_eos_penalty_lowers_only_unfinished_responses_by_each_objectives
     out = t.penalise_unfinished(scores, ended)
     # conciseness spans [0, 1], sentiment [-1, 1]: the penalty is 0.5 and 1.0 in their own units
     assert torch.allclose(out, torch.tensor([[0.2, -0.1, 0.6, 0.3], [0.0, -0.9, -0.1, -0.5]]))
-    t.cfg.missing_eos_penalty = 0.0
+    t.cfg = dataclasses.replace(t.cfg, missing_eos_penalty=0.0)  # a config is fixed once made
     assert torch.equal(t.penalise_unfinished(scores, ended), scores)
 
 

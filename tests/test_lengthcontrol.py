@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pama import controlled, demo, lengthcontrol as LC, plots, report
-from pama import sweep as sw
+from pama import fronts
 from pama.cli import main
 
 OBJS = ["informativeness", "conciseness"]
@@ -143,8 +143,8 @@ def test_control_sweep_stores_values_and_the_front_figures(any_store):
     assert quick.lc_mean is not None and quick.lc_mean < quick.mean   # long answers: their length bonus removed
     assert quick.lc_mean == pytest.approx(cf.values[ids["base"]]["informativeness"][0], abs=0.05)
     # summarise keeps the figures; front_table carries the controlled columns
-    assert sw.summarise(store, sid)[controlled.SUMMARY_KEY] == lc
-    rows, _ = sw.front_table(store, sid)
+    assert fronts.summarise(store, sid)[controlled.SUMMARY_KEY] == lc
+    rows, _ = fronts.front_table(store, sid)
     row = next(r for r in rows if r["point_id"] == ids["long"])
     assert row["informativeness/lc_mean"] == pytest.approx(cf.values[ids["long"]]["informativeness"][0])
     assert row["conciseness/lc_mean"] is None
@@ -170,7 +170,7 @@ def test_a_sweep_without_generations_is_left_alone(store):
 def test_exports_carry_the_controlled_scores_notes_and_shares(store, tmp_path):
     sid, ids = _sweep(store)
     controlled.control_sweep(store, sid)
-    rows, summary = sw.front_table(store, sid)
+    rows, summary = fronts.front_table(store, sid)
     text = report.to_csv(rows, summary)
     table = list(csv.DictReader(io.StringIO(text)))
     for col in ("informativeness/lc_mean", "informativeness/lc_low", "informativeness/lc_high",

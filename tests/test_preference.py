@@ -113,7 +113,8 @@ def test_a_config_makes_its_preference_once_and_keeps_it():
         cfg.preference = [0.5, 0.5]
     with pytest.raises(AttributeError, match="fixed"):
         cfg.objectives = ["sentiment"]
-    cfg.steps = 3  # other fields are not the preference's business
+    with pytest.raises(AttributeError, match="fixed"):  # nor any other field: a config is fixed once made
+        cfg.steps = 3
     again = dataclasses.replace(cfg, preference=[0.1, 0.9])
     assert again.normalised_preference().as_list() == [0.1, 0.9]
     assert TrainConfig(objectives=["a", "b", "c", "d"]).normalised_preference().as_list() == [0.25] * 4
@@ -194,7 +195,7 @@ def test_the_math_takes_a_preference_as_it_is_and_raw_input_by_the_same_policy()
         by_raw = alg.pama_combine(a, [1.0, 3.0], anchor=0.3)[0]  # the library API: normalised, with a warning
     torch.testing.assert_close(by_value, by_raw)
     with pytest.raises(ValueError, match="one value per objective"):
-        alg.pama_combine(a, Preference.uniform(3))
+        alg.pama_combine(a, Preference.uniform(3), anchor=0.3)
 
 
 # ------------------------------------------------------------------------------------------------ one place only
@@ -256,6 +257,8 @@ def _offences(fn: ast.FunctionDef) -> list[tuple[int, str]]:
 ALLOWED: dict[tuple[str, str], str] = {
     # another engineer's module in progress: a stored preference restricted to the plotted objectives, renormalised
     ("pama/votefit.py", "preference_of"): "to move onto pama.preference once that module settles",
+    # splits a metric key (live/<label>/<objective>/<stat>); the label is a display string, never read back as weights
+    ("pama/plots.py", "live_table"): "a metric key, not a preference",
 }
 
 

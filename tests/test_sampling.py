@@ -416,3 +416,63 @@ def test_row_noise_is_what_a_seeded_batch_draws_for_each_row(tiny):
         assert torch.equal(together[i, :row.shape[0]], row)
     with pytest.raises(ValueError, match="noise must be"):
         run(a_prompts, noise=sampling.row_noise(3, 2, 4))
+
+
+# ------------------------------------------------------------------------------------- KV cache written in place
+
+def test_the_in_place_kv_cache_samples_what_the_growing_cache_samples(tiny, random_lora, monkeypatch):
+    """Issue 24: the decode loop's preallocated KV cache (PAMA_DECODE_SLAB, default on) draws the same tokens as
+    transformers' growing cache, with the shared prompt prefix, finished rows leaving the batch, and greedy decoding;
+    it is really used (the cache's layers are SlabLayers during the loop)."""
+    tok = tiny[1]
+    model = random_lora(seed=4)
+    prompts = PROMPTS + ["Name a colour."]
+    enc = models.encode(tok, prompts)
+    kw = dict(max_new_tokens=12, pad_id=tok.pad_token_id, seed=7)
+    free = sampling.sample(model, enc["input_ids"], enc["attention_mask"], eos_ids=set(), temperature=1.0, **kw)
+    stops = {int(free[0, 2]), int(free[2, 6])}   # rows end early: the batch shrinks mid-loop
+
+    def run(temperature):
+        return sampling.sample(model, enc["input_ids"], enc["attention_mask"], eos_ids=stops, temperature=temperature,
+                               **kw)
+
+    monkeypatch.setenv("PAMA_DECODE_SLAB", "0")
+    assert not sampling.slab_cache_enabled()
+    plain = [run(t) for t in (0, 1.0)]
+    monkeypatch.delenv("PAMA_DECODE_SLAB")
+    assert sampling.slab_cache_enabled()
+    seen = []
+    to_slab = sampling._to_slab
+    monkeypatch.setattr(sampling, "_to_slab", lambda cache, cap: (to_slab(cache, cap), seen.append(
+        {type(layer).__name__ for layer in cache.layers})))
+    slab = [run(t) for t in (0, 1.0)]
+    assert seen and all(kinds == {"SlabLayer"} for kinds in seen)
+    assert all(torch.equal(a, b) for a, b in zip(plain, slab))
+    assert plain[1].shape[1] > 3 and (plain[1][0, 3:] == tok.pad_token_id).all()
+
+
+def test_slab_layer_keeps_what_a_growing_layer_keeps():
+    """Past its capacity the in-place layer grows; selecting and repeating rows and cropping match DynamicLayer's."""
+    from transformers.cache_utils import DynamicLayer
+
+    g = torch.Generator().manual_seed(0)
+    k0, v0 = torch.randn(3, 2, 4, 5, generator=g), torch.randn(3, 2, 4, 5, generator=g)
+    ref = DynamicLayer()
+    ref.update(k0, v0)
+    slab = sampling.slab_layer_class()(k0, v0, 5)
+    for step in range(4):   # capacity 5, 8 columns: it grows once
+        rows = ref.keys.shape[0]
+        k, v = torch.randn(rows, 2, 1, 5, generator=g), torch.randn(rows, 2, 1, 5, generator=g)
+        for layer in (ref, slab):
+            out = layer.update(k, v)
+        assert torch.equal(out[0], ref.keys) and torch.equal(out[1], ref.values)
+        if step == 1:
+            for layer in (ref, slab):
+                layer.batch_select_indices(torch.tensor([0, 2]))
+        if step == 2:
+            for layer in (ref, slab):
+                layer.batch_repeat_interleave(2)
+    assert slab.get_seq_length() == ref.get_seq_length() == 8 and slab.keys.shape == (4, 2, 8, 5)
+    for layer in (ref, slab):
+        layer.crop(-3)
+    assert torch.equal(slab.keys, ref.keys) and torch.equal(slab.values, ref.values)

@@ -160,7 +160,7 @@ def test_migrations_build_the_same_schema_as_the_models(tmp_path):
     from alembic.migration import MigrationContext
     from sqlalchemy import create_engine
 
-    from pama.store import Base
+    from pama.orm import Base
 
     url = f"sqlite:///{tmp_path / 'm.db'}"
     Store.upgrade(url)

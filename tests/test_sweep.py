@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pama import fronts
 from pama import sweep as sw
 from pama.cli import main
 
@@ -76,10 +77,10 @@ def test_two_point_sweep_end_to_end_resume_mixtures_export(store, pama_home, tmp
     # land one above the other (a front of one: no pair, no mixture), so their stored values are set to the two
     # ends of the trade-off first: both on the front, exactly one pair to mix.
     rows, summary = sw.front(store, sweep_id, mixtures=0, progress=False)
-    front_adapters = [r for r in sw.front_table(store, sweep_id)[0] if r["kind"] == "adapter"]
+    front_adapters = [r for r in fronts.front_table(store, sweep_id)[0] if r["kind"] == "adapter"]
     from pama import objectives as objmod
     from pama import pareto
-    from pama.store import PointValue
+    from pama.orm import PointValue
 
     adapter_pts = store.points(sweep_id=sweep_id, kind="adapter")
     span = {o: (objmod.get(o).lower, objmod.get(o).upper) for o in ("sentiment", "conciseness")}
@@ -172,12 +173,12 @@ def test_points_evaluated_otherwise_stay_out_of_the_sweeps_front_and_hypervolume
     add("base", 0.0, 0.4, full)
     a = add("adapter", 0.2, 0.6, full, method="pama")
     b = add("adapter", 0.6, 0.3, dict(full, batch_size=32), method="pama")  # the batch size does not matter
-    before = sw.summarise(store, sid)
+    before = fronts.summarise(store, sid)
     q = add("mixture", 0.9, 0.9, quick, method="pama", mixture={"r1": 0.5, "r2": 0.5})  # would dominate both
-    after = sw.summarise(store, sid)
+    after = fronts.summarise(store, sid)
     assert after["hypervolume"] == pytest.approx(before["hypervolume"])
     assert set(after["front_point_ids"]) == {a, b} and after["other_eval_point_ids"] == [q]
-    rows, _ = sw.front_table(store, sid)
+    rows, _ = fronts.front_table(store, sid)
     by_id = {r["point_id"]: r for r in rows}
     assert not by_id[q]["on_front"] and not by_id[q]["comparable"]
     assert by_id[a]["on_front"] and by_id[b]["on_front"] and by_id[a]["comparable"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -212,7 +213,7 @@ def test_samples_per_prompt_groups_prompts_and_centres_rewards_per_prompt(store)
     scores = torch.tensor([[1.0, 3.0, 5.0, 5.0], [0.0, 2.0, 1.0, 1.0]])
     mask = torch.ones(4, 3)
     zeros = torch.zeros(4, 3)
-    t.cfg.whiten_advantages, t.cfg.noon, t.kl_ctl.value = False, False, 0.0
+    t.cfg, t.kl_ctl.value = dataclasses.replace(t.cfg, whiten_advantages=False, noon=False), 0.0  # a config is fixed
     adv, _, _ = t._advantages(scores, zeros, zeros, torch.zeros(2, 4, 3), mask)
     # the last token's advantage is the centred reward: each prompt's pair sums to zero
     assert adv[:, :, -1].tolist() == [[-1.0, 1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, 0.0]]

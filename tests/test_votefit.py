@@ -1,6 +1,6 @@
 """Your trade-off from blind votes (pama.votefit, issue 27): a simulated voter's known weights are recovered, a voter
 who only likes long answers is put down to length, the accuracies and the disagreement list, the active rule, the
-placement on the front, the CLI (`votes SWEEP --fit`) and the Compare page's part (AppTest)."""
+placement on the front, the CLI (`votes SWEEP --fit`) and the Blind vote page's part (AppTest)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -284,7 +284,7 @@ def test_cli_fit_prints_weights_intervals_accuracies_and_disagreements(store, ca
 
 # ------------------------------------------------------------------------------------------------ the app (AppTest)
 
-def test_compare_page_shows_the_trade_off_accuracies_and_disagreements(monkeypatch, pama_home):
+def test_vote_page_shows_the_trade_off_accuracies_and_disagreements(monkeypatch, pama_home):
     from streamlit.testing.v1 import AppTest
 
     from test_app import APP, TIMEOUT
@@ -295,8 +295,7 @@ def test_compare_page_shows_the_trade_off_accuracies_and_disagreements(monkeypat
     sid, _ = _store_with_votes(store, n=30)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("views/compare.py").run()
-    at.segmented_control(key="cmp_mode").set_value("Blind vote").run()
+    at.switch_page("views/vote.py").run()
     at.text_input(key="blind_voter").set_value("sim").run()
     assert not at.exception, [e.value for e in at.exception]
     page = "\n".join(str(e.value) for kind in ("markdown", "caption") for e in getattr(at, kind))

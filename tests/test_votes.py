@@ -184,7 +184,7 @@ def test_the_database_refuses_bad_rows_itself(any_store):
     """The CHECK and UNIQUE constraints hold even for writers that bypass Store.add_vote."""
     from sqlalchemy.exc import IntegrityError
 
-    from pama.store import Vote
+    from pama.orm import Vote
 
     _, a, b = _two_points(any_store)
     for row in (dict(vote="maybe", token="t1"), dict(vote="a", token="t2", point_b=a)):
@@ -349,7 +349,9 @@ def test_front_figure_colours_points_by_score_and_plots_it_as_an_axis():
 # ------------------------------------------------------------------------------------------------ the app (AppTest)
 
 def _blind(at):
-    at.segmented_control(key="cmp_mode").set_value("Blind vote").run()
+    """Open the Blind vote page (views/vote.py, its own page in app.py's navigation)."""
+    at.switch_page("views/vote.py").run()
+    assert [t.value for t in at.title] == ["Blind vote"]
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -372,7 +374,6 @@ def test_blind_flow_hides_labels_until_the_vote_stores_it_and_shows_scores(monke
     ids = make_front(store)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("views/compare.py").run()
     _blind(at)
     ballot = at.session_state["blind_ballot"]
     assert ballot["source"] == "stored" and ballot["sweep_id"] == ids["sweep"]
@@ -413,7 +414,6 @@ def test_blind_vote_on_a_deleted_point_is_refused_and_a_new_pair_drawn(monkeypat
     make_front(store)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("views/compare.py").run()
     _blind(at)
     ballot = at.session_state["blind_ballot"]
     store.delete_point(ballot["point_b"])                # deleted by someone else while this ballot is on screen
@@ -441,7 +441,6 @@ def test_blind_mode_generates_when_no_response_is_stored(monkeypatch, pama_home)
                         values={"sentiment": (0.1 * k, 0.0, 0.2)})
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("views/compare.py").run()
     _blind(at)
     ballot = at.session_state["blind_ballot"]
     assert ballot["source"] == "generated" and ballot["text_a"] is not None and ballot["text_b"] is not None
@@ -449,3 +448,12 @@ def test_blind_mode_generates_when_no_response_is_stored(monkeypatch, pama_home)
     at.button(key="blind_vote_both_bad").click().run()
     rows = store.votes(sweep_id=sid)
     assert [r["vote"] for r in rows] == ["both_bad"] and rows[0]["source"] == "generated"
+    # the active rule needs stored scored responses: with none it says so and today's rule draws (and generates)
+    from pama.app.ballots import NO_ACTIVE_PAIR, RULES
+
+    at.radio(key="blind_rule").set_value(RULES[1]).run()
+    at.button(key="blind_next").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    nxt = at.session_state["blind_ballot"]
+    assert nxt["token"] != ballot["token"] and nxt.get("rule") != "active" and nxt["source"] == "generated"
+    assert NO_ACTIVE_PAIR in [c.value for c in at.caption] and len(at.code) == 2

@@ -1,7 +1,7 @@
 """Pareto front: choose sweeps, methods and objectives; click points to compare; mix two adapters exactly."""
 import streamlit as st
 
-from pama import plots
+from pama import plots, report
 from pama import votes as V
 from pama.app import exports, hosting, lengths, reads, selection, steering, tradeoff
 from pama.app.settings import GENERATION_MAX_NEW_TOKENS, MAX_COMPARE, QUICK_PROMPTS, UIError
@@ -35,7 +35,7 @@ methods = selection.methods_of(in_sweeps)
 chosen_methods = c2.multiselect("Methods", methods, default=methods, key="front_methods")
 objectives = selection.objectives_of(in_sweeps, [o for s in chosen_sweeps if s in sweep_by_id
                                                   for o in sweep_by_id[s].objectives])
-# blind votes between these points (Compare page, blind mode): a Bradley–Terry score per point, usable as an axis
+# blind votes between these points (the Blind vote page): a Bradley–Terry score per point, usable as an axis
 votes = reads.votes(point_ids=tuple(sorted(p.id for p in in_sweeps)))
 score = reads.vote_scores(votes)
 if any(s.get("score") is not None for s in score.values()):
@@ -50,7 +50,7 @@ view3d = "pairwise panels"
 if len(chosen_objs) == 3:
     view3d = o4.radio("3 objectives as", ["pairwise panels", "3-D"], horizontal=True, key="front_view")
 colour_votes = o5.checkbox("Colour by vote score", key="front_colour_votes", disabled=not votes,
-                           help="Bradley–Terry score of the blind votes cast on the Compare page (grey: no votes "
+                           help="Bradley–Terry score of the blind votes cast on the Blind vote page (grey: no votes "
                                 "yet). The score can also be chosen as an objective (axis) above.")
 
 length_on = st.toggle("Control for answer length", key="front_length",
@@ -302,8 +302,6 @@ with st.expander(f"Points ({len(shown)})"):
     st.dataframe(rows, hide_index=True)
     real_sweeps = [s for s in chosen_sweeps if s in sweep_by_id]
     if len(real_sweeps) == 1:
-        from pama import report  # heavy: report → sweep → trainer imports torch, peft and accelerate
-
         sid = real_sweeps[0]
         sweep_votes = reads.votes(sweep_id=sid)
         d1, d2, d3 = st.columns(3)

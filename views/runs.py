@@ -75,6 +75,11 @@ with tab_curves:
     if not metrics:
         st.info("No metrics logged yet (the first step is still running, or the run failed before it).")
     else:
+        if plots.live_table(metrics):  # the run evaluated itself every few steps (live_eval_every)
+            st.plotly_chart(plots.live_front_figure(metrics, obj_names), key="runs_live")
+            st.caption("Held-out means on a few fixed prompts every `live_eval_every` steps, coloured by step: a "
+                       "conditioned run at both ends and the middle of the simplex, a plain run at its own "
+                       "preference; the star is the base model.")
         c1, c2 = st.columns(2)
         c1.plotly_chart(plots.reward_curves_figure(metrics, obj_names), key="runs_rewards")
         c2.plotly_chart(plots.weights_figure(metrics, obj_names), key="runs_weights")

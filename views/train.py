@@ -69,6 +69,18 @@ with st.form("train_form"):
     bf16_slow = not bf16_native()
     if bf16_slow:
         st.caption(BF16_SLOW)
+    st.markdown("**Reporting**")
+    r1, r2 = st.columns([3, 2])
+    report_to = r1.multiselect("Also report to", ["tensorboard", "mlflow"], default=list(DEFAULTS.report_to),
+                               key="tf_report_to",
+                               help="TensorBoard event files under $PAMA_HOME/tensorboard/<run>; MLflow at "
+                                    "MLFLOW_TRACKING_URI (default sqlite:///$PAMA_HOME/mlflow.db). The run store "
+                                    "always keeps the metrics.")
+    live_every = r2.number_input("Live front every K steps (0 = off)", value=int(DEFAULTS.live_eval_every),
+                                 min_value=0, step=1, key="tf_live_every",
+                                 help="Evaluate the policy on a few fixed held-out prompts every K steps (a "
+                                      "conditioned adapter at both ends and the middle) and draw the points moving "
+                                      "below and on Runs (docs/performance.md gives the cost).")
     name = st.text_input("Run name (optional)", key="tf_name")
     submitted = st.form_submit_button("Start training", type="primary")
 
@@ -77,7 +89,7 @@ if submitted:
     form = dict(name=name, model=model.strip(), objectives=forms.split_objectives(chosen, extra), method=method,
                 preference=preference, anchor=float(anchor), steps=int(steps), batch_size=int(batch),
                 max_new_tokens=int(new_tokens), lora_r=int(rank), lora_alpha=2 * int(rank),
-                learning_rate=float(lr), dtype=dtype)
+                learning_rate=float(lr), dtype=dtype, report_to=list(report_to), live_eval_every=int(live_every))
     if sweep:
         form.update(points=int(points), eval_samples=int(eval_samples))
     if forms.mode_is_conditioned(mode):
@@ -128,6 +140,8 @@ def draw_run(run: RunRecord) -> None:
             objs = run.config.get("objectives")
             g1.plotly_chart(plots.reward_curves_figure(metrics, objs, height=280), key=f"rw_{run.id}")
             g2.plotly_chart(plots.weights_figure(metrics, objs, height=280), key=f"wt_{run.id}")
+            if plots.live_table(metrics):  # live_eval_every: the front forming, step by step
+                st.plotly_chart(plots.live_front_figure(metrics, objs, height=360), key=f"live_{run.id}")
 
 
 def draw_sweep(sweep: SweepRecord, runs: list[RunRecord]) -> None:

@@ -8,7 +8,8 @@
 - ``deletion``: what deleting a run removes, and the deletion;
 - ``reads``: the shared store and typed reads of it through ``st.cache_data`` (records of ``pama.records``);
 - ``hosting``: the thread-locked model host shared by sessions, exact mixtures and their quick evaluation;
-- ``ballots``: blind-vote ballots: the draw's scope, filling in responses, casting a vote, the scores table.
+- ``ballots``: blind-vote ballots (the Blind vote page): the draw's scope, drawing the next ballot, filling in
+  responses, casting a vote, the scores table.
 
 The pure modules (settings, selection, forms, exports, deletion) never import Streamlit and are tested without it;
 ``reads``, ``hosting`` and ``ballots`` use ``st.cache_data`` / ``st.cache_resource``. The layers inside the package

@@ -1,12 +1,16 @@
-"""Blind votes on the Compare page: which points a session draws from, generating the responses a ballot lacks,
-casting the vote, and the scores table (the draw itself and the Bradley–Terry fit are ``pama.votes``)."""
+"""Blind votes on the Blind vote page (views/vote.py): which points a session draws from, drawing the next ballot
+under the chosen rule, generating the responses a ballot lacks, casting the vote, and the scores table (the draw
+itself and the Bradley–Terry fit are ``pama.votes``, the active rule ``pama.votefit``)."""
 from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
 from .. import votefit as F
+from .. import votes as V
+from ..prompts import PromptError, load_prompts
+from . import reads, tradeoff
 from .hosting import host_for
-from .selection import point_label
+from .selection import objectives_of, point_label
 from .settings import GENERATION_MAX_NEW_TOKENS, GENERATION_TEMPERATURE
 
 RULES = ("front neighbours, then open questions", "where my trade-off is most uncertain")   # today's, the active one
@@ -72,3 +76,35 @@ def active_ballot(points: Sequence[Mapping], votes: Sequence[Mapping], generatio
     share a scored stored response, and the page falls back to today's rule."""
     return F.active_ballot(points, votes, generations, objectives, specs, analysis.fit if analysis else None,
                            seed=seed, draw=draw)
+
+
+NO_ACTIVE_PAIR = "No two of these points share a scored stored response: today's rule drew this pair."
+
+
+def draw_ballot(points: Sequence[Mapping], votes: list[dict], score: Mapping[str, Mapping], sweeps: Mapping,
+                scope: str | None, *, rule: str, voter: str | None = None, seed: int = 0,
+                draw: int = 0) -> tuple[dict, str | None]:
+    """The next ballot between ``points`` and a note to show with it (or None). ``rule`` is one of ``RULES``: today's
+    (``votes.ballot``: front neighbours first along the first objective of sweep ``scope``, then pairs whose scores
+    are unclear) or the active one (the voter's fitted weights, falling back to today's with ``NO_ACTIVE_PAIR`` when
+    no two points share a scored stored response). ValueError when the points share no stored prompt and there is no
+    held-out set to draw one from."""
+    order = list(getattr(sweeps.get(scope), "objectives", None) or []) if scope else []
+    first = (objectives_of(points, order) or [None])[0]
+    gens = {p["id"]: reads.generations(p["id"]) for p in points}
+    try:
+        heldout = load_prompts("builtin:heldout")
+    except PromptError:
+        heldout = []
+    ballot, note = None, None
+    if rule == RULES[1]:
+        objectives = tradeoff.fit_objectives(points, sweeps)
+        sids = tradeoff.sweeps_of(points)
+        fit_now = tradeoff.analysis(votes, tuple(objectives), sids, voter)
+        ballot = active_ballot(points, votes, gens, objectives, tradeoff.specs_for(objectives, sids), fit_now,
+                               seed=seed, draw=draw)
+        if ballot is None:
+            note = NO_ACTIVE_PAIR
+    ballot = ballot or V.ballot(points, votes, gens, heldout=heldout, objective=first, score=score, seed=seed,
+                                draw=draw)
+    return ballot, note

@@ -6,7 +6,8 @@ import csv
 import io
 from typing import Mapping, Sequence
 
-from .. import jsonio
+from .. import jsonio, report
+from ..fronts import front_table
 from ..records import RunRecord
 
 
@@ -21,18 +22,13 @@ def metrics_csv(metrics: Sequence[Mapping]) -> str:
 
 
 def front_csv(store, sweep_id: str, scores: Mapping[str, Mapping]) -> str:
-    """A sweep's front table (``pama.sweep.front_table``) with the points' vote scores, as CSV (``pama.report``)."""
-    from .. import report  # heavy: report → sweep → trainer imports torch, peft and accelerate
-    from ..sweep import front_table  # heavy, as above
-
+    """A sweep's front table (``pama.fronts.front_table``) with the points' vote scores, as CSV (``pama.report``)."""
     rows, summary = front_table(store, sweep_id)
     return report.to_csv(report.add_vote_columns(rows, scores), summary)
 
 
 def votes_json(store, sweep_id: str) -> str:
     """A sweep's votes and scores as JSON (``pama.report.votes_json``)."""
-    from .. import report  # heavy: report → sweep → trainer imports torch, peft and accelerate
-
     return report.votes_json(store, sweep_id)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Mapping, Sequence
 
-from ..config import SweepConfig, TrainConfig, from_dict
+from ..config import SweepConfig, TrainConfig, from_dict, other_methods_settings
 from ..preference import PreferenceError, parse_weights
 from .settings import UIError
 
@@ -49,6 +49,9 @@ def build_train_config(form: Mapping[str, Any], *, sweep: bool = False):
     is wrong. ``py:`` objectives are refused (they would run code typed in a browser)."""
     other_mode = RUN_ONLY if sweep else SWEEP_ONLY
     data = {k: v for k, v in form.items() if v is not None and k not in other_mode}
+    # the anchor box is on the form whatever the method: another method's setting is left out here (a config
+    # refuses it), as the other mode's widgets are
+    data = {k: v for k, v in data.items() if k not in other_methods_settings(data.get("method"))}
     with warnings.catch_warnings():  # the preference text becomes a Preference here (normalised: no warning shown)
         warnings.simplefilter("ignore")
         cfg = from_dict(SweepConfig if sweep else TrainConfig, data, source="form")

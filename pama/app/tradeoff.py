@@ -1,6 +1,6 @@
 """Your trade-off, learned from your blind votes (``pama.votefit``; docs/votes.md): the cached fit of the shown votes,
 its tables, where it lands on the front (a marker with its interval, the nearest stored point), the preference a
-conditioned adapter's slider takes for it, and the Pareto front page's panel.
+conditioned adapter's slider takes for it, the Pareto front page's panel and the Blind vote page's.
 
 The panel is drawn here rather than on the page because the front page is shared by several changes at once; the
 page calls ``front_panel`` in one line, before its chart is drawn (the marker goes on the chart)."""
@@ -15,8 +15,10 @@ import streamlit as st
 from .. import plots
 from .. import votefit as F
 from .. import votes as V
-from . import reads, steering
+from ..store import StoreError
+from . import hosting, reads, steering
 from .selection import point_label
+from .settings import GENERATION_MAX_NEW_TOKENS, GENERATION_TEMPERATURE, UIError
 
 ALL_VOTERS = "(all voters)"
 SLIDER_STEP = 0.05      # the front page's two-objective slider (views/front.py, key cond_p)
@@ -37,6 +39,11 @@ def analysis(votes: list[dict], objectives: tuple[str, ...], sweep_ids: tuple[st
     if not used:
         return F.Analysis(F.VoteRows([], np.zeros((0, 0)), np.zeros(0), np.zeros(0), []), None, None, [], voter)
     return F.analyse(votes, gens, used, specs, voter=voter, length=length, seed=seed)
+
+
+def sweeps_of(points: Sequence[Mapping]) -> tuple[str, ...]:
+    """The sweeps of ``points``, sorted: part of the cached fit's key (``analysis``)."""
+    return tuple(sorted({p.get("sweep_id") for p in points if p.get("sweep_id")}))
 
 
 def specs_for(objectives: Sequence[str], sweep_ids: Sequence[str]) -> dict[str, dict]:
@@ -206,3 +213,76 @@ def front_panel(fig, points: Sequence[Mapping], votes: list[dict], axes: Sequenc
         c1.button("Move the slider to my trade-off", key="tradeoff_to_slider", on_click=move,
                   help=f"{cond_runs[run_id]['label']} at {steering.preference_text(objs, pref)}: the slider above "
                        "moves there and generates.")
+
+
+# ------------------------------------------------------------------------------------------ the vote page's panel
+
+def vote_panel(points: Sequence[Mapping], votes: list[dict], sweeps: Mapping, voter: str | None, *,
+               all_points: Sequence[Mapping], prompt: str, seed: int = 0, expanded: bool = False) -> None:
+    """The Blind vote page's "your trade-off": the fit of the votes between the drawn points (``voter``'s only when
+    named), its weights, held-out accuracies and the votes that disagree most with the scores; and, with a
+    conditioned adapter in the store, the ballot's ``prompt`` written at the fitted weights."""
+    with st.expander("Your trade-off, learned from " + (f"{voter}'s votes" if voter else "everyone's votes"),
+                     expanded=expanded):
+        objectives = fit_objectives(points, sweeps)
+        with st.spinner("Fitting your trade-off…"):
+            mine = analysis(votes, tuple(objectives), sweeps_of(points), voter)
+        if mine.fit is None:
+            st.caption(f"Needs at least {F.MIN_VOTES} votes with stored scores "
+                       f"({len(mine.rows)} so far; {mine.rows.unscored} on generated responses). Type your name "
+                       "above to fit your own votes only.")
+            return
+        f = mine.fit
+        st.markdown("**Weights** " + F.weights_text(f))
+        st.dataframe(weights_rows(f), hide_index=True, key="tradeoff_weights")
+        st.caption(summary_text(f))
+        acc_rows = accuracy_rows(mine.accuracy, with_length=f.gamma is not None)
+        if acc_rows:
+            st.markdown(f"**Held-out accuracy** ({mine.accuracy['folds']}-fold cross-validation over "
+                        f"{mine.accuracy['n']} decisive votes; chance is 50%)")
+            st.dataframe(acc_rows, hide_index=True, key="tradeoff_accuracy")
+        else:
+            st.caption(f"Held-out accuracy needs at least {2 * F.FOLDS} decisive votes.")
+        if mine.disagreements:
+            st.markdown("**Where the objective scores and the votes disagree most** (the scores favoured one "
+                        "response, the vote went to the other):")
+        for k, d in enumerate(mine.disagreements):
+            with st.container(border=True, key=f"tradeoff_disagree_{k}"):
+                st.caption(f"Chose {d['chosen'].upper()}; the scores gave it {d['p_scores']:.0%}. "
+                           f"Prompt: {d['prompt']}")
+                dc = st.columns(2)
+                for col, side in zip(dc, ("a", "b")):
+                    col.caption(f"{side.upper()} · " + ", ".join(f"{o} {v:.3f}" for o, v in
+                                                                 d[f"scores_{side}"].items())
+                                + f" · {d[f'words_{side}']} words")
+                    col.text(d[f"text_{side}"] or "(empty response)")  # plain text: only the ballot uses st.code
+        gen_runs = steering.conditioned_runs(all_points)
+        if gen_runs and f.kappa > 0:
+            _generate_at_tradeoff(f, gen_runs, prompt, seed)
+
+
+def _generate_at_tradeoff(f: F.WeightFit, gen_runs: Mapping[str, Mapping], prompt: str, seed: int) -> None:
+    """A conditioned adapter picker and *Generate at my trade-off*: ``prompt`` written at the fitted weights."""
+    g1, g2 = st.columns([2, 1])
+    grun = g1.selectbox("Conditioned adapter", list(gen_runs), key="tradeoff_run",
+                        format_func=lambda r: f"{gen_runs[r]['label']} [{r}]")
+    grec = reads.run(grun)
+    gobjs = list((grec.config if grec else {}).get("objectives") or gen_runs[grun]["objectives"])
+    gpref = preference_for(f, gobjs)
+    if g2.button("Generate at my trade-off", key="tradeoff_generate", disabled=gpref is None,
+                 help="This prompt, written by the conditioned adapter at your weights."):
+        item = steering.preference_item(grun, gen_runs[grun], gpref)
+        try:
+            with st.spinner(f"Generating at {steering.preference_text(gobjs, gpref)}…"):
+                st.session_state["tradeoff_result"] = dict(item=item["label"], **hosting.generate_item(
+                    reads.store(), item, prompt, override=st.session_state.get("app_model"), seed=int(seed),
+                    temperature=GENERATION_TEMPERATURE, max_new_tokens=GENERATION_MAX_NEW_TOKENS))
+        except (UIError, ValueError, StoreError, ImportError, OSError) as err:
+            st.error(f"Could not generate with this adapter: {err}")
+    if gpref is None:
+        st.caption("This adapter takes other objectives than your votes were fitted on.")
+    res = st.session_state.get("tradeoff_result")
+    if res:
+        st.caption(f"{res['item']}:")
+        st.code(res["text"] or "(empty response)", language=None, wrap_lines=True)
+        st.caption("Scores: " + (" · ".join(f"{o} {v:.3f}" for o, v in res["scores"].items()) or "none"))

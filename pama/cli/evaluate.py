@@ -7,10 +7,9 @@ from .. import conditioning as cond
 from .. import models
 from .. import objectives as objmod
 from ..config import DEFAULT_OBJECTIVES, ConfigError
-from ..evaluate import evaluate_at, evaluate_point, store_point
+from ..evaluate import EVAL_BATCH, evaluate_at, evaluate_point, store_point
 from ..prompts import load_prompts
 from ..store import Store
-from ..sweep import EVAL_BATCH
 
 
 def register(sub, add) -> None:

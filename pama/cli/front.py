@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .. import report
 from .. import sweep as sw
+from ..fronts import format_table
 from ..controlled import SUMMARY_KEY as LENGTH_CONTROL
 from ..store import Store
 
@@ -34,7 +35,7 @@ def run(args) -> int:
         return 0
     rows, summary = sw.front(store, args.sweep_id, mixtures=args.mixtures, progress=not args.quiet,
                              length_control=args.length_control)
-    print(sw.format_table(rows, summary))
+    print(format_table(rows, summary))
     print(length_control_text(rows, summary, table=args.length_control))
     if args.export:
         out = args.out or f"front-{args.sweep_id}.{args.export}"

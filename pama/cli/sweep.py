@@ -6,6 +6,7 @@ import sys
 import warnings
 
 from .. import sweep as sw
+from ..fronts import format_table, front_table
 from ..config import SweepConfig, add_dataclass_arguments, build
 from ..store import Store
 from ..trainer import RunCancelled
@@ -41,7 +42,7 @@ def run(args) -> int:
             print("sweep cancelled; resume it with `python -m pama sweep --resume <sweep id>` (see `front`)",
                   file=sys.stderr)
             return 1
-    rows, summary = sw.front_table(store, sweep_id)
-    print(sw.format_table(rows, summary))
+    rows, summary = front_table(store, sweep_id)
+    print(format_table(rows, summary))
     print(f"\nsweep id: {sweep_id}")
     return 0

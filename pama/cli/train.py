@@ -9,6 +9,7 @@ import sys
 import warnings
 
 from .. import runs, trainer
+from ..livefront import run_callbacks
 from ..config import ConfigError, TrainConfig, add_dataclass_arguments, build
 from ..store import Store
 
@@ -35,8 +36,9 @@ def run(args) -> int:
             print(f"run id: {args.resume} (resuming)", flush=True)
         _install_sigterm()
         try:
-            trainer.resume(args.resume, store if store is not None else Store(args.db, create=False), steps=steps,
-                           progress=not args.quiet)
+            reader = store if store is not None else Store(args.db, create=False)
+            trainer.resume(args.resume, reader, steps=steps, progress=not args.quiet,
+                           callbacks=lambda cfg: run_callbacks(cfg, store))
         except trainer.RunCancelled:
             print(f"run {args.resume} cancelled; resume with `python -m pama train --resume {args.resume}`",
                   file=sys.stderr)
@@ -56,7 +58,8 @@ def run(args) -> int:
         print(f"run id: {run_id}", flush=True)
     _install_sigterm()
     try:
-        trainer.train(cfg, store, run_id=run_id, progress=not args.quiet)
+        # the store's writer (main process only) and the live front, passed explicitly: the trainer needs neither
+        trainer.train(cfg, run_id=run_id, progress=not args.quiet, callbacks=run_callbacks(cfg, store))
     except trainer.RunCancelled:
         if _is_main_process():  # the other processes of a multi-process run do not know the id
             print(f"run {run_id} cancelled; resume with `python -m pama train --resume {run_id}`", file=sys.stderr)

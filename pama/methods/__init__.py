@@ -7,10 +7,11 @@ from .base import Method
 from .mgda import Mgda, mgda_loss_weights
 from .morlhf import Morlhf
 from .pama import Pama
+from .trl_grpo import TrlGrpo
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Pama, Morlhf, Mgda)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Pama, Morlhf, Mgda, TrlGrpo)}
 
-__all__ = ["METHODS", "Method", "Mgda", "Morlhf", "Pama", "create", "mgda_loss_weights"]
+__all__ = ["METHODS", "Method", "Mgda", "Morlhf", "Pama", "TrlGrpo", "create", "mgda_loss_weights"]
 
 
 def create(cfg: TrainConfig, preference: Preference | None = None) -> Method:

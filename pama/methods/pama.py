@@ -12,8 +12,8 @@ class Pama(Method):
     def combine(self, adv, mask, preference=None):
         p = self.weights_for(preference, adv)   # per sample: c_b = (1 − λ)·p_b + λ·q_b
         if self.cfg.granularity == "batch":
-            return alg.pama_combine_batch_mean(adv, mask, p, self.cfg.anchor)
-        combined, w = alg.pama_combine(adv, p, self.cfg.anchor)
+            return alg.pama_combine_batch_mean(adv, mask, p, anchor=self.cfg.anchor)
+        combined, w = alg.pama_combine(adv, p, anchor=self.cfg.anchor)
         return combined * mask, w
 
     def policy_loss(self, logp, old_logp, adv, combined, mask, params, objectives, weights=None):

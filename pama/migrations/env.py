@@ -2,7 +2,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from pama.store import Base
+from pama.orm import Base
 
 config = context.config
 target_metadata = Base.metadata
