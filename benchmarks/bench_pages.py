@@ -137,7 +137,8 @@ def settle(page, timeout_s: float, quiet_s: float = 1.5) -> float:
 def load(browser, url: str, spec: tuple, timeout_s: float, shots: Path | None = None,
          shot_name: str = "") -> dict:
     """One fresh load of a page: a new context (session), the observer, then wait until the script is idle and no
-    background generation is pending (``settle``). Returns seconds from navigation start to the first plot / text (None: none)."""
+    background generation is pending (``settle``). Returns seconds from navigation start to the first plot / text
+    (None: none)."""
     name, path, title, generates = spec
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = ctx.new_page()

@@ -5,9 +5,11 @@
 Variants, run interleaved (round-robin) in one process on the same LoRA-wrapped model (r=8, α=16, q/v) and
 the same 8 builtin:train prompts per round: ``hf-generate`` (``model.generate(do_sample=True, top_k=0)``), ``ours``
 (``pama.sampling.sample``: inverse-CDF draw, LoRA merged for the loop, large float32 matmuls through oneDNN, the
-prompts' common prefix prefilled once), and ``ours`` without one of them: ``ours-no-onednn``, ``ours-unmerged``,
-``ours-no-shared-prefix``. Every variant is forced to 48 tokens
-(``min_new_tokens`` / no EOS) so all do the same work. Medians of wall and CPU seconds; ratio = hf / variant.
+prompts' common prefix prefilled once, the KV cache written in place, the MLP's gate and up projections as one
+matmul), and ``ours`` without one of them: ``ours-no-onednn``, ``ours-unmerged``, ``ours-no-shared-prefix``,
+``ours-no-slab-cache`` (``PAMA_DECODE_SLAB=0``), ``ours-no-fused-mlp`` (``PAMA_FUSED_MLP=0``). Every variant is forced
+to 48 tokens (``min_new_tokens`` / no EOS) so all do the same work. Medians of wall and CPU seconds; ratio = hf /
+variant.
 
 The memory-bandwidth bound (issue 24), measured in the same run: every round first times a read of a 2 GiB float32
 buffer (``torch.sum`` at the same threads, far larger than the last-level cache) for this machine's read bandwidth
@@ -17,8 +19,9 @@ which is the tied embedding; counted from the model's own tensors, each once), s
 less than T × those bytes / bandwidth. "of bound" is that bound over the variant's time, round by round (median):
 wall, and CPU-seconds beside it because the CPU may be shared (another process's load stretches wall time but not
 the CPU time). ``matmuls-only`` times just those layers' matmuls at the batch's rows for T steps, as the decode runs
-them (oneDNN, prepacked weights where the CPU packs them; the small layers through ``F.linear``): what the rest of the
-decode (attention, norms, rotary, sampling, Python) adds is the gap between it and ``ours``.
+them (oneDNN, prepacked weights where the CPU packs them, the MLPs' gate and up stacked; the small layers through
+``F.linear``): what the rest of the decode (attention, norms, rotary, sampling, Python) adds is the gap between it and
+``ours``.
 Writes benchmarks/results/rollout[-<model>][-<dtype>].csv and .md.
 """
 from __future__ import annotations
@@ -67,20 +70,26 @@ def read_bandwidth(buf) -> tuple[float, float]:
 
 def matmul_steps(model, rows: int, steps: int):
     """A callable timing only the decode step's linear layers (as ``sampling.onednn_linears(prepack=True)`` runs them)
-    on random (rows, 1, in) inputs, ``steps`` times."""
+    on random (rows, 1, in) inputs, ``steps`` times. Gated MLPs run as whole modules, so their gate and up projections
+    go through the one stacked matmul the decode uses (``PAMA_FUSED_MLP``; their silu and product are 8 × 1536
+    numbers)."""
     import torch
 
     from pama import sampling
 
-    layers = [m for n, m in model.named_modules() if type(m) is torch.nn.Linear and ".lora_" not in f".{n}"]
+    mlps = [m for m in model.modules() if all(hasattr(m, a) for a in ("gate_proj", "up_proj", "down_proj"))]
+    in_mlp = {id(sampling._plain_linear(getattr(m, a))) for m in mlps for a in ("gate_proj", "up_proj", "down_proj")}
+    layers = [m for n, m in model.named_modules() if type(m) is torch.nn.Linear and ".lora_" not in f".{n}"
+              and id(m) not in in_mlp]
+    calls = [(m, m.in_features) for m in layers] + [(m, sampling._plain_linear(m.gate_proj).in_features) for m in mlps]
 
     def run(r: int):
         with torch.inference_mode(), sampling.merged_lora(model), \
                 sampling.onednn_linears(model, prepack=sampling.prepack_requested(), rows=rows):
-            xs = {k: torch.randn(rows, 1, k, dtype=layers[0].weight.dtype) for k in {m.in_features for m in layers}}
+            xs = {k: torch.randn(rows, 1, k, dtype=layers[0].weight.dtype) for k in {k for _, k in calls}}
             for _ in range(steps):
-                for m in layers:
-                    m(xs[m.in_features])
+                for m, k in calls:
+                    m(xs[k])
     return run
 
 
@@ -113,17 +122,23 @@ def main() -> None:
         start = (r * B) % max(1, len(prompts) - B)
         return models.encode(tok, prompts[start:start + B])
 
-    def ours(r: int, *, onednn: bool = True, merge: bool = True, share: bool = True):
+    def ours(r: int, *, onednn: bool = True, merge: bool = True, share: bool = True, off: str = ""):
         enc = batch(r)
-        saved = sampling.onednn_linears
+        saved, saved_env = sampling.onednn_linears, os.environ.get(off)
         if not onednn:
             sampling.onednn_linears = lambda m, **kw: contextlib.nullcontext()
+        if off:   # a default-on switch of the decode loop turned off for this call
+            os.environ[off] = "0"
         try:
             return sampling.sample(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=T, eos_ids=set(),
                                    pad_id=tok.pad_token_id, temperature=1.0, seed=r, merge_lora=merge,
                                    share_prefix=share)
         finally:
             sampling.onednn_linears = saved
+            if off and saved_env is None:
+                os.environ.pop(off)
+            elif off:
+                os.environ[off] = saved_env
 
     def hf(r: int):
         with torch.no_grad():
@@ -132,6 +147,8 @@ def main() -> None:
 
     variants = {"hf-generate": hf, "ours": ours, "ours-no-onednn": lambda r: ours(r, onednn=False),
                 "ours-unmerged": lambda r: ours(r, merge=False), "ours-no-shared-prefix": lambda r: ours(r, share=False),
+                "ours-no-slab-cache": lambda r: ours(r, off="PAMA_DECODE_SLAB"),
+                "ours-no-fused-mlp": lambda r: ours(r, off="PAMA_FUSED_MLP"),
                 "matmuls-only": matmul_steps(model, B, T)}
     step_bytes = weight_bytes(model)
     buf = torch.ones(args.bandwidth_mib * 2**20 // 4)

@@ -22,7 +22,7 @@ import yaml
 from .preference import Preference, PreferenceError, PreferenceWarning
 
 METHODS = ("pama", "morlhf", "mgda", "trl-grpo")
-# trl-grpo: TRL's GRPOTrainer on the same model, LoRA, prompts and objectives (pama.trl_grpo, docs/methods.md)
+# trl-grpo: TRL's GRPOTrainer on the same model, LoRA, prompts and objectives (pama.trl_grpo, docs/PAMA_SPEC.md)
 TRL_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 # the methods that train a preference-conditioned adapter (docs/conditioned.md): a per-sample preference enters PAMA's
 # anchored combination and MORLHF's scalarisation; MGDA's per-objective gradients have no place for it
@@ -38,9 +38,10 @@ DEFAULT_OBJECTIVES = ["informativeness", "conciseness"]
 DEFAULT_PREFERENCE = [0.25, 0.75]
 # named settings (`--preset NAME`, the Train form's preset): filled in before the config file and the flags, which win.
 # paper-exp1 = the paper's first experiment (GPT-2 on IMDb: positive sentiment + length) on the embedded model; every
-# setting that differs from the paper, and why: docs/methods.md ("The paper-exp1 preset")
+# setting that differs from the paper, and why: docs/PAMA_SPEC.md ("The paper-exp1 preset")
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-exp1": {
+        "model": "smollm2-135m",                         # the embedded model (the paper: GPT-2 125M)
         "method": "pama", "anchor": 1.0,                 # λ = 1: the paper's PAMA (the preference does not enter)
         "objectives": ["sentiment", "length"],           # length = clip(chars/140, 0.5, 1.5), the paper's reward
         "prompts": "builtin:train:review", "eval_prompts": "builtin:heldout:review",
@@ -48,7 +49,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ppo_epochs": 4, "mini_batches": 1,              # > 1 epoch: the ratio leaves 1, so the clip ε = 0.2 acts
         "samples_per_prompt": 1,                         # the paper's PPO: one response per prompt, no groups
         "gamma": 1.0, "lam": 0.95, "cliprange": 0.2, "cliprange_value": 0.2, "vf_coef": 0.1,
-        "temperature": 1.0, "top_p": 1.0, "noon": "auto",
+        "temperature": 1.0, "top_p": 1.0, "noon": "auto", "max_new_tokens": 64,
+        # the same experiment by another method: GRPO needs groups (k ≥ 2), so trl-grpo gets 4 responses per prompt
+        "for_method": {"trl-grpo": {"samples_per_prompt": 4}},
     },
 }
 
@@ -324,10 +327,10 @@ class TrainConfig(_Composed):
                                     "uniform; a sweep leaves it empty (its grid sets each run's).",
                                     default_factory=list)
     method: str = _help("pama (closed-form combination), morlhf (linear scalarisation), mgda (min-norm gradients) "
-                        "or trl-grpo (TRL's GRPOTrainer with reward_weights = the preference; docs/methods.md).",
+                        "or trl-grpo (TRL's GRPOTrainer with reward_weights = the preference; docs/PAMA_SPEC.md).",
                         default="pama")
     preset: str = _help("A named set of settings filled in before the config file and the flags (which win): "
-                        f"{', '.join(PRESETS)} (docs/methods.md). "
+                        f"{', '.join(PRESETS)} (docs/PAMA_SPEC.md). "
                         "Empty = none.", default="")
     method_settings: PamaSettings | MorlhfSettings | MgdaSettings | TrlGrpoSettings | None = _help(
         "The method's own settings, made from `method` and the flat keys (anchor, granularity).", default=None)
@@ -545,7 +548,7 @@ class TrainConfig(_Composed):
         return errors
 
     def _trl_errors(self) -> list[str]:
-        """What TRL's GRPOTrainer cannot do (method trl-grpo; docs/methods.md) and an unknown preset."""
+        """What TRL's GRPOTrainer cannot do (method trl-grpo; docs/PAMA_SPEC.md) and an unknown preset."""
         errors = []
         if self.preset and self.preset not in PRESETS:
             errors.append(f"preset must be one of {', '.join(PRESETS)} (or empty), not {self.preset!r}")
@@ -711,6 +714,7 @@ def preset_values(name: str, fields=None, method: str | None = None) -> dict:
         raise ConfigError(f"preset must be one of {', '.join(PRESETS)} (or empty), not {name!r}")
     values = copy.deepcopy(PRESETS[name])
     method = method or values.get("method")
+    values.update(values.pop("for_method", {}).get(method, {}))
     drop = other_methods_settings(method) if method in METHODS else frozenset()
     return {k: v for k, v in values.items() if (fields is None or k in fields) and k not in drop}
 
@@ -721,6 +725,19 @@ def with_preset(data: dict, fields=None) -> dict:
     if not name or not isinstance(name, str):
         return data
     return {**preset_values(name, fields, data.get("method")), **data}
+
+
+def describe_preset(cfg) -> str:
+    """The preset's settings as this config holds them, one per line (a value changed by the config file or a flag
+    is marked), for the CLI to print; '' without a preset."""
+    if not getattr(cfg, "preset", ""):
+        return ""
+    flat = cfg.to_dict()
+    lines = [f"preset {cfg.preset} (docs/PAMA_SPEC.md):"]
+    for k, v in preset_values(cfg.preset, set(flat), flat.get("method")).items():
+        mark = "" if flat[k] == v else f"   (preset: {v}; set by the config file or a flag)"
+        lines.append(f"  {k}: {flat[k]}{mark}")
+    return "\n".join(lines)
 
 
 def load_yaml(path: str | Path) -> dict:

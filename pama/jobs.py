@@ -7,6 +7,13 @@ Everything the app shows afterwards (status, step, ETA, curves) comes from the s
 reloads and closed tabs. ``cancel`` sets the status to 'cancelled' (the trainer stops at its next step) and sends
 SIGTERM. ``reap`` marks a run whose process is gone (or silent for longer than a
 grace period) as failed, with the tail of its log as the message.
+
+On a SQLite store the jobs go through a queue (Huey's SqliteHuey, a file beside the database, docs/deployment.md
+says why Huey): ``start_train`` / ``start_sweep`` enqueue the job and make sure a local worker
+(``python -m pama worker --local``, one slot) serves the queue, so two runs started together run one after the
+other, the second 'queued, 1st in line' (``queue_position``), and a queued job survives a server restart (the
+queue is a file; ``reap`` starts a worker again when jobs wait). A job cancelled while queued is skipped by the
+worker. Other stores (PostgreSQL) start the process at once, as before.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,10 +53,25 @@ class JobError(RuntimeError):
 class Job:
     kind: str           # 'train' or 'sweep'
     id: str             # run id or sweep id
-    pid: int
+    pid: int | None
     log: str
     config_file: str
     command: list[str]
+    queued: bool = False  # True: enqueued, a worker starts the process later (QueuedJob)
+
+
+class QueuedJob(Job):
+    """A job waiting in the queue: its ``pid`` is the process a worker started for it, read from its job file
+    (None while it waits), so a caller holding the Job can still signal the process once it runs."""
+
+    @property
+    def pid(self) -> int | None:  # type: ignore[override]
+        job = read_job(self.id)
+        return int(job["pid"]) if job and job.get("pid") else None
+
+    @pid.setter
+    def pid(self, value) -> None:  # the dataclass __init__ assigns it; the job file is the truth
+        pass
 
 
 def logs_dir() -> Path:
@@ -81,26 +104,43 @@ def tail(path: str | Path, lines: int = 12, max_chars: int = 3000) -> str:
 
 def _launch(kind: str, cfg, job_id: str, *, db_url: str | None = None, extra_args: Sequence[str] = (),
             env: Mapping[str, str] | None = None, header: str = "") -> Job:
-    """Start ``python -m pama KIND --config FILE ...`` for a row that already exists (``job_id``), logging to
-    ``logs/<job_id>.log`` (after ``header``); nothing is read back from the child (its id is known, its state is in
-    the store)."""
+    """Run ``python -m pama KIND --config FILE ...`` for a row that already exists (``job_id``), logging to
+    ``logs/<job_id>.log`` (after ``header``): through the queue on a SQLite store (a QueuedJob), else started at once;
+    nothing is read back from the child (its id is known, its state is in the store)."""
     logs_dir().mkdir(parents=True, exist_ok=True)
     cfg_file = logs_dir() / f"{kind}-{job_id}.yaml"
     cfg_file.write_text(yaml.safe_dump(_config_dict(cfg), sort_keys=False))
     log_file = log_path(job_id)
-    cmd = [sys.executable, "-m", "pama", kind, "--config", str(cfg_file), *extra_args]
+    with open(log_file, "ab") as log:
+        log.write(header.encode())
+    argv = ["-m", "pama", kind, "--config", str(cfg_file), *extra_args]
+    queue = queue_path(db_url)
+    if queue is None:
+        return _spawn(kind, job_id, argv, db_url=db_url, env=env)
+    _queue(queue)[1](kind, job_id, argv, db_url, dict(env or {}))
+    ensure_local_worker(db_url)
+    return QueuedJob(kind=kind, id=job_id, pid=None, log=str(log_file), config_file=str(cfg_file),
+                     command=[sys.executable, *argv], queued=True)
+
+
+def _spawn(kind: str, job_id: str, argv: Sequence[str], *, db_url: str | None,
+           env: Mapping[str, str] | None = None) -> Job:
+    """Start ``python ARGV`` in its own process group (it outlives whoever started it), appending to its log, and
+    write the job file (pid, host) that cancel and reap read."""
+    logs_dir().mkdir(parents=True, exist_ok=True)
+    log_file = log_path(job_id)
+    cmd = [sys.executable, *argv]
     child_env = dict(os.environ)
     child_env.update(env or {})
     child_env["PYTHONUNBUFFERED"] = "1"
     if db_url:  # through the environment, not argv: a password in argv is visible to every user in `ps`
         child_env["PAMA_DB_URL"] = db_url
     with open(log_file, "ab") as log:
-        log.write(header.encode())
-        log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=str(paths.REPO), env=child_env, start_new_session=True)
     track(proc)
-    job = Job(kind=kind, id=job_id, pid=proc.pid, log=str(log_file), config_file=str(cfg_file), command=cmd)
+    cfg_file = argv[argv.index("--config") + 1] if "--config" in argv else ""
+    job = Job(kind=kind, id=job_id, pid=proc.pid, log=str(log_file), config_file=cfg_file, command=cmd)
     job_file(job_id).write_text(json.dumps(dict(dataclasses.asdict(job), host=socket.gethostname(),
                                                 started=time.time()), indent=2))
     return job
@@ -122,8 +162,8 @@ def start_train(cfg, *, store=None, db_url: str | None = None, timeout_s: float 
     older callers; nothing is waited for."""
     from . import runs  # heavy (torch, via models and methods): loaded only when the app starts a run
 
-    url = db_url or (store.url if store is not None else None)
-    store = store if store is not None else Store(url)
+    store = store if store is not None else Store(db_url)
+    url = db_url or store.url
     data = _config_dict(cfg)
     try:
         with warnings.catch_warnings():
@@ -139,7 +179,8 @@ def start_train(cfg, *, store=None, db_url: str | None = None, timeout_s: float 
     except OSError as err:
         store.set_status(run_id, "failed", error=f"could not start the training process: {err}")
         raise JobError(f"could not start the training process: {err}") from None
-    store.update_run(run_id, pid=job.pid)
+    if not job.queued:
+        store.update_run(run_id, pid=job.pid)
     return job
 
 
@@ -154,6 +195,8 @@ def start_sweep(cfg, *, store, timeout_s: float | None = None, env: Mapping[str,
     sweep_id = store.create_sweep(
         name=name or data.get("name") or default_sweep_name(data),
         method=data["method"], model=data["model"], objectives=list(data["objectives"]), config=data)
+    if queue_path(store.url) is not None:
+        store.update_sweep(sweep_id, status="queued")  # the sweep process sets 'running' when a worker starts it
     try:
         return _launch("sweep", data, sweep_id, db_url=store.url, extra_args=["--resume", sweep_id, "--quiet"],
                        env=env)
@@ -178,8 +221,9 @@ def cancel_sweep(store, sweep_id: str) -> bool:
     return True
 
 
-def sweep_progress(sweep: Mapping, runs: Sequence[Mapping]) -> dict:
-    """Trained / total runs of a sweep (one for a conditioned sweep) and its current run, from the store's dicts."""
+def sweep_progress(sweep: Mapping, runs: Sequence[Mapping], *, position: int | None = None) -> dict:
+    """Trained / total runs of a sweep (one for a conditioned sweep) and its current run, from the store's dicts
+    (``position``: its place in the queue while it waits there)."""
     cfg = sweep.get("config") or {}
     try:
         total = sweep_shape({**cfg, "objectives": sweep.get("objectives") or []})[0]
@@ -188,6 +232,8 @@ def sweep_progress(sweep: Mapping, runs: Sequence[Mapping]) -> dict:
     done = sum(1 for r in runs if r.get("status") == "finished")
     current = next((r for r in runs if r.get("status") in ACTIVE), None)
     phase = sweep.get("status", "queued")
+    if phase == "queued" and position:
+        phase = f"queued, {ordinal(position)} in line"
     evaluation = None
     if phase == "running":
         training = current is not None or done < total
@@ -230,6 +276,230 @@ def evaluation_progress(state: Mapping | None, *, now: float | None = None) -> d
 def sweep_available() -> bool:
     """Whether pama.sweep ships with this installation (found, not imported: jobs sits below the sweep workflow)."""
     return importlib.util.find_spec("pama.sweep") is not None
+
+
+# ------------------------------------------------------------------------------------------------ the queue
+
+LOCAL_WORKER_IDLE_S = 300.0  # an auto-started local worker exits after this long with nothing to do
+_QUEUES: dict[str, tuple] = {}
+_QUEUES_LOCK = threading.Lock()
+_running = 0                  # jobs this process's worker threads are running now
+_running_lock = threading.Lock()
+_last_start: dict[str, float] = {}  # queue file → when this process last started a local worker for it
+
+
+def queue_path(db_url: str | None) -> Path | None:
+    """The queue file of a SQLite store (``<database>.queue`` beside it); None for other stores (started at once)
+    and for an in-memory database."""
+    from sqlalchemy.engine import make_url  # the URL parser only; the store module loads SQLAlchemy anyway
+
+    url = make_url(db_url or paths.default_db_url())
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    db = Path(url.database).expanduser()
+    return db.with_name(db.name + ".queue")
+
+
+def _queue(path: Path) -> tuple:
+    """(the Huey instance on the queue file, its ``run_job`` task), one per file in this process."""
+    key = str(path)
+    with _QUEUES_LOCK:
+        if key not in _QUEUES:
+            from huey import SqliteHuey  # the queue engine: loaded only where a queue is used
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            huey = SqliteHuey(name="pama-jobs", filename=key, results=False, utc=True)
+            _QUEUES[key] = (huey, huey.task(name="run_job")(_run_queued))
+        return _QUEUES[key]
+
+
+def _row_status(store, kind: str, job_id: str) -> str | None:
+    row = store.get_run(job_id) if kind == "train" else store.get_sweep(job_id)
+    return row["status"] if row else None
+
+
+def _run_queued(kind: str, job_id: str, argv: list[str], db_url: str | None, env: dict) -> str:
+    """The queue's task, run in a worker thread: start the job's process unless it was cancelled (or deleted)
+    while it waited, then wait for it to exit. The process reports to the store itself; a process that dies
+    without a word is failed by ``reap`` (the app's, or after the heartbeat grace)."""
+    global _running
+    store = Store(db_url)
+    with _running_lock:
+        _running += 1
+    try:
+        if _row_status(store, kind, job_id) != "queued":
+            return "skipped"
+        job = _spawn(kind, job_id, argv, db_url=db_url, env=env)
+        if kind == "train":
+            store.update_run(job_id, pid=job.pid)
+        while pid_alive(job.pid):
+            time.sleep(0.5)
+        return "done"
+    finally:
+        with _running_lock:
+            _running -= 1
+        store.close()
+
+
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def queue_position(store, job_id: str) -> int | None:
+    """1 for the next job a worker takes, 2 for the one after, ...; None when the job is not waiting in the queue
+    (started, finished, cancelled, or a store without a queue). Jobs cancelled while they wait do not count."""
+    path = queue_path(store.url)
+    if path is None or not path.exists():
+        return None
+    try:
+        pending = _queue(path)[0].pending()
+    except Exception:  # noqa: BLE001 - a queue file being written or foreign: no position rather than a crash
+        return None
+    ahead = 0
+    for task in pending:
+        kind, tid = task.args[0], task.args[1]
+        if tid == job_id:
+            return ahead + 1
+        if _row_status(store, kind, tid) == "queued":
+            ahead += 1
+    return None
+
+
+def queue_phase(store, job_id: str) -> str | None:
+    """'queued, 1st in line' for a job waiting in the queue, else None."""
+    pos = queue_position(store, job_id)
+    return None if pos is None else f"queued, {ordinal(pos)} in line"
+
+
+def _worker_lock(queue: Path) -> Path:
+    return queue.with_name(queue.name + ".worker.lock")
+
+
+def ensure_local_worker(db_url: str | None) -> int | None:
+    """Start ``python -m pama worker --local`` (one slot) for a SQLite store unless one already holds the queue's
+    worker lock; returns the new worker's pid, or None (one is running, or the store has no queue)."""
+    import fcntl  # POSIX only, like the process groups the jobs run in
+
+    queue = queue_path(db_url)
+    if queue is None:
+        return None
+    queue.parent.mkdir(parents=True, exist_ok=True)
+    logs_dir().mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PAMA_DB_URL=db_url or paths.default_db_url())
+    idle = os.environ.get("PAMA_WORKER_IDLE_S") or str(LOCAL_WORKER_IDLE_S)
+    if time.monotonic() - _last_start.get(str(queue), -1e9) < 5.0:
+        return None  # started one a moment ago: a worker that fails at start is not restarted in a tight loop
+    with open(_worker_lock(queue), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # a local worker serves this queue (or is starting: it holds the lock from its start)
+        _last_start[str(queue)] = time.monotonic()
+        # the worker inherits the locked file: the lock passes to it with no gap while it imports (many seconds),
+        # so no second worker is started meanwhile
+        fd = lock.fileno()
+        with open(logs_dir() / "worker.log", "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "pama", "worker", "--local", "--lock-fd", str(fd),
+                                     "--slots", "1", "--idle-exit", idle], stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=str(paths.REPO), env=env, start_new_session=True,
+                                    pass_fds=(fd,))
+    track(proc)
+    return proc.pid
+
+
+def resume_queue(store) -> int | None:
+    """Start a local worker when jobs wait in the queue and none serves it (after a restart of the machine or of
+    the app: the queue is a file, the worker is not)."""
+    path = queue_path(store.url)
+    if path is None or not path.exists():
+        return None
+    try:
+        if not _queue(path)[0].pending_count():
+            return None
+    except Exception:  # noqa: BLE001
+        return None
+    return ensure_local_worker(store.url)
+
+
+def run_worker(db_url: str | None = None, *, slots: int = 1, local: bool = False,
+               idle_exit_s: float | None = None, lock_fd: int | None = None) -> int:
+    """Serve the store's queue: ``slots`` jobs at once (Huey's consumer, one thread per slot, each waiting on the
+    job's process). ``local``: the worker the app starts, one per queue (a file lock; a second exits at once;
+    ``lock_fd``: the lock already taken for it by ``ensure_local_worker``).
+    ``idle_exit_s``: exit after that long with nothing queued or running."""
+    import fcntl  # POSIX only
+    import logging
+
+    url = db_url or paths.default_db_url()
+    queue = queue_path(url)
+    if queue is None:
+        raise JobError("The job queue needs a SQLite store in this version; with PAMA_DB_URL set to another "
+                       "database the app starts each job at once.")
+    lock = None
+    if local and lock_fd is not None:
+        lock = os.fdopen(lock_fd, "a+")  # noqa: SIM115 - locked by our starter, held for the worker's life
+    elif local:
+        queue.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(_worker_lock(queue), "a+")  # noqa: SIM115 - held for the worker's life
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("a local worker already serves this queue", flush=True)
+            return 0
+    if lock is not None:  # for a person who wonders which process serves the queue
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    huey = _queue(queue)[0]
+    print(f"worker {socket.gethostname()}:{os.getpid()} serving {queue} with {slots} slot(s)", flush=True)
+    consumer = huey.create_consumer(workers=max(1, int(slots)), worker_type="thread", periodic=False,
+                                    initial_delay=0.1, backoff=1.15, max_delay=1.0)
+    if idle_exit_s:
+        threading.Thread(target=_exit_when_idle, args=(huey, lock, float(idle_exit_s)), daemon=True,
+                         name="idle-exit").start()
+    consumer.run()
+    return 0
+
+
+def _exit_when_idle(huey, lock, idle_s: float) -> None:
+    """Stop this worker (SIGINT: Huey's graceful stop) after ``idle_s`` with nothing queued or running. The lock
+    is let go before the last look at the queue, so a job enqueued meanwhile finds either this worker still
+    serving or the lock free (and its enqueuer starts a new worker)."""
+    import fcntl  # POSIX only
+
+    since = time.monotonic()
+    while True:
+        time.sleep(min(1.0, idle_s / 4))
+        if _running or huey.pending_count():
+            since = time.monotonic()
+            continue
+        if time.monotonic() - since < idle_s:
+            continue
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        if not _running and not huey.pending_count():
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        if lock is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a new worker took the queue: leave it to it once our jobs end
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+        since = time.monotonic()
+
+
+def wait_started(job: Job, *, timeout_s: float = 120.0, poll_s: float = 0.2) -> int:
+    """The pid of a job's process, waiting until a worker has started it (a queued job)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid = job.pid
+        if pid:
+            return pid
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job.id} was not started within {timeout_s:.0f} s")
+        time.sleep(poll_s)
 
 
 # ------------------------------------------------------------------------------------------------ process state
@@ -303,6 +573,8 @@ def reap(store, *, grace_s: float | None = None, now: dt.datetime | None = None)
                 if run["status"] in ACTIVE:
                     store.set_status(run["id"], "failed", error="the sweep process exited")
             failed.append(sweep["id"])
+    with contextlib.suppress(OSError, JobError):
+        resume_queue(store)  # jobs left waiting by a restart get a worker again
     return failed
 
 
@@ -338,8 +610,9 @@ def _aware(t: dt.datetime | None) -> dt.datetime | None:
 
 
 def progress(run: Mapping, metrics: Sequence[Mapping] = (), *, now: dt.datetime | None = None,
-             grace_s: float | None = None) -> dict:
-    """What the progress panel shows, as a pure function of a run dict and its metrics rows."""
+             grace_s: float | None = None, position: int | None = None) -> dict:
+    """What the progress panel shows, as a pure function of a run dict and its metrics rows (and of its place in the
+    queue, ``queue_position``, while it waits there)."""
     grace_s = heartbeat_grace_s() if grace_s is None else grace_s
     now = now or dt.datetime.now(dt.timezone.utc)
     step, total = int(run.get("step") or 0), int(run.get("total_steps") or 0)
@@ -352,7 +625,7 @@ def progress(run: Mapping, metrics: Sequence[Mapping] = (), *, now: dt.datetime 
     active = status in ACTIVE
     eta = eta_seconds(step, total, times) if active else None
     if status == "queued":
-        phase = "starting (loading the model)"
+        phase = f"queued, {ordinal(position)} in line" if position else "starting (loading the model)"
     elif status == "running":
         phase = "training" if step < total else "saving"
         if hb_age is not None and hb_age > grace_s:
@@ -360,7 +633,7 @@ def progress(run: Mapping, metrics: Sequence[Mapping] = (), *, now: dt.datetime 
     else:
         phase = status
     return dict(
-        status=status, phase=phase, step=step, total=total,
+        status=status, phase=phase, step=step, total=total, position=position if status == "queued" else None,
         fraction=min(1.0, step / total) if total > 0 else 0.0,
         eta_s=eta, eta=format_duration(eta) if eta is not None else ("–" if active else ""),
         elapsed_s=((ended or now) - started).total_seconds() if started else None,

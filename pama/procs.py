@@ -42,3 +42,30 @@ def pid_alive(pid: int | None) -> bool:
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
     return True
+
+
+def worker_lock_path(db_url: str) -> Path | None:
+    """The lock file of the local worker of a SQLite store's job queue (``<database>.queue.worker.lock``); None for
+    other stores. Parsed without SQLAlchemy: ``python -m pama worker --local`` takes it before any heavy import."""
+    if not db_url.startswith("sqlite:///") or db_url.split("?")[0].endswith(":memory:"):
+        return None
+    db = Path(db_url.split("?")[0][len("sqlite:///"):]).expanduser()
+    return db.with_name(db.name + ".queue.worker.lock")
+
+
+def take_worker_lock(db_url: str) -> int | None:
+    """Lock the local worker's file: its descriptor (kept open, locked, for the worker's life), -1 when another
+    worker holds it, None for a store without a queue."""
+    import fcntl  # POSIX only
+
+    path = worker_lock_path(db_url)
+    if path is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return -1
+    return fd

@@ -463,7 +463,8 @@ def forward_sharing_prefix(model, input_ids: torch.Tensor, attention_mask: torch
 
 @functools.lru_cache(maxsize=1)
 def slab_layer_class():
-    """A KV-cache layer written in place into buffers sized for the whole rollout (built once: transformers is heavy)."""
+    """The class of a KV-cache layer written in place into buffers sized for the rollout (made once: transformers is
+    heavy)."""
     from transformers.cache_utils import DynamicLayer  # heavy: only the decode loop needs it
 
     class SlabLayer(DynamicLayer):

@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import algorithm as alg
-from . import models, paths
+from . import models, paths, trl_grpo
 from . import objectives as objmod
 from .callbacks import (CallbackHandler, StepFunctionCallback, StoreCallback, TrainerCallback, TrainerControl,
                         integrations)
@@ -502,6 +502,12 @@ def train(cfg: TrainConfig, store: Store | None = None, *, run_id: str | None = 
     """Validate, create (or resume) the run, train to cfg.steps; returns the run id. Without ``store`` or a
     ``StoreCallback`` in ``callbacks`` nothing is written to any store."""
     cfg.validate()
+    if trl_grpo.handles(cfg):  # TRL's GRPOTrainer, reporting through the same callbacks (pama.trl_grpo)
+        try:
+            return trl_grpo.train(cfg, store, run_id=run_id, progress=progress, on_step=on_step, model=model,
+                                  tokenizer=tokenizer, sweep_id=sweep_id, name=name, callbacks=callbacks)
+        except trl_grpo.Cancelled as err:
+            raise RunCancelled(*err.args) from None
     trainer = Trainer(cfg, store, run_id=run_id, progress=progress, on_step=on_step, model=model,
                       tokenizer=tokenizer, sweep_id=sweep_id, name=name, callbacks=callbacks)
     return trainer.train()
@@ -522,6 +528,13 @@ def resume(run_id: str, store: Store | None = None, *, steps: int | None = None,
     if steps is not None:
         cfg = replace(cfg, steps=steps)
     cfg.validate()
+    if trl_grpo.handles(cfg):  # TRL restores its own checkpoint (trainer_state, optimizer, scheduler, RNG)
+        store.update_run(run_id, config=cfg.to_dict())
+        try:
+            return trl_grpo.train(cfg, store, run_id=run_id, progress=progress, model=model, tokenizer=tokenizer,
+                                  callbacks=callbacks(cfg) if callable(callbacks) else callbacks, resume=True)
+        except trl_grpo.Cancelled as err:
+            raise RunCancelled(*err.args) from None
     # the checkpoint is loaded (or refused) before the store is touched: a failed resume changes nothing
     trainer = Trainer(cfg, store, run_id=run_id, progress=progress, model=model, tokenizer=tokenizer,
                       callbacks=callbacks(cfg) if callable(callbacks) else callbacks)

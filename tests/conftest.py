@@ -32,6 +32,7 @@ def pama_home(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("PAMA_HOME", str(home))
     monkeypatch.delenv("PAMA_DB_URL", raising=False)
+    monkeypatch.setenv("PAMA_WORKER_IDLE_S", "10")  # the local queue worker a test starts exits soon after
     return home
 
 

@@ -51,7 +51,8 @@ def test_bench_rollout_compares_every_variant(tmp_path):
     _run(tmp_path, "bench_rollout.py", "--rounds", "1", "--tokens", "4", "--batch", "3", "--bandwidth-mib", "64")
     rows = _rows(tmp_path / "rollout-tiny-random.csv")
     assert {r["variant"] for r in rows} == {"hf-generate", "ours", "ours-no-onednn", "ours-unmerged",
-                                            "ours-no-shared-prefix", "matmuls-only"}
+                                            "ours-no-shared-prefix", "ours-no-slab-cache", "ours-no-fused-mlp",
+                                            "matmuls-only"}
     for r in rows:   # issue 24: the bandwidth bound measured in the same run, and each variant's fraction of it
         assert float(r["bw_wall_gbs"]) > 0 and float(r["bw_cpu_gbs"]) > 0
         assert float(r["of_bound_wall"]) == pytest.approx(float(r["bound_wall_s"]) / float(r["wall_s"]))

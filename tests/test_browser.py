@@ -607,3 +607,44 @@ def test_runs_page_shows_the_front_forming_during_training(page):
             _stop_app(proc)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------- trl-grpo from the form
+
+def test_train_form_starts_a_trl_grpo_run(page):
+    """Method trl-grpo picked in the Train form (with its aggregation) trains a tiny run by TRL's GRPOTrainer in the
+    background; the store holds it finished, with its adapter (pama.trl_grpo); screenshot 7-train-trl-grpo."""
+    from pama.store import Store
+
+    home = Path(tempfile.mkdtemp(prefix="pama-browser-trl-"))
+    os.environ.pop("PAMA_DB_URL", None)
+    try:
+        proc, url = _start_app(home, demo=False)
+        try:
+            page.goto(url)
+            wait_idle(page)
+            go_to(page, "Train")
+            for label, option in (("Method", "trl-grpo"), ("Aggregation (trl-grpo)", "normalize_then_sum")):
+                page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
+                page.locator('[role="option"]', has_text=option).first.click()
+                wait_idle(page)
+            page.get_by_role("spinbutton", name="Steps", exact=True).fill("2")
+            page.get_by_role("spinbutton", name="Batch size", exact=True).fill("4")  # k = 4 responses of 1 prompt
+            page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("4")
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_text("in the background").wait_for(timeout=90_000)
+            page.get_by_text("Finished. Its adapter is saved").first.wait_for(timeout=180_000)
+            wait_idle(page)
+            no_exception(page)
+            shot(page, "7-train-trl-grpo")
+        finally:
+            _stop_app(proc)
+        with _pama_home(home):
+            store = Store()
+            (run,) = store.list_runs()
+            store.close()
+        assert run["method"] == "trl-grpo" and run["status"] == "finished" and run["step"] == 2
+        assert run["config"]["aggregation"] == "normalize_then_sum"
+        assert (Path(run["adapter_path"]) / "adapter_model.safetensors").is_file()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

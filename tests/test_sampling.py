@@ -476,3 +476,39 @@ def test_slab_layer_keeps_what_a_growing_layer_keeps():
     for layer in (ref, slab):
         layer.crop(-3)
     assert torch.equal(slab.keys, ref.keys) and torch.equal(slab.values, ref.values)
+
+
+def test_fused_gate_up_matmul_gives_the_same_logits_bit_for_bit(tiny, monkeypatch):
+    """Issue 24: with prepacked weights each gated MLP's gate and up projections run as one oneDNN matmul
+    (PAMA_FUSED_MLP, default on): one call fewer per layer, and the logits are equal to the two-call ones exactly;
+    an active LoRA adapter on those projections (not merged) makes the MLP compute as its own class does."""
+    from peft import LoraConfig, get_peft_model
+
+    base, tok = tiny
+    ids = tok(PROMPTS, return_tensors="pt", padding=True)
+    n_layers = base.config.num_hidden_layers
+    real, calls = sampling._onednn_linear(), []
+    counting = lambda *a: calls.append(1) or real(*a)   # noqa: E731  one object: the exactness probe is cached per op
+    monkeypatch.setattr(sampling, "_onednn_linear", lambda: counting)
+
+    def logits(model, fused: bool):
+        monkeypatch.setenv("PAMA_FUSED_MLP", "1" if fused else "0")
+        calls.clear()
+        with torch.inference_mode(), sampling.onednn_linears(model, min_numel=0, prepack=True, rows=len(PROMPTS)):
+            out = model(**ids).logits
+        assert not any("forward" in vars(m) for m in model.modules())
+        return out, len(calls)
+
+    logits(base, True)   # the first context probes whether fusing is exact here (cached afterwards)
+    (apart, n_apart), (fused, n_fused) = logits(base, False), logits(base, True)
+    assert torch.equal(fused, apart)
+    assert n_apart - n_fused == n_layers
+
+    lora = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=["gate_proj", "up_proj"],
+                                                          init_lora_weights=False)).eval()
+    with torch.inference_mode():
+        reference = lora(**ids).logits
+    (active_apart, _), (active_fused, _) = logits(lora, False), logits(lora, True)
+    assert torch.equal(active_fused, active_apart)   # the adapters are on: nothing is fused
+    assert not torch.allclose(reference, base(**ids).logits.detach(), atol=1e-3)   # and they do change the logits
+    torch.testing.assert_close(active_fused, reference, atol=1e-5, rtol=1e-5)

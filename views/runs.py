@@ -44,9 +44,11 @@ if run is None:
     st.stop()
 
 metrics = reads.metrics.fresh(run_id)
-prog = jobs.progress(run, [m for m in metrics if m["key"] == "time/step"])
+prog = jobs.progress(run, [m for m in metrics if m["key"] == "time/step"],
+                     position=jobs.queue_position(store, run.id) if run.status == "queued" else None)
 st.markdown(f"### {run.name}")
-st.caption(f"`{run.id}` · {run.method} · {run.model} · status **{run.status}** · step "
+st.caption(f"`{run.id}` · {run.method} · {run.model} · status **{run.status}**"
+           + (f" ({prog['phase']})" if prog["position"] else "") + " · step "
            f"{run.step}/{run.total_steps}" + (f" · ETA {prog['eta']}" if prog["active"] else ""))
 if run.status == "failed":
     st.error(f"Failed: {run.error or 'no message'}")

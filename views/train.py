@@ -4,7 +4,8 @@ import streamlit as st
 from pama import jobs, objectives, plots
 from pama.app import forms, reads
 from pama.app.settings import UIError, default_model
-from pama.config import DEFAULT_OBJECTIVES, DEFAULT_PREFERENCE, METHODS, ConfigError, SweepConfig, TrainConfig
+from pama.config import (DEFAULT_OBJECTIVES, DEFAULT_PREFERENCE, METHODS, TRL_AGGREGATIONS, ConfigError, SweepConfig,
+                         TrainConfig)
 from pama.sampling import bf16_native
 from pama.records import RunRecord, SweepRecord
 from pama.store import StoreError
@@ -24,13 +25,23 @@ with st.form("train_form"):
                                "or a local model folder.")
     method = c2.selectbox("Method", METHODS, key="tf_method",
                           help="pama: closed-form combination of objectives; morlhf: linear scalarisation; "
-                               "mgda: min-norm gradient weights.")
+                               "mgda: min-norm gradient weights; trl-grpo: TRL's GRPOTrainer with reward_weights = "
+                               "the preference (fixed β, no conditioned adapter: docs/PAMA_SPEC.md).")
     chosen = st.multiselect("Objectives", objectives.available(), key="tf_objectives",
                             default=[o for o in DEFAULT_OBJECTIVES if o in objectives.available()])
     extra = st.text_area("More objectives (one spec per line, optional)", key="tf_extra", height=68,
                          placeholder="length:target=30,unit=words\nhf:<local reward model folder>",
                          help="Built-ins with parameters, or hf: reward models. py: objectives run code and are "
                               "accepted only from config files and the command line.")
+    p1, p2 = st.columns(2)
+    preset = p1.selectbox("Preset", forms.PRESET_CHOICES, key="tf_preset",
+                          help="paper-exp1: the paper's first experiment (positive sentiment + length on review "
+                               "prompts, λ = 1, β 0.2 → target KL 3, 4 PPO epochs); it replaces the fields it sets "
+                               "(objectives, anchor, ...) but keeps the method and model picked (docs/PAMA_SPEC.md).")
+    aggregation = p2.selectbox("Aggregation (trl-grpo)", TRL_AGGREGATIONS, key="tf_aggregation",
+                               help="How TRL's GRPO combines the objectives: sum_then_normalize (weighted sum, then "
+                                    "normalised per prompt group) or normalize_then_sum (each objective normalised "
+                                    "first). Used by method trl-grpo only.")
     st.markdown("**Trade-off**")
     mode = st.radio("Train", forms.MODES, horizontal=True, key="tf_mode",
                     help="A sweep grid trains one adapter per preference. One conditioned adapter (pama or morlhf) "
@@ -87,7 +98,8 @@ with st.form("train_form"):
 if submitted:
     sweep = forms.mode_is_sweep(mode)
     form = dict(name=name, model=model.strip(), objectives=forms.split_objectives(chosen, extra), method=method,
-                preference=preference, anchor=float(anchor), steps=int(steps), batch_size=int(batch),
+                preset=preset, aggregation=aggregation, preference=preference, anchor=float(anchor),
+                steps=int(steps), batch_size=int(batch),
                 max_new_tokens=int(new_tokens), lora_r=int(rank), lora_alpha=2 * int(rank),
                 learning_rate=float(lr), dtype=dtype, report_to=list(report_to), live_eval_every=int(live_every))
     if sweep:
@@ -112,7 +124,8 @@ if submitted:
             else:
                 st.session_state.setdefault("sweep_watch" if sweep else "train_watch", []).append(job.id)
                 reads.clear()
-                st.success(f"Started {'sweep' if sweep else 'run'} `{job.id}` in the background (pid {job.pid}, log "
+                where = (f"pid {job.pid}" if job.pid else jobs.queue_phase(store, job.id) or "queued")
+                st.success(f"Started {'sweep' if sweep else 'run'} `{job.id}` in the background ({where}, log "
                            f"`{job.log}`). It keeps running if you close this tab; progress is below and on Runs.")
                 if dtype == "bfloat16" and bf16_slow:
                     st.warning(BF16_SLOW)
@@ -120,7 +133,8 @@ if submitted:
 
 def draw_run(run: RunRecord) -> None:
     metrics = reads.metrics.fresh(run.id) if run.step else []
-    prog = jobs.progress(run, [m for m in metrics if m["key"] == "time/step"])
+    prog = jobs.progress(run, [m for m in metrics if m["key"] == "time/step"],
+                         position=jobs.queue_position(store, run.id) if run.status == "queued" else None)
     with st.container(border=True):
         h1, h2 = st.columns([4, 1])
         h1.markdown(f"**Run: {run.name}**  \n`{run.id}` · {run.method} · {run.model} · *{prog['phase']}*")
@@ -145,7 +159,8 @@ def draw_run(run: RunRecord) -> None:
 
 
 def draw_sweep(sweep: SweepRecord, runs: list[RunRecord]) -> None:
-    prog = jobs.sweep_progress(sweep, runs)
+    prog = jobs.sweep_progress(sweep, runs,
+                               position=jobs.queue_position(store, sweep.id) if sweep.status == "queued" else None)
     with st.container(border=True):
         h1, h2 = st.columns([4, 1])
         h1.markdown(f"**Sweep: {sweep.name}**  \n`{sweep.id}` · {sweep.method} · {sweep.model} · *{prog['phase']}*")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Mapping, Sequence
 
-from ..config import SweepConfig, TrainConfig, from_dict, other_methods_settings
+from ..config import PRESETS, SweepConfig, TrainConfig, from_dict, other_methods_settings, preset_values
 from ..preference import PreferenceError, parse_weights
 from .settings import UIError
 
@@ -14,6 +14,12 @@ from .settings import UIError
 SWEEP_ONLY = ("points", "eval_samples", "eval_prompts", "eval_max_new_tokens", "eval_seed")
 RUN_ONLY = ("preference",)
 
+
+# the preset selector's choices: none, then config.PRESETS (docs/PAMA_SPEC.md)
+PRESET_CHOICES = ("(none)", *PRESETS)
+# what the form keeps of its own widgets when a preset is chosen: every widget has a value, so the preset replaces the
+# rest of what it sets (objectives, anchor, ...); the chosen method and model stay as picked
+FORM_WINS_OVER_PRESET = ("method", "model")
 
 MODES = ("one preference", "a sweep grid (a whole front)", "one conditioned adapter (whole front)")
 
@@ -49,6 +55,12 @@ def build_train_config(form: Mapping[str, Any], *, sweep: bool = False):
     is wrong. ``py:`` objectives are refused (they would run code typed in a browser)."""
     other_mode = RUN_ONLY if sweep else SWEEP_ONLY
     data = {k: v for k, v in form.items() if v is not None and k not in other_mode}
+    if data.get("preset") in (None, "", PRESET_CHOICES[0]):
+        data.pop("preset", None)
+    else:   # the preset's settings replace the widgets' values (but the method and model picked), then the rest
+        fields = {f for f in (SweepConfig if sweep else TrainConfig)().to_dict()} - set(other_mode)
+        preset = preset_values(data["preset"], fields, data.get("method"))
+        data.update({k: v for k, v in preset.items() if k not in FORM_WINS_OVER_PRESET})
     # the anchor box is on the form whatever the method: another method's setting is left out here (a config
     # refuses it), as the other mode's widgets are
     data = {k: v for k, v in data.items() if k not in other_methods_settings(data.get("method"))}

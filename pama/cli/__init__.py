@@ -9,11 +9,11 @@ from .. import __version__
 from ..config import ConfigError
 from ..models import ModelNotFoundError
 from ..store import StoreError
-from . import db, evaluate, front, generate, objectives, runs, setup, sweep, train, votes
+from . import db, evaluate, front, generate, objectives, runs, setup, sweep, train, votes, worker
 from .votes import format_votes  # noqa: F401  (pama.cli.format_votes)
 
 # one module per subcommand, in the order `--help` lists them; a broken module raises here, it never disappears
-SUBCOMMANDS = (setup, runs, db, objectives, generate, votes, train, sweep, front, evaluate)
+SUBCOMMANDS = (setup, runs, db, objectives, generate, votes, train, sweep, front, evaluate, worker)
 
 
 def build_parser() -> argparse.ArgumentParser:

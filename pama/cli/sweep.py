@@ -10,6 +10,7 @@ from ..fronts import format_table, front_table
 from ..config import SweepConfig, add_dataclass_arguments, build
 from ..store import Store
 from ..trainer import RunCancelled
+from .train import print_settings
 
 
 def register(sub, add) -> None:
@@ -35,6 +36,7 @@ def run(args) -> int:
             cfg = build(SweepConfig, args, args.config).validate()  # refuses a preference: the grid sets each run's
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
+        print_settings(cfg)
         sweep_id = None
         try:
             sweep_id = sw.run_sweep(cfg, store, progress=not args.quiet, name=args.sweep_name)

@@ -1,4 +1,4 @@
-"""`train`: train one LoRA adapter (PAMA, MORLHF or MGDA); prints the run id first."""
+"""`train`: train one LoRA adapter (PAMA, MORLHF, MGDA or TRL's GRPO); prints the run id first."""
 from __future__ import annotations
 
 import argparse
@@ -8,14 +8,15 @@ import signal
 import sys
 import warnings
 
-from .. import runs, trainer
+from .. import runs, trainer, trl_grpo
 from ..livefront import run_callbacks
-from ..config import ConfigError, TrainConfig, add_dataclass_arguments, build
+from ..config import ConfigError, TrainConfig, add_dataclass_arguments, build, describe_preset
 from ..store import Store
 
 
 def register(sub, add) -> None:
-    p = add("train", run, "Train one LoRA adapter (PAMA, MORLHF or MGDA); prints the run id first.")
+    p = add("train", run, "Train one LoRA adapter (PAMA, MORLHF, MGDA, or TRL's GRPO: --method trl-grpo); "
+                          "prints the run id first. --preset paper-exp1: the paper's first experiment.")
     p.add_argument("--config", default=None, help="YAML file of TrainConfig fields (flags override it)")
     p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue a stopped run from its checkpoint")
     p.add_argument("--run-id", default=None, help=argparse.SUPPRESS)
@@ -49,6 +50,7 @@ def run(args) -> int:
         cfg = build(TrainConfig, args, args.config).validate()
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    print_settings(cfg)
     run_id = args.run_id  # given when the row was created by the starter (pama.jobs), as sweeps pass theirs
     if store is not None and run_id is None:
         runs.preflight(cfg)  # bad prompts or an unknown model are refused before the run record exists
@@ -73,6 +75,17 @@ def run(args) -> int:
                     store.set_status(run_id, "failed", error=f"{type(err).__name__}: {err}")
         raise
     return 0
+
+
+def print_settings(cfg) -> None:
+    """A preset's settings (the stored config keeps ``preset`` and every value) and what trl-grpo does not use."""
+    if not _is_main_process():
+        return
+    if cfg.preset:
+        print(describe_preset(cfg), flush=True)
+    if cfg.method == "trl-grpo":
+        for line in trl_grpo.unsupported(cfg):
+            print(f"note (trl-grpo): {line}", file=sys.stderr)
 
 
 def _is_main_process() -> bool:

@@ -1,6 +1,6 @@
 """trl-grpo: TRL's GRPOTrainer, registered here for what every method has (its name, the default run name). It does
 not run in this project's PPO loop: ``pama.trainer.train`` hands a trl-grpo config to ``pama.trl_grpo``, so the loop's
-hooks below are never called (docs/methods.md)."""
+hooks below are never called (docs/PAMA_SPEC.md)."""
 from __future__ import annotations
 
 from .base import Method
