@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import queue as queue_mod
 import threading
 import time
 import warnings
@@ -124,7 +125,7 @@ def _launch(kind: str, cfg, job_id: str, *, db_url: str | None = None, extra_arg
 
 
 def _spawn(kind: str, job_id: str, argv: Sequence[str], *, db_url: str | None,
-           env: Mapping[str, str] | None = None) -> Job:
+           env: Mapping[str, str] | None = None, info: Mapping | None = None) -> Job:
     """Start ``python ARGV`` in its own process group (it outlives whoever started it), appending to its log, and
     write the job file (pid, host) that cancel and reap read."""
     logs_dir().mkdir(parents=True, exist_ok=True)
@@ -142,7 +143,7 @@ def _spawn(kind: str, job_id: str, argv: Sequence[str], *, db_url: str | None,
     cfg_file = argv[argv.index("--config") + 1] if "--config" in argv else ""
     job = Job(kind=kind, id=job_id, pid=proc.pid, log=str(log_file), config_file=cfg_file, command=cmd)
     job_file(job_id).write_text(json.dumps(dict(dataclasses.asdict(job), host=socket.gethostname(),
-                                                started=time.time()), indent=2))
+                                                started=time.time(), **(info or {})), indent=2))
     return job
 
 
@@ -285,6 +286,7 @@ _QUEUES: dict[str, tuple] = {}
 _QUEUES_LOCK = threading.Lock()
 _running = 0                  # jobs this process's worker threads are running now
 _running_lock = threading.Lock()
+_devices: "queue_mod.Queue[str] | None" = None  # the worker's free GPUs (--gpus), one taken per running job
 _last_start: dict[str, float] = {}  # queue file → when this process last started a local worker for it
 
 
@@ -320,22 +322,30 @@ def _row_status(store, kind: str, job_id: str) -> str | None:
 
 def _run_queued(kind: str, job_id: str, argv: list[str], db_url: str | None, env: dict) -> str:
     """The queue's task, run in a worker thread: start the job's process unless it was cancelled (or deleted)
-    while it waited, then wait for it to exit. The process reports to the store itself; a process that dies
-    without a word is failed by ``reap`` (the app's, or after the heartbeat grace)."""
+    while it waited, on a free GPU of the worker's ``--gpus`` (CUDA_VISIBLE_DEVICES) when it has some, then wait
+    for it to exit. The process reports to the store itself; a process that dies without a word is failed by
+    ``reap`` (the app's, or after the heartbeat grace)."""
     global _running
     store = Store(db_url)
+    device = None
     with _running_lock:
         _running += 1
     try:
         if _row_status(store, kind, job_id) != "queued":
             return "skipped"
-        job = _spawn(kind, job_id, argv, db_url=db_url, env=env)
+        device = _devices.get() if _devices is not None else None  # never waits: slots <= devices
+        if device is not None:
+            env = dict(env, CUDA_VISIBLE_DEVICES=device)
+        job = _spawn(kind, job_id, argv, db_url=db_url, env=env,
+                     info=dict(worker=f"{socket.gethostname()}:{os.getpid()}", device=device))
         if kind == "train":
             store.update_run(job_id, pid=job.pid)
         while pid_alive(job.pid):
             time.sleep(0.5)
         return "done"
     finally:
+        if device is not None:
+            _devices.put(device)
         with _running_lock:
             _running -= 1
         store.close()
@@ -421,12 +431,14 @@ def resume_queue(store) -> int | None:
     return ensure_local_worker(store.url)
 
 
-def run_worker(db_url: str | None = None, *, slots: int = 1, local: bool = False,
-               idle_exit_s: float | None = None, lock_fd: int | None = None) -> int:
+def run_worker(db_url: str | None = None, *, slots: int | None = None, local: bool = False,
+               idle_exit_s: float | None = None, lock_fd: int | None = None, gpus: Sequence[str] = ()) -> int:
     """Serve the store's queue: ``slots`` jobs at once (Huey's consumer, one thread per slot, each waiting on the
     job's process). ``local``: the worker the app starts, one per queue (a file lock; a second exits at once;
     ``lock_fd``: the lock already taken for it by ``ensure_local_worker``).
-    ``idle_exit_s``: exit after that long with nothing queued or running."""
+    ``idle_exit_s``: exit after that long with nothing queued or running. ``gpus``: device ids, one per running
+    job (its CUDA_VISIBLE_DEVICES); ``slots`` defaults to their number, else 1."""
+    global _devices
     import fcntl  # POSIX only
     import logging
 
@@ -452,33 +464,55 @@ def run_worker(db_url: str | None = None, *, slots: int = 1, local: bool = False
         lock.flush()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     huey = _queue(queue)[0]
-    print(f"worker {socket.gethostname()}:{os.getpid()} serving {queue} with {slots} slot(s)", flush=True)
-    consumer = huey.create_consumer(workers=max(1, int(slots)), worker_type="thread", periodic=False,
+    gpus = [str(g).strip() for g in gpus if str(g).strip()]
+    slots = int(slots) if slots else max(1, len(gpus))
+    if gpus and slots > len(gpus):
+        raise JobError(f"--slots {slots} is more than the {len(gpus)} GPU(s) of --gpus: one job per GPU")
+    if gpus:
+        _devices = queue_mod.Queue()
+        for g in gpus:
+            _devices.put(g)
+    print(f"worker {socket.gethostname()}:{os.getpid()} serving {queue} with {slots} slot(s)"
+          + (f" on GPU(s) {','.join(gpus)}" if gpus else ""), flush=True)
+    consumer = huey.create_consumer(workers=slots, worker_type="thread", periodic=False,
                                     initial_delay=0.1, backoff=1.15, max_delay=1.0)
     if idle_exit_s:
-        threading.Thread(target=_exit_when_idle, args=(huey, lock, float(idle_exit_s)), daemon=True,
+        threading.Thread(target=_exit_when_idle, args=(huey, lock, float(idle_exit_s), queue), daemon=True,
                          name="idle-exit").start()
     consumer.run()
     return 0
 
 
-def _exit_when_idle(huey, lock, idle_s: float) -> None:
-    """Stop this worker (SIGINT: Huey's graceful stop) after ``idle_s`` with nothing queued or running. The lock
-    is let go before the last look at the queue, so a job enqueued meanwhile finds either this worker still
-    serving or the lock free (and its enqueuer starts a new worker)."""
+def _exit_when_idle(huey, lock, idle_s: float, queue: Path) -> None:
+    """Stop this worker (SIGINT: Huey's graceful stop) after ``idle_s`` with nothing queued or running, or at once
+    when its queue file is gone or unreadable (its PAMA_HOME was deleted). The lock is let go before the last look
+    at the queue, so a job enqueued meanwhile finds either this worker still serving or the lock free (and its
+    enqueuer starts a new worker)."""
     import fcntl  # POSIX only
 
     since = time.monotonic()
     while True:
         time.sleep(min(1.0, idle_s / 4))
-        if _running or huey.pending_count():
+        try:
+            busy = bool(_running or huey.pending_count())
+            gone = not queue.exists()
+        except Exception:  # noqa: BLE001 - the queue's database is gone or broken: nothing left to serve
+            busy, gone = False, True
+        if gone and not _running:
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        if busy:
             since = time.monotonic()
             continue
         if time.monotonic() - since < idle_s:
             continue
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_UN)
-        if not _running and not huey.pending_count():
+        try:
+            left = huey.pending_count()
+        except Exception:  # noqa: BLE001 - as above: gone
+            left = 0
+        if not _running and not left:
             os.kill(os.getpid(), signal.SIGINT)
             return
         if lock is not None:

@@ -8,7 +8,9 @@ row: the same distribution), a LoRA adapter is merged into the base weights for 
 restored bit for bit, and the large float32 / bfloat16 layers run through oneDNN (``onednn_linears``, which the
 trainer's forwards use too). The KV cache is written in place into buffers sized for the rollout (``SlabLayer``;
 transformers' static cache, which attends over all its columns, measured no faster; this one attends over the filled
-columns only: 1.045x less CPU per rollout, the same tokens). See docs/performance.md for the measurements.
+columns only), and with prepacked weights each gated MLP's gate and up projections run as one matmul (exact: the
+same numbers bit for bit). Each saves 1-4% of a rollout's CPU time, with the same tokens. See docs/performance.md for
+the measurements.
 
 Semantics match ``generate`` with ``do_sample=True, top_k=0``: temperature, then nucleus (top-p) filtering,
 then a draw; temperature 0 is greedy. A row stops at its first EOS (later positions are padding); the loop stops

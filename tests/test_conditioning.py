@@ -382,7 +382,8 @@ def test_conditioned_points_are_one_series_joined_in_preference_order():
 TINY_COND_SWEEP = ["--model", "tiny-random", "--objectives", "sentiment,conciseness", "--steps", "2",
                    "--batch-size", "2", "--samples-per-prompt", "1", "--max-new-tokens", "5", "--eval-samples", "3",
                    "--eval-max-new-tokens", "4", "--learning-rate", "0.01", "--save-every", "1", "--threads", "1",
-                   "--target-modules", "q_proj,v_proj", "--quiet"]
+                   "--target-modules", "q_proj,v_proj", "--quiet",
+                   "--preset", ""]   # the plain defaults: every point on all its prompts (rounds: test_eval_rounds.py)
 
 
 def test_a_conditioned_sweep_trains_one_run_and_stores_eleven_conditioned_points(store, capsys):

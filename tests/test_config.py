@@ -174,3 +174,22 @@ def test_every_flat_field_has_one_home_and_the_flat_form_round_trips():
     sweep = SweepConfig(objectives=OBJS, anchor=0.2, conditioned=True, points=2, eval_seed=9, steps=3)
     assert from_dict(SweepConfig, sweep.to_dict()) == sweep
     assert dataclasses.replace(sweep, anchor=0.4).run.method_settings == PamaSettings(anchor=0.4)
+
+
+def test_the_forms_conditioned_adapter_starts_from_the_quick_front_preset_keeping_changed_fields():
+    """Issue 24: 'one conditioned adapter' with every field at its default trains the quick-front recipe; a field
+    the user changed keeps its value; a plain sweep does not take the preset."""
+    from pama.app import forms
+    from pama.config import PRESETS, SweepConfig
+
+    plain = SweepConfig()
+    form = dict(model="tiny-random", objectives=["sentiment", "conciseness"], method="pama", preset="(none)",
+                steps=plain.steps, max_new_tokens=plain.max_new_tokens, anchor=plain.anchor, batch_size=8,
+                eval_samples=plain.eval_samples, conditioned=True)
+    cfg = forms.build_train_config(form, sweep=True)
+    quick = PRESETS["quick-front"]
+    assert cfg.preset == "quick-front" and cfg.steps == quick["steps"] and cfg.anchor == quick["anchor"]
+    assert cfg.max_new_tokens == quick["max_new_tokens"] and cfg.eval_round == quick["eval_round"]
+    assert cfg.batch_size == 8                        # changed on the form: kept
+    grid = forms.build_train_config(dict(form, conditioned=False, points=2), sweep=True)
+    assert not grid.preset and grid.steps == plain.steps and grid.eval_round == 0

@@ -87,8 +87,14 @@ def test_a_sweep_stops_at_the_round_its_ends_came_apart_and_evaluates_every_poin
     monkeypatch.setattr(sw, "ends_apart", fake_apart)
     monkeypatch.setattr(ev, "ends_apart", fake_apart)
     assert main(COND_SWEEP) == 0
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     sweep = store.list_sweeps()[-1]
+    # --conditioned without --config/--preset starts from the quick-front preset; the flags given still win
+    assert "the quick-front preset" in captured.out
+    (run,) = store.list_runs(sweep_id=sweep["id"])
+    assert run["config"]["preset"] == "quick-front" and run["config"]["anchor"] == 0.3
+    assert run["config"]["steps"] == 1 and run["config"]["target_modules"] == ["q_proj", "v_proj"]
     points = store.points(sweep_id=sweep["id"])
     used = 32 if apart else 64
     assert len(points) == 12 and {p["eval_config"]["n_prompts"] for p in points} == {used}

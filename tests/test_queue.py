@@ -92,6 +92,50 @@ def test_a_queued_job_survives_a_restart(store, monkeypatch):
     assert jobs.wait(restarted, job.id, timeout_s=180)["status"] == "finished", jobs.tail(job.log)
 
 
+def test_one_local_worker_per_queue_and_it_exits_when_idle(store, monkeypatch):
+    """However often the app asks (every page load reaps), one local worker serves a queue: the lock is taken for
+    it before it starts, so none is started while it imports. With nothing to do it exits."""
+    monkeypatch.setenv("PAMA_WORKER_IDLE_S", "2")
+    pid = jobs.ensure_local_worker(store.url)
+    assert pid
+    jobs._last_start.clear()  # not the rate limit: the lock refuses the next ones
+    assert [jobs.ensure_local_worker(store.url) for _ in range(5)] == [None] * 5
+    _until(lambda: not jobs.pid_alive(pid), 180, "the idle worker to exit")
+    assert "serving" in (jobs.logs_dir() / "worker.log").read_text()
+    jobs._last_start.clear()
+    again = jobs.ensure_local_worker(store.url)  # the lock is free again: a new one starts
+    assert again and again != pid
+    _until(lambda: not jobs.pid_alive(again), 180, "the second idle worker to exit")
+
+
+def test_a_worker_with_gpus_runs_each_job_on_one_of_them(store, monkeypatch):
+    """`python -m pama worker --gpus 7` (started by hand, not the app's local worker) runs the job with
+    CUDA_VISIBLE_DEVICES=7 and records the device and the worker in the job file. (A CPU machine: the tiny model
+    ignores the variable.)"""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(jobs, "ensure_local_worker", lambda url: None)
+    job = jobs.start_train(TrainConfig(steps=2, **TINY).validate(), store=store)
+    env = dict(os.environ, PAMA_DB_URL=store.url)
+    worker = subprocess.Popen([sys.executable, "-m", "pama", "worker", "--gpus", "7", "--idle-exit", "3"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        pid = jobs.wait_started(job, timeout_s=180)
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            child_env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+        assert child_env[b"CUDA_VISIBLE_DEVICES"] == b"7"
+        info = jobs.read_job(job.id)
+        assert info["device"] == "7" and info["worker"].endswith(f":{worker.pid}")
+        assert jobs.wait(store, job.id, timeout_s=180)["status"] == "finished", jobs.tail(job.log)
+        out, _ = worker.communicate(timeout=120)  # idle for 3 s: it exits by itself
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0 and "with 1 slot(s) on GPU(s) 7" in out, out
+
+
 # ------------------------------------------------------------------------------------------------ the app
 
 def test_two_runs_started_from_the_form_run_one_after_the_other(pama_home, monkeypatch):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import warnings
 from typing import Any, Mapping, Sequence
 
-from ..config import PRESETS, SweepConfig, TrainConfig, from_dict, other_methods_settings, preset_values
+from ..config import (CONDITIONED_PRESET, PRESETS, SweepConfig, TrainConfig, from_dict, other_methods_settings,
+                      preset_values)
 from ..preference import PreferenceError, parse_weights
 from .settings import UIError
 
@@ -50,6 +51,20 @@ def split_objectives(chosen: Sequence[str], extra: str = "") -> list[str]:
     return out
 
 
+def _conditioned_defaults(data: dict) -> dict:
+    """"One conditioned adapter" with no preset: the fields still at the form's plain defaults take
+    config.CONDITIONED_PRESET's values (the settings that give a visible front soonest); a field the user changed
+    keeps its value. The preset's name is stored with the run's config."""
+    plain = SweepConfig().to_dict()
+    preset = preset_values(CONDITIONED_PRESET, set(plain), data.get("method"))
+    out = dict(data)
+    for k, v in preset.items():
+        if k not in out or out[k] == plain.get(k):
+            out[k] = v
+    out["preset"] = CONDITIONED_PRESET
+    return out
+
+
 def build_train_config(form: Mapping[str, Any], *, sweep: bool = False):
     """Widget values → a validated TrainConfig (SweepConfig for a grid), or ConfigError / UIError saying what
     is wrong. ``py:`` objectives are refused (they would run code typed in a browser)."""
@@ -57,6 +72,8 @@ def build_train_config(form: Mapping[str, Any], *, sweep: bool = False):
     data = {k: v for k, v in form.items() if v is not None and k not in other_mode}
     if data.get("preset") in (None, "", PRESET_CHOICES[0]):
         data.pop("preset", None)
+        if sweep and data.get("conditioned"):
+            data = _conditioned_defaults(data)
     else:   # the preset's settings replace the widgets' values (but the method and model picked), then the rest
         fields = {f for f in (SweepConfig if sweep else TrainConfig)().to_dict()} - set(other_mode)
         preset = preset_values(data["preset"], fields, data.get("method"))

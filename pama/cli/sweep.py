@@ -7,7 +7,7 @@ import warnings
 
 from .. import sweep as sw
 from ..fronts import format_table, front_table
-from ..config import SweepConfig, add_dataclass_arguments, build
+from ..config import CONDITIONED_PRESET, SweepConfig, add_dataclass_arguments, build
 from ..store import Store
 from ..trainer import RunCancelled
 from .train import print_settings
@@ -31,6 +31,10 @@ def run(args) -> int:
         print(f"sweep id: {args.resume} (resuming)", flush=True)
         sweep_id = sw.run_sweep(None, store, sweep_id=args.resume, progress=not args.quiet)
     else:
+        if getattr(args, "conditioned", None) and args.config is None and getattr(args, "preset", None) is None:
+            args.preset = CONDITIONED_PRESET   # flags still win; `--preset ''` trains from the plain defaults
+            print(f"--conditioned without --config or --preset: the {CONDITIONED_PRESET} preset (docs/fronts.md)",
+                  flush=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             cfg = build(SweepConfig, args, args.config).validate()  # refuses a preference: the grid sets each run's
