@@ -524,6 +524,15 @@ def _exit_when_idle(huey, lock, idle_s: float, queue: Path) -> None:
         since = time.monotonic()
 
 
+def where_running(job_id: str) -> str | None:
+    """'on HOST · GPU 1' for a job a queue worker started (from its job file), else None."""
+    info = read_job(job_id) or {}
+    if not info.get("worker"):
+        return None
+    return f"on {info.get('host') or info['worker'].split(':')[0]}" + (
+        f" · GPU {info['device']}" if info.get("device") is not None else "")
+
+
 def wait_started(job: Job, *, timeout_s: float = 120.0, poll_s: float = 0.2) -> int:
     """The pid of a job's process, waiting until a worker has started it (a queued job)."""
     deadline = time.monotonic() + timeout_s

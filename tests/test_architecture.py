@@ -49,7 +49,7 @@ def test_every_subcommand_renders_its_help():
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == ["setup", "runs", "db", "objectives", "generate", "votes", "train", "sweep", "front",
-                                 "evaluate"]
+                                 "evaluate", "worker"]
     for name, p in sub.choices.items():
         assert p.format_help().startswith(f"usage: python -m pama {name}"), name
 

@@ -648,3 +648,47 @@ def test_train_form_starts_a_trl_grpo_run(page):
         assert (Path(run["adapter_path"]) / "adapter_model.safetensors").is_file()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------- the job queue
+
+def test_two_runs_started_together_show_the_second_queued(page):
+    """Two clicks on 'Start training' in quick succession (SQLite, the app's local worker, one slot): the Train
+    page shows the second 'queued, 1st in line' while the first trains, then both finish, one after the other
+    (pama.jobs' queue); screenshot 8-train-queued."""
+    from pama.store import Store
+
+    home = Path(tempfile.mkdtemp(prefix="pama-browser-queue-"))
+    os.environ.pop("PAMA_DB_URL", None)
+    try:
+        proc, url = _start_app(home, demo=False)
+        try:
+            page.goto(url)
+            wait_idle(page)
+            go_to(page, "Train")
+            page.get_by_role("spinbutton", name="Steps", exact=True).fill("6")
+            page.get_by_role("spinbutton", name="Batch size", exact=True).fill("4")
+            page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("4")
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_text("in the background").first.wait_for(timeout=90_000)
+            wait_idle(page)
+            page.get_by_role("button", name="Start training").click()
+            # the first run trains (its card says 'training') while the second waits, now 1st in line
+            page.wait_for_function("() => { const t = document.body.innerText;"
+                                   " return /tiny-random · training/.test(t)"
+                                   " && /tiny-random · queued, 1st in line/.test(t) }", timeout=180_000)
+            no_exception(page)
+            shot(page, "8-train-queued")
+            page.get_by_text("Finished. Its adapter is saved").nth(1).wait_for(timeout=300_000)
+            wait_idle(page)
+            no_exception(page)
+        finally:
+            _stop_app(proc)
+        with _pama_home(home):
+            store = Store()
+            first, second = sorted(store.list_runs(), key=lambda r: r["created_at"])
+            store.close()
+        assert first["status"] == second["status"] == "finished"
+        assert second["started_at"] >= first["finished_at"]
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

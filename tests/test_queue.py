@@ -128,6 +128,7 @@ def test_a_worker_with_gpus_runs_each_job_on_one_of_them(store, monkeypatch):
         assert child_env[b"CUDA_VISIBLE_DEVICES"] == b"7"
         info = jobs.read_job(job.id)
         assert info["device"] == "7" and info["worker"].endswith(f":{worker.pid}")
+        assert jobs.where_running(job.id).endswith(" · GPU 7")
         assert jobs.wait(store, job.id, timeout_s=180)["status"] == "finished", jobs.tail(job.log)
         out, _ = worker.communicate(timeout=120)  # idle for 3 s: it exits by itself
     finally:
@@ -162,6 +163,9 @@ def test_two_runs_started_from_the_form_run_one_after_the_other(pama_home, monke
     at.run()
     shown = [m for m in texts(at, "markdown") if second["id"] in m]
     assert any("queued, 1st in line" in m for m in shown), shown
+    running = [m for m in texts(at, "markdown") if first["id"] in m]
+    assert any("training" in m or "starting" in m for m in running), running
+    assert any(" · on " in m for m in running) or store.get_run(first["id"])["status"] != "running", running
     assert jobs.wait(store, second["id"], timeout_s=240)["status"] == "finished"
     a, b = store.get_run(first["id"]), store.get_run(second["id"])
     assert a["status"] == "finished" and b["started_at"] >= a["finished_at"]

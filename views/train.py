@@ -139,7 +139,9 @@ def draw_run(run: RunRecord) -> None:
                          position=jobs.queue_position(store, run.id) if run.status == "queued" else None)
     with st.container(border=True):
         h1, h2 = st.columns([4, 1])
-        h1.markdown(f"**Run: {run.name}**  \n`{run.id}` · {run.method} · {run.model} · *{prog['phase']}*")
+        where = jobs.where_running(run.id) if run.status == "running" else None
+        h1.markdown(f"**Run: {run.name}**  \n`{run.id}` · {run.method} · {run.model} · *{prog['phase']}*"
+                    + (f" · {where}" if where else ""))
         if prog["active"]:
             h2.button("Cancel", key=f"cancel_{run.id}", on_click=jobs.cancel, args=(store, run.id))
         st.progress(prog["fraction"], text=f"step {prog['step']}/{prog['total']}"
