@@ -54,14 +54,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "for_method": {"trl-grpo": {"samples_per_prompt": 4}},
     },
     # a visible front soon: the conditioned demo's recipe (demo/conditioned/sweep.yaml: the settings that separated
-    # fastest per CPU minute, docs/learnability.md) at fewer steps, evaluated in rounds that stop once the ends are
+    # fastest per CPU minute, docs/learnability.md), evaluated in rounds that stop once the ends are
     # apart (docs/fronts.md). `sweep --conditioned` without --config/--preset and the Train form's "one conditioned
     # adapter" use it; benchmarks/bench_time_to_front.py measures it (docs/performance.md)
     "quick-front": {
         "method": "pama", "anchor": 0.3, "conditioned": True, "conditioning": "svd",
         "batch_size": 16, "samples_per_prompt": 4, "max_new_tokens": 128, "temperature": 0.7,
         "learning_rate": 0.001, "target_modules": ["all-linear"], "kl_coef": 0.1, "target_kl": 4.0,
-        "kl_horizon": 100, "missing_eos_penalty": 0.5, "steps": 32, "save_every": 8,
+        "kl_horizon": 100, "missing_eos_penalty": 0.5, "steps": 56, "save_every": 14,
         "eval_samples": 128, "eval_max_new_tokens": 128, "eval_temperature": 0.7, "eval_round": 32,
         "eval_min_prompts": 64,
     },

@@ -105,10 +105,20 @@ def random_lora(tiny):
 # and evaluate end to end (sweeps, the app's pages over trained adapters, benchmarks' scripts); tests marked
 # integration or browser anywhere are slow too. `make test` (CI) runs everything and prints the 15 slowest tests.
 SLOW_MODULES = {"test_integration", "test_browser", "test_multiprocess", "test_benchmarks", "test_reliability",
-                "test_docker", "test_demo", "test_learnability", "test_app", "test_app_conditioned", "test_sweep"}
+                "test_docker", "test_demo", "test_learnability", "test_app", "test_app_conditioned", "test_sweep",
+                "test_queue", "test_trl_grpo"}
 # single tests of the fast modules that start and wait for other processes (background jobs, `python -m pama db`)
 SLOW_TESTS = {"test_start_train_runs_in_the_background_to_the_end", "test_cancel_stops_a_running_job",
-              "test_migration_0005_keeps_the_demo_front_and_admits_conditioned_points"}
+              "test_migration_0005_keeps_the_demo_front_and_admits_conditioned_points",
+              "test_a_job_that_dies_before_running_is_reaped_with_its_log",
+              "test_migration_from_0002_keeps_the_demo_front_and_adds_votes",
+              "test_exports_and_cli_carry_votes_and_scores",
+              "test_train_form_reports_to_tensorboard_and_draws_the_live_front",
+              "test_a_sweep_stops_at_the_round_its_ends_came_apart_and_evaluates_every_point_there",
+              "test_relevance_embedder_is_sentence_transformers_offline_and_matches_mean_pooling",
+              "test_embedded_model_loads_offline_and_writes_english",
+              "test_a_conditioned_sweep_trains_one_run_and_stores_eleven_conditioned_points",
+              "test_a_conditioned_run_resumes_exactly_with_its_gates", "test_resume_is_reproducible"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -47,7 +47,7 @@ with st.form("train_form"):
                     help="A sweep grid trains one adapter per preference. One conditioned adapter (pama or morlhf) "
                          "learns the whole front at once and is then evaluated along a preference grid; the Pareto "
                          "front page draws it as a curve with a live preference slider (docs/conditioned.md). With no "
-                         "preset, its fields left at their defaults take the quick-front recipe (32 steps at 128 "
+                         "preset, its fields left at their defaults take the quick-front recipe (56 steps at 128 "
                          "tokens, λ 0.3, evaluation stopping once the ends are apart: docs/fronts.md).")
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     preference = c1.text_input("Preference (one weight per objective)", key="tf_preference",
