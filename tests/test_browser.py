@@ -341,6 +341,22 @@ def _stop_app(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+@contextlib.contextmanager
+def _served_fresh_home(prefix: str):
+    """(home, url): an empty store in a new temp PAMA_HOME served like `make run` (no demos); the server is stopped
+    when the block ends, the folder removed after it (so a test may read the store in between: ``_pama_home``)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.pop("PAMA_DB_URL", None)
+    try:
+        proc, url = _start_app(home, demo=False)
+        try:
+            yield home, url
+        finally:
+            _stop_app(proc)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 VOTE_CHOICES = ("a", "b", "tie", "both_bad")
 VOTE_BUTTONS = {"a": ("A is better", "A"), "b": ("B is better", "B"), "tie": ("Tie", "T"),
                 "both_bad": ("Both bad", "X")}   # choice: (button label, keyboard shortcut), as pama.app.ballots
@@ -616,29 +632,23 @@ def test_train_form_starts_a_trl_grpo_run(page):
     background; the store holds it finished, with its adapter (pama.trl_grpo); screenshot 7-train-trl-grpo."""
     from pama.store import Store
 
-    home = Path(tempfile.mkdtemp(prefix="pama-browser-trl-"))
-    os.environ.pop("PAMA_DB_URL", None)
-    try:
-        proc, url = _start_app(home, demo=False)
-        try:
-            page.goto(url)
+    with _served_fresh_home("pama-browser-trl-") as (home, url):
+        page.goto(url)
+        wait_idle(page)
+        go_to(page, "Train")
+        for label, option in (("Method", "trl-grpo"), ("Aggregation (trl-grpo)", "normalize_then_sum")):
+            page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
+            page.locator('[role="option"]', has_text=option).first.click()
             wait_idle(page)
-            go_to(page, "Train")
-            for label, option in (("Method", "trl-grpo"), ("Aggregation (trl-grpo)", "normalize_then_sum")):
-                page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
-                page.locator('[role="option"]', has_text=option).first.click()
-                wait_idle(page)
-            page.get_by_role("spinbutton", name="Steps", exact=True).fill("2")
-            page.get_by_role("spinbutton", name="Batch size", exact=True).fill("4")  # k = 4 responses of 1 prompt
-            page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("4")
-            page.get_by_role("button", name="Start training").click()
-            page.get_by_text("in the background").wait_for(timeout=90_000)
-            page.get_by_text("Finished. Its adapter is saved").first.wait_for(timeout=180_000)
-            wait_idle(page)
-            no_exception(page)
-            shot(page, "7-train-trl-grpo")
-        finally:
-            _stop_app(proc)
+        page.get_by_role("spinbutton", name="Steps", exact=True).fill("2")
+        page.get_by_role("spinbutton", name="Batch size", exact=True).fill("4")  # k = 4 responses of 1 prompt
+        page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("4")
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("in the background").wait_for(timeout=90_000)
+        page.get_by_text("Finished. Its adapter is saved").first.wait_for(timeout=180_000)
+        wait_idle(page)
+        no_exception(page)
+        shot(page, "7-train-trl-grpo")
         with _pama_home(home):
             store = Store()
             (run,) = store.list_runs()
@@ -646,8 +656,6 @@ def test_train_form_starts_a_trl_grpo_run(page):
         assert run["method"] == "trl-grpo" and run["status"] == "finished" and run["step"] == 2
         assert run["config"]["aggregation"] == "normalize_then_sum"
         assert (Path(run["adapter_path"]) / "adapter_model.safetensors").is_file()
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------- the job queue
@@ -658,37 +666,29 @@ def test_two_runs_started_together_show_the_second_queued(page):
     (pama.jobs' queue); screenshot 8-train-queued."""
     from pama.store import Store
 
-    home = Path(tempfile.mkdtemp(prefix="pama-browser-queue-"))
-    os.environ.pop("PAMA_DB_URL", None)
-    try:
-        proc, url = _start_app(home, demo=False)
-        try:
-            page.goto(url)
-            wait_idle(page)
-            go_to(page, "Train")
-            page.get_by_role("spinbutton", name="Steps", exact=True).fill("6")
-            page.get_by_role("spinbutton", name="Batch size", exact=True).fill("4")
-            page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("4")
-            page.get_by_role("button", name="Start training").click()
-            page.get_by_text("in the background").first.wait_for(timeout=90_000)
-            wait_idle(page)
-            page.get_by_role("button", name="Start training").click()
-            # the first run trains (its card says 'training') while the second waits, now 1st in line
-            page.wait_for_function("() => { const t = document.body.innerText;"
-                                   " return /tiny-random · training/.test(t)"
-                                   " && /tiny-random · queued, 1st in line/.test(t) }", timeout=180_000)
-            no_exception(page)
-            shot(page, "8-train-queued")
-            page.get_by_text("Finished. Its adapter is saved").nth(1).wait_for(timeout=300_000)
-            wait_idle(page)
-            no_exception(page)
-        finally:
-            _stop_app(proc)
+    with _served_fresh_home("pama-browser-queue-") as (home, url):
+        page.goto(url)
+        wait_idle(page)
+        go_to(page, "Train")
+        page.get_by_role("spinbutton", name="Steps", exact=True).fill("6")
+        page.get_by_role("spinbutton", name="Batch size", exact=True).fill("4")
+        page.get_by_role("spinbutton", name="Max new tokens", exact=True).fill("4")
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("in the background").first.wait_for(timeout=90_000)
+        wait_idle(page)
+        page.get_by_role("button", name="Start training").click()
+        # the first run trains (its card says 'training') while the second waits, now 1st in line
+        page.wait_for_function("() => { const t = document.body.innerText;"
+                               " return /tiny-random · training/.test(t)"
+                               " && /tiny-random · queued, 1st in line/.test(t) }", timeout=180_000)
+        no_exception(page)
+        shot(page, "8-train-queued")
+        page.get_by_text("Finished. Its adapter is saved").nth(1).wait_for(timeout=300_000)
+        wait_idle(page)
+        no_exception(page)
         with _pama_home(home):
             store = Store()
             first, second = sorted(store.list_runs(), key=lambda r: r["created_at"])
             store.close()
         assert first["status"] == second["status"] == "finished"
         assert second["started_at"] >= first["finished_at"]
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
