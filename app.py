@@ -19,6 +19,7 @@ PAGES = [
     st.Page("views/vote.py", title="Blind vote", icon=":material/how_to_vote:"),
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     st.Page("views/runs.py", title="Runs", icon=":material/table_rows:"),
+    st.Page("views/queue.py", title="Queue", icon=":material/queue:"),
 ]
 nav = st.navigation(PAGES)
 

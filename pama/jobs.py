@@ -8,12 +8,15 @@ reloads and closed tabs. ``cancel`` sets the status to 'cancelled' (the trainer 
 SIGTERM. ``reap`` marks a run whose process is gone (or silent for longer than a
 grace period) as failed, with the tail of its log as the message.
 
-On a SQLite store the jobs go through a queue (Huey's SqliteHuey, a file beside the database, docs/deployment.md
-says why Huey): ``start_train`` / ``start_sweep`` enqueue the job and make sure a local worker
-(``python -m pama worker --local``, one slot) serves the queue, so two runs started together run one after the
-other, the second 'queued, 1st in line' (``queue_position``), and a queued job survives a server restart (the
-queue is a file; ``reap`` starts a worker again when jobs wait). A job cancelled while queued is skipped by the
-worker. Other stores (PostgreSQL) start the process at once, as before.
+Jobs go through a queue (Huey: SqliteHuey on a file beside a SQLite store, SqlHuey on tables of a PostgreSQL
+store's database; docs/deployment.md says why Huey): ``start_train`` / ``start_sweep`` write a job row (the store's
+``jobs`` table) per job (a run; a sweep's points, then its evaluation, which waits for them), put its id in the queue
+and make sure a local worker (``python -m pama worker --local``, one slot; not with PAMA_LOCAL_WORKER=0) serves it,
+so two runs started together run one after the other, the second 'queued, 1st in line' (``queue_position``), and a
+queued job survives a server restart (``reap`` starts a worker again when jobs wait). A worker claims a job with one
+conditional UPDATE, writes its heartbeat while its process lives, and releases the jobs of workers that died
+(``release_stale``: started once more from the last checkpoint, then failed). An in-memory store starts each job's
+process at once.
 """
 from __future__ import annotations
 
@@ -39,10 +42,10 @@ import yaml
 
 from . import paths
 from .config import ConfigError, TrainConfig, from_dict
-from .procs import pid_alive, track
+from .procs import pid_alive, track, worker_lock_path
 from .records import ACTIVE_STATUSES as ACTIVE  # queued or running: a process may still own the run
 from .runs import default_sweep_name, sweep_shape
-from .store import Store, heartbeat_grace_s
+from .store import Store, heartbeat_grace_s, heartbeat_interval_s
 
 GRACE_S = 120.0
 
@@ -103,33 +106,34 @@ def tail(path: str | Path, lines: int = 12, max_chars: int = 3000) -> str:
     return "\n".join(keep[-lines:])[-max_chars:]
 
 
-def _launch(kind: str, cfg, job_id: str, *, db_url: str | None = None, extra_args: Sequence[str] = (),
-            env: Mapping[str, str] | None = None, header: str = "") -> Job:
-    """Run ``python -m pama KIND --config FILE ...`` for a row that already exists (``job_id``), logging to
-    ``logs/<job_id>.log`` (after ``header``): through the queue on a SQLite store (a QueuedJob), else started at once;
-    nothing is read back from the child (its id is known, its state is in the store)."""
+def _launch(kind: str, cfg, target_id: str, *, store, extra_args: Sequence[str] = (),
+            env: Mapping[str, str] | None = None, header: str = "", queued_argv: Sequence[str] | None = None) -> Job:
+    """Run ``python -m pama KIND --config FILE ...`` for a row that already exists (``target_id``), logging to
+    ``logs/<target_id>.log`` (after ``header``): through the queue where the store has one (a QueuedJob: a job row
+    and its id in the queue; ``queued_argv``, when given, is what the worker runs: arguments that read the config
+    from the store, so that a worker on another machine needs no file of this one), else started at once."""
     logs_dir().mkdir(parents=True, exist_ok=True)
-    cfg_file = logs_dir() / f"{kind}-{job_id}.yaml"
+    cfg_file = logs_dir() / f"{kind}-{target_id}.yaml"
     cfg_file.write_text(yaml.safe_dump(_config_dict(cfg), sort_keys=False))
-    log_file = log_path(job_id)
+    log_file = log_path(target_id)
     with open(log_file, "ab") as log:
         log.write(header.encode())
     argv = ["-m", "pama", kind, "--config", str(cfg_file), *extra_args]
-    queue = queue_path(db_url)
-    if queue is None:
-        return _spawn(kind, job_id, argv, db_url=db_url, env=env)
-    _queue(queue)[1](kind, job_id, argv, db_url, dict(env or {}))
-    ensure_local_worker(db_url)
-    return QueuedJob(kind=kind, id=job_id, pid=None, log=str(log_file), config_file=str(cfg_file),
-                     command=[sys.executable, *argv], queued=True)
+    if not has_queue(store.url):
+        return _spawn(kind, target_id, argv, db_url=store.url, env=env)
+    jid = store.add_job(kind=kind, target_id=target_id, argv=list(queued_argv or argv), log=str(log_file))
+    enqueue(store, jid, env=env)
+    return QueuedJob(kind=kind, id=target_id, pid=None, log=str(log_file), config_file=str(cfg_file),
+                     command=[sys.executable, *(queued_argv or argv)], queued=True)
 
 
 def _spawn(kind: str, job_id: str, argv: Sequence[str], *, db_url: str | None,
-           env: Mapping[str, str] | None = None, info: Mapping | None = None) -> Job:
-    """Start ``python ARGV`` in its own process group (it outlives whoever started it), appending to its log, and
-    write the job file (pid, host) that cancel and reap read."""
+           env: Mapping[str, str] | None = None, info: Mapping | None = None, log_id: str | None = None) -> Job:
+    """Start ``python ARGV`` in its own process group (it outlives whoever started it), appending to its log
+    (``logs/<log_id or job_id>.log``), and write the job file (pid, host) that cancel and reap read; the Job holds
+    the Popen as ``proc``."""
     logs_dir().mkdir(parents=True, exist_ok=True)
-    log_file = log_path(job_id)
+    log_file = log_path(log_id or job_id)
     cmd = [sys.executable, *argv]
     child_env = dict(os.environ)
     child_env.update(env or {})
@@ -144,6 +148,7 @@ def _spawn(kind: str, job_id: str, argv: Sequence[str], *, db_url: str | None,
     job = Job(kind=kind, id=job_id, pid=proc.pid, log=str(log_file), config_file=cfg_file, command=cmd)
     job_file(job_id).write_text(json.dumps(dict(dataclasses.asdict(job), host=socket.gethostname(),
                                                 started=time.time(), **(info or {})), indent=2))
+    job.proc = proc  # not a field: the job file above is the dataclass's fields
     return job
 
 
@@ -164,7 +169,6 @@ def start_train(cfg, *, store=None, db_url: str | None = None, timeout_s: float 
     from . import runs  # heavy (torch, via models and methods): loaded only when the app starts a run
 
     store = store if store is not None else Store(db_url)
-    url = db_url or store.url
     data = _config_dict(cfg)
     try:
         with warnings.catch_warnings():
@@ -175,8 +179,9 @@ def start_train(cfg, *, store=None, db_url: str | None = None, timeout_s: float 
         raise _refusal("train", err) from None
     run_id = runs.create_run_record(store, checked)
     try:
-        job = _launch("train", data, run_id, db_url=url, extra_args=["--run-id", run_id, "--quiet"], env=env,
-                      header=f"run id: {run_id}\n")  # the log's first line, as `python -m pama train` prints it
+        job = _launch("train", data, run_id, store=store, extra_args=["--run-id", run_id, "--quiet"], env=env,
+                      header=f"run id: {run_id}\n",  # the log's first line, as `python -m pama train` prints it
+                      queued_argv=["-m", "pama", "train", "--run-id", run_id, "--quiet"])
     except OSError as err:
         store.set_status(run_id, "failed", error=f"could not start the training process: {err}")
         raise JobError(f"could not start the training process: {err}") from None
@@ -196,14 +201,29 @@ def start_sweep(cfg, *, store, timeout_s: float | None = None, env: Mapping[str,
     sweep_id = store.create_sweep(
         name=name or data.get("name") or default_sweep_name(data),
         method=data["method"], model=data["model"], objectives=list(data["objectives"]), config=data)
-    if queue_path(store.url) is not None:
-        store.update_sweep(sweep_id, status="queued")  # the sweep process sets 'running' when a worker starts it
-    try:
-        return _launch("sweep", data, sweep_id, db_url=store.url, extra_args=["--resume", sweep_id, "--quiet"],
-                       env=env)
-    except OSError as err:
-        store.update_sweep(sweep_id, status="failed")
-        raise JobError(f"could not start the sweep process: {err}") from None
+    if not has_queue(store.url):
+        try:
+            return _launch("sweep", data, sweep_id, store=store, extra_args=["--resume", sweep_id, "--quiet"],
+                           env=env)
+        except OSError as err:
+            store.update_sweep(sweep_id, status="failed")
+            raise JobError(f"could not start the sweep process: {err}") from None
+    # through the queue: one job per grid point (N workers train N points at once) and the evaluation, which waits
+    # until the last point is trained (``_after``); the sweep's status follows its jobs
+    store.update_sweep(sweep_id, status="queued")  # a point's process sets 'running' when a worker starts it
+    logs_dir().mkdir(parents=True, exist_ok=True)
+    log_file = log_path(sweep_id)
+    (logs_dir() / f"sweep-{sweep_id}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    base = ["-m", "pama", "sweep", "--resume", sweep_id, "--quiet"]
+    points = sweep_shape({**data, "objectives": list(data["objectives"])})[0]
+    jids = [store.add_job(kind="point", target_id=sweep_id, point=i, argv=[*base, "--point", str(i)],
+                          log=str(log_file)) for i in range(points)]
+    store.add_job(kind="evaluate", target_id=sweep_id, argv=base, status="waiting", log=str(log_file))
+    for jid in jids:
+        enqueue(store, jid, env=env)
+    return QueuedJob(kind="sweep", id=sweep_id, pid=None, log=str(log_file),
+                     config_file=str(logs_dir() / f"sweep-{sweep_id}.yaml"), command=[sys.executable, *base],
+                     queued=True)
 
 
 def cancel_sweep(store, sweep_id: str) -> bool:
@@ -214,6 +234,8 @@ def cancel_sweep(store, sweep_id: str) -> bool:
     for run in store.list_runs(sweep_id=sweep_id):
         if run["status"] in ACTIVE:
             store.set_status(run["id"], "cancelled", error="cancelled by the user (sweep cancelled)")
+    for queued in store.list_jobs(target_id=sweep_id, status=("waiting", "queued", "running")):
+        cancel_job(store, queued["id"], reason="cancelled by the user (sweep cancelled)")
     job = read_job(sweep_id)
     if job and job.get("host") == socket.gethostname() and pid_alive(int(job["pid"])):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -282,17 +304,18 @@ def sweep_available() -> bool:
 # ------------------------------------------------------------------------------------------------ the queue
 
 LOCAL_WORKER_IDLE_S = 300.0  # an auto-started local worker exits after this long with nothing to do
+MAX_ATTEMPTS = 2             # a job whose worker died is started once more, then failed (docs/deployment.md)
 _QUEUES: dict[str, tuple] = {}
 _QUEUES_LOCK = threading.Lock()
 _running = 0                  # jobs this process's worker threads are running now
 _running_lock = threading.Lock()
 _devices: "queue_mod.Queue[str] | None" = None  # the worker's free GPUs (--gpus), one taken per running job
-_last_start: dict[str, float] = {}  # queue file → when this process last started a local worker for it
+_last_start: dict[str, float] = {}  # queue → when this process last started a local worker for it
 
 
 def queue_path(db_url: str | None) -> Path | None:
-    """The queue file of a SQLite store (``<database>.queue`` beside it); None for other stores (started at once)
-    and for an in-memory database."""
+    """The queue file of a SQLite store (``<database>.queue`` beside it); None for other stores (PostgreSQL keeps
+    its queue in tables of its own database) and for an in-memory database."""
     from sqlalchemy.engine import make_url  # the URL parser only; the store module loads SQLAlchemy anyway
 
     url = make_url(db_url or paths.default_db_url())
@@ -302,17 +325,95 @@ def queue_path(db_url: str | None) -> Path | None:
     return db.with_name(db.name + ".queue")
 
 
-def _queue(path: Path) -> tuple:
-    """(the Huey instance on the queue file, its ``run_job`` task), one per file in this process."""
-    key = str(path)
+def _is_postgres(db_url: str | None) -> bool:
+    return (db_url or paths.default_db_url()).startswith("postgresql")
+
+
+def has_queue(db_url: str | None) -> bool:
+    """Whether jobs on this store go through the queue: a SQLite file (its queue file beside it) or PostgreSQL (the
+    shared queue every worker that reaches the server takes jobs from)."""
+    return queue_path(db_url) is not None or _is_postgres(db_url)
+
+
+def _pg_database(db_url: str):
+    """A peewee database on the store's PostgreSQL server (psycopg 3, as the store), for Huey's SqlHuey."""
+    from playhouse.psycopg3_ext import Psycopg3Database
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db_url)
+    kw = {k: v for k, v in dict(host=url.host, port=url.port, user=url.username, password=url.password).items()
+          if v is not None}
+    return Psycopg3Database(url.database, autoconnect=True, **kw, **dict(url.query))
+
+
+def _queue(db_url_or_path) -> tuple:
+    """(the Huey instance on the store's queue, its ``run_job`` task), one per queue in this process: SqliteHuey
+    on the file beside a SQLite store, SqlHuey on tables ``pama_queue_*`` of a PostgreSQL store's database."""
+    key = str(db_url_or_path)
     with _QUEUES_LOCK:
         if key not in _QUEUES:
-            from huey import SqliteHuey  # the queue engine: loaded only where a queue is used
+            if isinstance(db_url_or_path, Path) or not _is_postgres(key):
+                from huey import SqliteHuey  # the queue engine: loaded only where a queue is used
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            huey = SqliteHuey(name="pama-jobs", filename=key, results=False, utc=True)
+                path = db_url_or_path if isinstance(db_url_or_path, Path) else queue_path(key)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                huey = SqliteHuey(name="pama-jobs", filename=str(path), results=False, utc=True)
+            else:
+                from huey import Huey
+                from huey.contrib.sql_huey import BytesBlobField, SqlStorage
+                from peewee import CharField, CompositeKey, FloatField, Model, TimestampField
+
+                class _Storage(SqlStorage):
+                    """Huey's SQL storage (its own models, as huey.contrib.sql_huey defines them) with tables
+                    named for us: the store's own tables share the database."""
+
+                    def create_models(self):
+                        class Base(Model):
+                            class Meta:
+                                database = self.database
+
+                        class KV(Base):
+                            queue = CharField()
+                            key = CharField()
+                            value = BytesBlobField()
+
+                            class Meta:
+                                primary_key = CompositeKey("queue", "key")
+                                table_name = "pama_queue_kv"
+
+                        class Schedule(Base):
+                            queue = CharField()
+                            data = BytesBlobField()
+                            timestamp = TimestampField(resolution=1000)
+
+                            class Meta:
+                                indexes = ((("queue", "timestamp"), False),)
+                                table_name = "pama_queue_schedule"
+
+                        class Task(Base):
+                            queue = CharField()
+                            data = BytesBlobField()
+                            priority = FloatField(default=0.0)
+
+                            class Meta:
+                                table_name = "pama_queue_task"
+
+                        Task.add_index(Task.priority.desc(), Task.id)
+                        return KV, Schedule, Task
+
+                huey = Huey(name="pama-jobs", storage_class=_Storage, database=_pg_database(key), results=False,
+                            utc=True)
             _QUEUES[key] = (huey, huey.task(name="run_job")(_run_queued))
         return _QUEUES[key]
+
+
+def enqueue(store, job_id: str, *, env: Mapping[str, str] | None = None) -> None:
+    """Put a job row's id in the store's queue and make sure a local worker serves it (unless
+    PAMA_LOCAL_WORKER=0: dedicated workers serve a shared queue, docs/deployment.md)."""
+    job = store.get_job(job_id)
+    _queue(store.url)[1](job["kind"], job["target_id"], list(job["argv"]), store.url, dict(env or {}), job_id)
+    if os.environ.get("PAMA_LOCAL_WORKER", "1") != "0":
+        ensure_local_worker(store.url)
 
 
 def _row_status(store, kind: str, job_id: str) -> str | None:
@@ -320,28 +421,63 @@ def _row_status(store, kind: str, job_id: str) -> str | None:
     return row["status"] if row else None
 
 
-def _run_queued(kind: str, job_id: str, argv: list[str], db_url: str | None, env: dict) -> str:
-    """The queue's task, run in a worker thread: start the job's process unless it was cancelled (or deleted)
-    while it waited, on a free GPU of the worker's ``--gpus`` (CUDA_VISIBLE_DEVICES) when it has some, then wait
-    for it to exit. The process reports to the store itself; a process that dies without a word is failed by
-    ``reap`` (the app's, or after the heartbeat grace)."""
+def _waiting(store, task) -> bool:
+    """Whether a task in the queue still waits for a worker (its job row is queued; legacy tasks without one: the
+    run's or sweep's row)."""
+    args = task.args
+    if len(args) > 5 and args[5]:
+        job = store.get_job(args[5])
+        return bool(job and job["status"] == "queued")
+    return _row_status(store, args[0], args[1]) == "queued"
+
+
+def _run_queued(kind: str, target_id: str, argv: list[str], db_url: str | None, env: dict,
+                job_id: str | None = None) -> str:
+    """The queue's task, run in a worker thread: claim the job (one UPDATE: a job cancelled meanwhile, or taken
+    by another worker, is skipped), start its process on a free GPU of the worker's ``--gpus``
+    (CUDA_VISIBLE_DEVICES) when it has some, write the job's heartbeat while the process lives, record how it
+    ended and start what waited for it (``_after``). The process reports to the store itself."""
     global _running
     store = Store(db_url)
     device = None
     with _running_lock:
         _running += 1
     try:
-        if _row_status(store, kind, job_id) != "queued":
+        if job_id is None:  # a task enqueued by a version without job rows
+            if _row_status(store, kind, target_id) != "queued":
+                return "skipped"
+        elif kind == "train" and _row_status(store, kind, target_id) not in ACTIVE:
+            store.move_job(job_id, ("queued",), "cancelled", error="its run was cancelled or deleted while queued")
             return "skipped"
         device = _devices.get() if _devices is not None else None  # never waits: slots <= devices
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        if job_id is not None and not store.claim_job(job_id, worker=worker, device=device):
+            return "skipped"
+        attempt = (store.get_job(job_id) or {}).get("attempts", 1) if job_id else 1
+        if attempt > 1 and kind == "train":  # started again after its worker died: from the run's checkpoint
+            argv = ["-m", "pama", "train", "--resume", target_id, "--quiet"]
+        env = dict(env, PAMA_DIE_WITH_PARENT=str(os.getpid()))
         if device is not None:
-            env = dict(env, CUDA_VISIBLE_DEVICES=device)
-        job = _spawn(kind, job_id, argv, db_url=db_url, env=env,
-                     info=dict(worker=f"{socket.gethostname()}:{os.getpid()}", device=device))
+            env["CUDA_VISIBLE_DEVICES"] = device
+        # the job file of a run (or of a sweep started by an older version) is named by its id, as reap and
+        # cancel read it; a sweep's point and evaluation jobs by the job's id (the sweep's own log is shared)
+        file_id = target_id if kind in ("train", "sweep") or job_id is None else job_id
+        job = _spawn(kind, file_id, argv, db_url=db_url, env=env, log_id=target_id,
+                     info=dict(worker=worker, device=device, target=target_id, attempt=attempt))
         if kind == "train":
-            store.update_run(job_id, pid=job.pid)
-        while pid_alive(job.pid):
-            time.sleep(0.5)
+            store.update_run(target_id, pid=job.pid)
+        if job_id is not None:
+            store.update_job(job_id, pid=job.pid)
+        beat = min(heartbeat_interval_s(), 5.0)
+        last = time.monotonic()
+        while job.proc.poll() is None:
+            time.sleep(0.25)
+            if job_id is not None and time.monotonic() - last >= beat:
+                last = time.monotonic()
+                with contextlib.suppress(Exception):  # a store hiccup must not stop the wait
+                    store.job_heartbeat(job_id)
+        if job_id is not None:
+            _finished(store, job_id, job.proc.returncode)
         return "done"
     finally:
         if device is not None:
@@ -351,27 +487,115 @@ def _run_queued(kind: str, job_id: str, argv: list[str], db_url: str | None, env
         store.close()
 
 
+def _finished(store, job_id: str, returncode: int) -> None:
+    """Record how a job's process ended (a cancelled job stays cancelled) and start what waited for it."""
+    job = store.get_job(job_id)
+    if returncode != 0 and job["kind"] == "train" and _row_status(store, "train", job["target_id"]) == "cancelled":
+        store.move_job(job_id, "running", "cancelled", error="its run was cancelled")
+    elif returncode == 0:
+        store.move_job(job_id, "running", "finished")
+    else:
+        store.move_job(job_id, "running", "failed", error=(
+            f"exit code {returncode}; last lines of its log ({job['log']}):\n" + tail(job["log"] or "", lines=6)))
+    _after(store, store.get_job(job_id))
+
+
+def _after(store, job: Mapping) -> None:
+    """A sweep's jobs after one of them ended: the last trained point enqueues the evaluation (one UPDATE from
+    'waiting', so of two points ending together one does it); a point that failed fails the sweep and cancels its
+    other jobs; a sweep whose jobs all ended without finishing is failed with the reason."""
+    if job["kind"] not in ("point", "evaluate"):
+        return
+    sweep_id = job["target_id"]
+    siblings = store.list_jobs(target_id=sweep_id)
+    points = [j for j in siblings if j["kind"] == "point"]
+    if job["status"] == "failed":
+        for other in siblings:
+            if other["status"] in ("waiting", "queued"):
+                store.move_job(other["id"], ("waiting", "queued"), "cancelled",
+                               error=f"job {job['id']} of the sweep failed")
+        sweep = store.get_sweep(sweep_id)
+        if sweep and sweep["status"] in ACTIVE:
+            store.update_sweep(sweep_id, status="failed", summary=dict(sweep.get("summary") or {}, error=(
+                f"{'point ' + str(job['point']) if job['kind'] == 'point' else 'the evaluation'} failed: "
+                f"{job.get('error') or ''}")))
+        return
+    if job["kind"] == "point" and all(p["status"] == "finished" for p in points):
+        for ev in siblings:
+            if ev["kind"] == "evaluate" and store.move_job(ev["id"], "waiting", "queued"):
+                enqueue(store, ev["id"])
+
+
+def release_stale(store, *, grace_s: float | None = None) -> list[str]:
+    """Jobs whose worker stopped writing heartbeats (killed, machine lost) for ``grace_s`` (default: the runs'
+    heartbeat grace): started once more (``MAX_ATTEMPTS``) on any worker, from the run's last checkpoint, else failed
+    with the reason. Every worker calls it now and then; the store's conditional UPDATE releases a job once."""
+    grace_s = heartbeat_grace_s() if grace_s is None else float(grace_s)
+    done = []
+    for job in store.stale_jobs(grace_s):
+        lost = (f"its worker {job['worker']} stopped sending heartbeats for more than {grace_s:g} s "
+                f"(killed, or its machine was lost)")
+        if int(job["attempts"] or 0) < MAX_ATTEMPTS:
+            if store.release_job(job["id"], grace_s, error=lost + "; started again"):
+                enqueue(store, job["id"])
+                done.append(job["id"])
+        elif store.move_job(job["id"], "running", "failed",
+                            error=lost + f"; it had been started {job['attempts']} times, so it is not retried"):
+            if job["kind"] == "train":
+                store.set_status(job["target_id"], "failed", error=lost)
+            _after(store, store.get_job(job["id"]))
+            done.append(job["id"])
+    return done
+
+
+def cancel_job(store, job_id: str, *, reason: str = "cancelled by the user") -> bool:
+    """Cancel one job: a waiting or queued one never starts; a running one's process is asked to stop (SIGTERM
+    when it runs on this machine; elsewhere its run, cancelled in the store, stops at its next step)."""
+    job = store.get_job(job_id)
+    if job is None:
+        return False
+    if job["kind"] == "train":  # the run's status is what its trainer and the pages read
+        store.move_job(job_id, "running", "cancelled", error=reason)
+        return cancel(store, job["target_id"])
+    if store.move_job(job_id, ("waiting", "queued"), "cancelled", error=reason):
+        return True
+    if job["status"] != "running" or not store.move_job(job_id, "running", "cancelled", error=reason):
+        return False
+    if job["kind"] == "point":
+        for run in store.list_runs(sweep_id=job["target_id"]):
+            if run["status"] in ACTIVE and run.get("pid") == job.get("pid"):
+                store.set_status(run["id"], "cancelled", error=reason)
+    host = (job.get("worker") or "").split(":")[0]
+    if job.get("pid") and host == socket.gethostname() and pid_alive(int(job["pid"])):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(job["pid"]), signal.SIGTERM)
+    return True
+
+
 def ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def queue_position(store, job_id: str) -> int | None:
     """1 for the next job a worker takes, 2 for the one after, ...; None when the job is not waiting in the queue
-    (started, finished, cancelled, or a store without a queue). Jobs cancelled while they wait do not count."""
+    (started, finished, cancelled, or a store without a queue). Jobs cancelled while they wait do not count.
+    ``job_id``: a run's or sweep's id (a sweep's place is that of its first waiting point) or a job row's."""
+    if not has_queue(store.url):
+        return None
     path = queue_path(store.url)
-    if path is None or not path.exists():
+    if path is not None and not path.exists():
         return None
     try:
-        pending = _queue(path)[0].pending()
+        pending = _queue(store.url)[0].pending()
     except Exception:  # noqa: BLE001 - a queue file being written or foreign: no position rather than a crash
         return None
     ahead = 0
     for task in pending:
-        kind, tid = task.args[0], task.args[1]
-        if tid == job_id:
+        if not _waiting(store, task):
+            continue
+        if job_id in (task.args[1], task.args[5] if len(task.args) > 5 else None):
             return ahead + 1
-        if _row_status(store, kind, tid) == "queued":
-            ahead += 1
+        ahead += 1
     return None
 
 
@@ -381,30 +605,33 @@ def queue_phase(store, job_id: str) -> str | None:
     return None if pos is None else f"queued, {ordinal(pos)} in line"
 
 
-def _worker_lock(queue: Path) -> Path:
-    return queue.with_name(queue.name + ".worker.lock")
+def _lock_path(db_url: str | None) -> Path | None:
+    return worker_lock_path(db_url or paths.default_db_url(), paths.home())
 
 
 def ensure_local_worker(db_url: str | None) -> int | None:
-    """Start ``python -m pama worker --local`` (one slot) for a SQLite store unless one already holds the queue's
-    worker lock; returns the new worker's pid, or None (one is running, or the store has no queue)."""
-    import fcntl  # POSIX only, like the process groups the jobs run in
+    """Start ``python -m pama worker --local`` (one slot) for the store's queue unless one already holds this
+    machine's worker lock for it; returns the new worker's pid, or None (one is running, or the store has no
+    queue)."""
+    import fcntl  # POSIX only
 
-    queue = queue_path(db_url)
-    if queue is None:
+    url = db_url or paths.default_db_url()
+    lock_file = _lock_path(url) if has_queue(url) else None
+    if lock_file is None:
         return None
-    queue.parent.mkdir(parents=True, exist_ok=True)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
     logs_dir().mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PAMA_DB_URL=db_url or paths.default_db_url())
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PAMA_DB_URL=url)
+    env.pop("PAMA_DIE_WITH_PARENT", None)
     idle = os.environ.get("PAMA_WORKER_IDLE_S") or str(LOCAL_WORKER_IDLE_S)
-    if time.monotonic() - _last_start.get(str(queue), -1e9) < 5.0:
+    if time.monotonic() - _last_start.get(str(lock_file), -1e9) < 5.0:
         return None  # started one a moment ago: a worker that fails at start is not restarted in a tight loop
-    with open(_worker_lock(queue), "a+") as lock:
+    with open(lock_file, "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return None  # a local worker serves this queue (or is starting: it holds the lock from its start)
-        _last_start[str(queue)] = time.monotonic()
+        _last_start[str(lock_file)] = time.monotonic()
         # the worker inherits the locked file: the lock passes to it with no gap while it imports (many seconds),
         # so no second worker is started meanwhile
         fd = lock.fileno()
@@ -419,12 +646,14 @@ def ensure_local_worker(db_url: str | None) -> int | None:
 
 def resume_queue(store) -> int | None:
     """Start a local worker when jobs wait in the queue and none serves it (after a restart of the machine or of
-    the app: the queue is a file, the worker is not)."""
+    the app: the queue is a file or tables, the worker is not)."""
+    if not has_queue(store.url) or os.environ.get("PAMA_LOCAL_WORKER", "1") == "0":
+        return None
     path = queue_path(store.url)
-    if path is None or not path.exists():
+    if path is not None and not path.exists():
         return None
     try:
-        if not _queue(path)[0].pending_count():
+        if not _queue(store.url)[0].pending_count():
             return None
     except Exception:  # noqa: BLE001
         return None
@@ -434,25 +663,26 @@ def resume_queue(store) -> int | None:
 def run_worker(db_url: str | None = None, *, slots: int | None = None, local: bool = False,
                idle_exit_s: float | None = None, lock_fd: int | None = None, gpus: Sequence[str] = ()) -> int:
     """Serve the store's queue: ``slots`` jobs at once (Huey's consumer, one thread per slot, each waiting on the
-    job's process). ``local``: the worker the app starts, one per queue (a file lock; a second exits at once;
-    ``lock_fd``: the lock already taken for it by ``ensure_local_worker``).
-    ``idle_exit_s``: exit after that long with nothing queued or running. ``gpus``: device ids, one per running
-    job (its CUDA_VISIBLE_DEVICES); ``slots`` defaults to their number, else 1."""
+    job's process), releasing the jobs of dead workers now and then (``release_stale``). ``local``: the worker the
+    app starts, one per queue and machine (a file lock; a second exits at once; ``lock_fd``: the lock already taken
+    for it by ``ensure_local_worker``). ``idle_exit_s``: exit after that long with nothing queued or running.
+    ``gpus``: device ids, one per running job (its CUDA_VISIBLE_DEVICES); ``slots`` defaults to their number, else
+    1."""
     global _devices
     import fcntl  # POSIX only
     import logging
 
     url = db_url or paths.default_db_url()
-    queue = queue_path(url)
-    if queue is None:
-        raise JobError("The job queue needs a SQLite store in this version; with PAMA_DB_URL set to another "
-                       "database the app starts each job at once.")
+    if not has_queue(url):
+        raise JobError("The job queue needs a store in a file (SQLite) or on a server (PostgreSQL, PAMA_DB_URL); "
+                       "an in-memory store has nothing a worker could share.")
     lock = None
     if local and lock_fd is not None:
         lock = os.fdopen(lock_fd, "a+")  # noqa: SIM115 - locked by our starter, held for the worker's life
     elif local:
-        queue.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(_worker_lock(queue), "a+")  # noqa: SIM115 - held for the worker's life
+        lock_file = _lock_path(url)
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_file, "a+")  # noqa: SIM115 - held for the worker's life
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -463,7 +693,7 @@ def run_worker(db_url: str | None = None, *, slots: int | None = None, local: bo
         lock.write(f"{os.getpid()}\n")
         lock.flush()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    huey = _queue(queue)[0]
+    huey = _queue(url)[0]
     gpus = [str(g).strip() for g in gpus if str(g).strip()]
     slots = int(slots) if slots else max(1, len(gpus))
     if gpus and slots > len(gpus):
@@ -472,18 +702,30 @@ def run_worker(db_url: str | None = None, *, slots: int | None = None, local: bo
         _devices = queue_mod.Queue()
         for g in gpus:
             _devices.put(g)
-    print(f"worker {socket.gethostname()}:{os.getpid()} serving {queue} with {slots} slot(s)"
+    where = queue_path(url) or Store(url).safe_url
+    print(f"worker {socket.gethostname()}:{os.getpid()} serving {where} with {slots} slot(s)"
           + (f" on GPU(s) {','.join(gpus)}" if gpus else ""), flush=True)
     consumer = huey.create_consumer(workers=slots, worker_type="thread", periodic=False,
                                     initial_delay=0.1, backoff=1.15, max_delay=1.0)
+    threading.Thread(target=_release_loop, args=(url,), daemon=True, name="release-stale").start()
     if idle_exit_s:
-        threading.Thread(target=_exit_when_idle, args=(huey, lock, float(idle_exit_s), queue), daemon=True,
-                         name="idle-exit").start()
+        threading.Thread(target=_exit_when_idle, args=(huey, lock, float(idle_exit_s), queue_path(url)),
+                         daemon=True, name="idle-exit").start()
     consumer.run()
     return 0
 
 
-def _exit_when_idle(huey, lock, idle_s: float, queue: Path) -> None:
+def _release_loop(url: str) -> None:
+    """Every few seconds: release the jobs of workers that died (``release_stale``)."""
+    store = Store(url)
+    every = max(1.0, min(30.0, heartbeat_grace_s() / 4))
+    while True:
+        time.sleep(every)
+        with contextlib.suppress(Exception):  # a store hiccup: try again next time
+            release_stale(store)
+
+
+def _exit_when_idle(huey, lock, idle_s: float, queue: Path | None) -> None:
     """Stop this worker (SIGINT: Huey's graceful stop) after ``idle_s`` with nothing queued or running, or at once
     when its queue file is gone or unreadable (its PAMA_HOME was deleted). The lock is let go before the last look
     at the queue, so a job enqueued meanwhile finds either this worker still serving or the lock free (and its
@@ -495,7 +737,7 @@ def _exit_when_idle(huey, lock, idle_s: float, queue: Path) -> None:
         time.sleep(min(1.0, idle_s / 4))
         try:
             busy = bool(_running or huey.pending_count())
-            gone = not queue.exists()
+            gone = queue is not None and not queue.exists()
         except Exception:  # noqa: BLE001 - the queue's database is gone or broken: nothing left to serve
             busy, gone = False, True
         if gone and not _running:
@@ -570,6 +812,8 @@ def cancel(store, run_id: str) -> bool:
     if run is None or run["status"] not in ACTIVE:
         return False
     store.set_status(run_id, "cancelled", error="cancelled by the user")
+    for queued in store.list_jobs(target_id=run_id, status="queued"):
+        store.move_job(queued["id"], "queued", "cancelled", error="cancelled by the user")
     pid = local_pid(run)
     if pid and pid_alive(pid):
         try:
@@ -617,6 +861,7 @@ def reap(store, *, grace_s: float | None = None, now: dt.datetime | None = None)
                     store.set_status(run["id"], "failed", error="the sweep process exited")
             failed.append(sweep["id"])
     with contextlib.suppress(OSError, JobError):
+        release_stale(store, grace_s=grace_s)  # jobs of a worker that died go back in the queue (or fail)
         resume_queue(store)  # jobs left waiting by a restart get a worker again
     return failed
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DatabaseError, SQLAlchemyError
 from . import paths
 from .orm import Base
 
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 UPGRADE_HINT = "python -m pama db upgrade"
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -18,6 +18,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
 POINT_KINDS = ("base", "adapter", "mixture", "conditioned")  # conditioned: one conditioned run at one preference
 VOTE_CHOICES = ("a", "b", "tie", "both_bad")
+# a queue job: waiting = a sweep's evaluation, enqueued when its last point is trained (pama.jobs)
+JOB_STATUSES = ("waiting", "queued", "running", "finished", "failed", "cancelled")
+JOB_KINDS = ("train", "sweep", "point", "evaluate")
 
 
 def utcnow() -> dt.datetime:
@@ -160,6 +163,34 @@ class Vote(Base):
         UniqueConstraint("token", name="uq_votes_token"),
         CheckConstraint(f"vote IN ({_in(VOTE_CHOICES)})", name="ck_votes_vote"),
         CheckConstraint("point_a <> point_b", name="ck_votes_two_points"),
+    )
+
+
+class Job(Base):
+    """One job of the queue (pama.jobs): what a worker runs (``argv``), who runs it (worker, host, device, pid), its
+    heartbeat (written by the worker while the job's process lives) and how often it was started (``attempts``: a
+    job whose worker died is released and started once more, docs/deployment.md). ``target_id`` is the run a train
+    job trains or the sweep a point / evaluate job belongs to; the queue engine (Huey) holds only the job's id."""
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(32), index=True)
+    point: Mapped[int | None] = mapped_column(Integer)
+    argv: Mapped[list] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(300))
+    device: Mapped[str | None] = mapped_column(String(32))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    log: Mapped[str | None] = mapped_column(String(1000))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(JOB_STATUSES)})", name="ck_jobs_status"),
+        CheckConstraint(f"kind IN ({_in(JOB_KINDS)})", name="ck_jobs_kind"),
     )
 
 

@@ -44,21 +44,43 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def worker_lock_path(db_url: str) -> Path | None:
-    """The lock file of the local worker of a SQLite store's job queue (``<database>.queue.worker.lock``); None for
-    other stores. Parsed without SQLAlchemy: ``python -m pama worker --local`` takes it before any heavy import."""
+def worker_lock_path(db_url: str, home: str | Path | None = None) -> Path | None:
+    """The lock file of the local worker of a store's job queue: ``<database>.queue.worker.lock`` beside a SQLite
+    file, ``<home>/queue-<hash of the URL>.worker.lock`` for a server (PostgreSQL: one local worker per machine and
+    PAMA_HOME); None for an in-memory store. Parsed without SQLAlchemy: ``python -m pama worker --local`` takes it
+    before any heavy import."""
+    if db_url.startswith("postgresql") and home is not None:
+        import hashlib
+
+        return Path(home) / f"queue-{hashlib.sha1(db_url.encode()).hexdigest()[:12]}.worker.lock"
     if not db_url.startswith("sqlite:///") or db_url.split("?")[0].endswith(":memory:"):
         return None
     db = Path(db_url.split("?")[0][len("sqlite:///"):]).expanduser()
     return db.with_name(db.name + ".queue.worker.lock")
 
 
-def take_worker_lock(db_url: str) -> int | None:
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when the thread that started it dies (a queue worker killed with
+    SIGKILL takes its job's process with it, so the job, released and started again elsewhere, never runs twice at
+    once). Set by a job whose environment names its parent (PAMA_DIE_WITH_PARENT); a no-op elsewhere."""
+    parent = os.environ.pop("PAMA_DIE_WITH_PARENT", None)
+    if not parent:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if str(os.getppid()) != parent:  # the parent died before the line above: do not outlive it
+        os._exit(1)
+
+
+def take_worker_lock(db_url: str, home: str | Path | None = None) -> int | None:
     """Lock the local worker's file: its descriptor (kept open, locked, for the worker's life), -1 when another
     worker holds it, None for a store without a queue."""
     import fcntl  # POSIX only
 
-    path = worker_lock_path(db_url)
+    path = worker_lock_path(db_url, home)
     if path is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)

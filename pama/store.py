@@ -26,8 +26,8 @@ from .migrate import (  # noqa: F401 (re-exported: the CLI, the pages and the te
     SCHEMA_HEAD, UPGRADE_HINT, SchemaOutOfDateError, StoreError, alembic_config, describe_url, known_revisions,
 )
 from .orm import (  # noqa: F401 (the constants re-exported: pages and docs name store.RUN_STATUSES, POINT_KINDS)
-    POINT_KINDS, RUN_STATUSES, VOTE_CHOICES, Generation, Metric, Point, PointValue, Run, RunObjective, Sweep, Vote,
-    utcnow,
+    JOB_STATUSES, POINT_KINDS, RUN_STATUSES, VOTE_CHOICES, Generation, Job, Metric, Point, PointValue, Run, RunObjective,
+    Sweep, Vote, utcnow,
 )
 from .orm import row as _row
 from .records import PointRecord, RunRecord, SweepRecord
@@ -261,6 +261,75 @@ class Store:
     def delete_sweep(self, sweep_id: str) -> None:
         with self.session() as s:
             s.execute(delete(Sweep).where(Sweep.id == sweep_id))
+
+    # -- queue jobs (pama.jobs) ---------------------------------------------------------------------------------
+    def add_job(self, *, kind: str, target_id: str, argv: list[str], status: str = "queued", point: int | None = None,
+                log: str | None = None, job_id: str | None = None) -> str:
+        job_id = job_id or new_id("j")
+        with self.session() as s:
+            s.add(Job(id=job_id, kind=kind, target_id=target_id, argv=list(argv), status=status, point=point,
+                      log=log, attempts=0))
+        return job_id
+
+    def get_job(self, job_id: str) -> dict | None:
+        with self.session() as s:
+            job = s.get(Job, job_id)
+            return _row(job) if job else None
+
+    def list_jobs(self, *, status: str | Iterable[str] | None = None, target_id: str | None = None) -> list[dict]:
+        """Jobs, oldest first (``status``: one or several)."""
+        q = select(Job).order_by(Job.created_at, Job.id)
+        if status is not None:
+            q = q.where(Job.status.in_([status] if isinstance(status, str) else list(status)))
+        if target_id is not None:
+            q = q.where(Job.target_id == target_id)
+        with self.session() as s:
+            return [_row(x) for x in s.scalars(q)]
+
+    def update_job(self, job_id: str, **fields) -> None:
+        with self.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(**fields))
+
+    def move_job(self, job_id: str, from_status: str | Iterable[str], to_status: str, **fields) -> bool:
+        """Change a job's status only if it is still ``from_status``: one UPDATE, so of two workers (or a worker and
+        a cancel) racing for the same job exactly one wins. True for the winner."""
+        olds = [from_status] if isinstance(from_status, str) else list(from_status)
+        if to_status not in JOB_STATUSES:
+            raise StoreError(f"unknown job status '{to_status}'")
+        now = utcnow()
+        values: dict[str, Any] = dict(status=to_status, **fields)
+        if to_status == "running":
+            values.setdefault("started_at", now)
+            values.setdefault("heartbeat_at", now)
+        if to_status in TERMINAL:
+            values.setdefault("finished_at", now)
+        with self.session() as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.status.in_(olds)).values(**values))
+            return res.rowcount == 1
+
+    def claim_job(self, job_id: str, *, worker: str, device: str | None = None) -> bool:
+        """Take a queued job for ``worker`` ('host:pid'), counting the start in ``attempts``; False when another
+        worker took it first or it was cancelled meanwhile."""
+        return self.move_job(job_id, "queued", "running", worker=worker, device=device, pid=None, error=None,
+                             attempts=Job.attempts + 1, finished_at=None)
+
+    def job_heartbeat(self, job_id: str) -> None:
+        self.update_job(job_id, heartbeat_at=utcnow())
+
+    def stale_jobs(self, grace_s: float) -> list[dict]:
+        """Running jobs whose worker has not written a heartbeat for ``grace_s`` (killed, machine lost)."""
+        cutoff = utcnow() - dt.timedelta(seconds=float(grace_s))
+        return [j for j in self.list_jobs(status="running") if (j["heartbeat_at"] or j["created_at"]) < cutoff]
+
+    def release_job(self, job_id: str, grace_s: float, **fields) -> bool:
+        """Put a stale running job back in 'queued', if it is still running and still stale: the UPDATE's
+        condition, so two workers releasing at once release it once (``attempts`` counts its starts)."""
+        cutoff = utcnow() - dt.timedelta(seconds=float(grace_s))
+        with self.session() as s:
+            res = s.execute(update(Job).where(Job.id == job_id, Job.status == "running", Job.heartbeat_at < cutoff)
+                            .values(status="queued", worker=None, pid=None, device=None, heartbeat_at=None,
+                                    **fields))
+            return res.rowcount == 1
 
     # -- points, values, generations ----------------------------------------------------------------------------
     def add_point(self, *, kind: str, label: str, model: str, values: dict[str, tuple[float, float, float]],

@@ -84,8 +84,11 @@ def _log(msg: str, progress: bool) -> None:
 # sweeps
 
 def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, sweep_id: str | None = None,
-              name: str | None = None) -> str:
-    """Train (or resume) one adapter per grid preference, evaluate them and the base, record the front."""
+              name: str | None = None, point: int | None = None) -> str:
+    """Train (or resume) one adapter per grid preference, evaluate them and the base, record the front.
+
+    ``point`` (with ``sweep_id``): train (or resume) grid point ``point`` only and return: the queue's point job, one
+    of several that workers run at once (pama.jobs); the sweep's evaluation job then evaluates them all."""
 
     if sweep_id is not None:
         sweep, cfg = sweep_config(store, sweep_id)
@@ -101,6 +104,8 @@ def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, s
             name=name or cfg.name or default_sweep_name(cfg.to_dict()),
             method=cfg.method, model=cfg.model, objectives=list(cfg.objectives), config=cfg.to_dict())
     grid = training_grid(cfg)
+    if point is not None and not 0 <= point < len(grid):
+        raise ConfigError(f"sweep {sweep_id} has points 0 to {len(grid) - 1}, not {point}")
     _log(f"sweep {sweep_id}: " + (f"one conditioned {cfg.conditioning} run, {cfg.steps} steps, evaluated at "
                                   f"{len(conditioned_grid(len(cfg.objectives), cfg.points))} preferences"
                                   if cfg.conditioned else
@@ -108,6 +113,8 @@ def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, s
     store.update_sweep(sweep_id, status="running")
     try:
         for i, pref in enumerate(grid, 1):
+            if point is not None and i - 1 != point:
+                continue
             run = _run_for(store.list_runs(sweep_id=sweep_id), pref)
             if run is not None and run["status"] == "finished" and run["adapter_path"]:
                 _log(f"[{i}/{len(grid)}] preference {pref_label(pref)}: trained ({run['id']})", progress)
@@ -120,6 +127,8 @@ def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, s
                 _log(f"[{i}/{len(grid)}] preference {pref_label(pref)}: training", progress)
                 run_cfg = _train_config(cfg, pref)
                 train(run_cfg, sweep_id=sweep_id, progress=progress, callbacks=run_callbacks(run_cfg, store))
+        if point is not None:
+            return sweep_id
         evaluate_sweep(store, sweep_id, progress=progress)
         control_sweep(store, sweep_id)   # length-controlled scores (pama.controlled), kept by summarise
         summary = summarise(store, sweep_id)

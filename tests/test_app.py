@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from pama.store import Store
 
-PAGES = ["views/home.py", "views/front.py", "views/compare.py", "views/vote.py", "views/train.py", "views/runs.py"]
+PAGES = ["views/home.py", "views/front.py", "views/compare.py", "views/vote.py", "views/train.py", "views/runs.py",
+         "views/queue.py"]
 OBJS = [dict(name="sentiment", lower=-1.0, upper=1.0), dict(name="conciseness", lower=0.0, upper=1.0)]
 TIMEOUT = 120
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

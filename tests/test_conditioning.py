@@ -232,7 +232,7 @@ def test_migration_0005_keeps_the_demo_front_and_admits_conditioned_points(tmp_p
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     s = Store(url)
-    assert s.schema_version() == SCHEMA_HEAD == "0006"
+    assert s.schema_version() == SCHEMA_HEAD == "0007"
     assert {p["id"]: (p["kind"], raw(p)) for p in s.points()} == before
     assert {p: len(s.generations(p)) for p in before} == gens and sum(gens.values()) > 0
     with s.engine.connect() as conn:

@@ -169,3 +169,149 @@ def test_two_runs_started_from_the_form_run_one_after_the_other(pama_home, monke
     assert jobs.wait(store, second["id"], timeout_s=240)["status"] == "finished"
     a, b = store.get_run(first["id"]), store.get_run(second["id"])
     assert a["status"] == "finished" and b["started_at"] >= a["finished_at"]
+
+
+# ------------------------------------------------------------------------------------------------ job rows
+
+def test_a_job_is_claimed_once_released_once_and_a_waiting_one_promoted_once(any_store):
+    """The store's conditional UPDATEs (SQLite and PostgreSQL): of two workers racing for a job one wins; a stale
+    running job goes back to the queue once; a sweep's waiting evaluation is enqueued once."""
+    s = any_store
+    jid = s.add_job(kind="point", target_id="s1", point=0, argv=["-m", "pama"])
+    assert s.claim_job(jid, worker="a:1") is True
+    assert s.claim_job(jid, worker="b:2") is False
+    job = s.get_job(jid)
+    assert job["status"] == "running" and job["worker"] == "a:1" and job["attempts"] == 1
+    assert s.stale_jobs(3600) == [] and not s.release_job(jid, 3600)  # fresh heartbeat: not stale
+    time.sleep(1.2)
+    assert [j["id"] for j in s.stale_jobs(1.0)] == [jid]
+    assert s.release_job(jid, 1.0, error="lost") is True and s.release_job(jid, 1.0) is False
+    job = s.get_job(jid)
+    assert job["status"] == "queued" and job["worker"] is None and job["attempts"] == 1 and job["error"] == "lost"
+    assert s.claim_job(jid, worker="b:2") and s.get_job(jid)["attempts"] == 2
+    ev = s.add_job(kind="evaluate", target_id="s1", argv=[], status="waiting")
+    assert s.move_job(ev, "waiting", "queued") and not s.move_job(ev, "waiting", "queued")
+    assert [j["id"] for j in s.list_jobs(target_id="s1", status=("queued", "running"))] == [jid, ev]
+
+
+def test_a_job_released_twice_fails_with_the_reason(store, monkeypatch):
+    """A job whose worker died after its second start is not retried again: failed, with why."""
+    monkeypatch.setattr(jobs, "enqueue", lambda store, jid, env=None: None)
+    jid = store.add_job(kind="train", target_id="r-none", argv=[])
+    for expected in ("queued", "failed"):
+        assert store.claim_job(jid, worker="gone:1")
+        time.sleep(1.1)
+        assert jobs.release_stale(store, grace_s=1.0) == [jid]
+        assert store.get_job(jid)["status"] == expected
+    assert "started 2 times" in store.get_job(jid)["error"]
+
+
+def _sweep_cfg(**kw):
+    from pama.config import SweepConfig, from_dict
+
+    return from_dict(SweepConfig, dict(TINY, method="pama", eval_samples=4, eval_max_new_tokens=4, **kw),
+                     source="test").validate()
+
+
+def test_a_sweep_runs_as_one_job_per_point_then_its_evaluation(store):
+    """On the app's SQLite queue: a 2-point sweep is 2 point jobs and an evaluation that waits for both; the
+    sweep finishes with its front, each point trained once."""
+    job = jobs.start_sweep(_sweep_cfg(points=2, steps=2), store=store)
+    rows = store.list_jobs(target_id=job.id)
+    assert [(j["kind"], j["point"], j["status"]) for j in rows] == [
+        ("point", 0, "queued"), ("point", 1, "queued"), ("evaluate", None, "waiting")]
+    assert jobs.queue_position(store, job.id) == 1
+    _until(lambda: not store.list_jobs(target_id=job.id, status=("waiting", "queued", "running")), 400,
+           "the sweep's jobs to end", 1.0)
+    assert store.get_sweep(job.id)["status"] == "finished", jobs.tail(job.log, lines=30)
+    rows = store.list_jobs(target_id=job.id)
+    assert [j["status"] for j in rows] == ["finished"] * 3 and all(j["attempts"] == 1 for j in rows)
+    evaluation = rows[2]
+    assert evaluation["started_at"] >= max(j["finished_at"] for j in rows[:2])
+    runs = store.list_runs(sweep_id=job.id)
+    assert len(runs) == 2 and all(r["status"] == "finished" and r["step"] == 2 for r in runs)
+    assert len(store.points(sweep_id=job.id, kind="adapter")) == 2
+
+
+def test_postgres_sweep_on_two_workers_survives_a_worker_killed_mid_point(pg_url, pama_home, monkeypatch):
+    """The shared queue on PostgreSQL: a 4-point sweep on two `python -m pama worker` processes; one is killed with
+    SIGKILL while it trains a point (its point's process dies with it); the other releases the job once its
+    heartbeat is stale and resumes the point from its checkpoint; every point is trained once and the front is
+    complete."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from pama.store import Store
+
+    monkeypatch.setenv("PAMA_DB_URL", pg_url)
+    monkeypatch.setenv("PAMA_LOCAL_WORKER", "0")      # the two workers below serve the queue, no app worker
+    monkeypatch.setenv("PAMA_HEARTBEAT_S", "1")
+    monkeypatch.setenv("PAMA_HEARTBEAT_GRACE_S", "6")
+    store = Store(pg_url)
+    job = jobs.start_sweep(_sweep_cfg(points=4, steps=24, save_every=4), store=store)
+    workers = [subprocess.Popen([sys.executable, "-m", "pama", "worker", "--slots", "1"], env=dict(os.environ),
+                                stdout=open(pama_home / f"worker{i}.log", "wb"), stderr=subprocess.STDOUT)
+               for i in range(2)]
+    try:
+        def victim():
+            for j in store.list_jobs(target_id=job.id, status="running"):
+                run = next((r for r in store.list_runs(sweep_id=job.id) if r.get("pid") == j["pid"]), None)
+                if j["worker"].endswith(f":{workers[0].pid}") and run and run["step"] >= 5:
+                    return j
+            return None
+
+        _until(lambda: victim() is not None, 300, "worker 0 to be 5 steps into a point", 0.2)
+        killed = victim()
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait(timeout=30)
+        _until(lambda: not store.list_jobs(target_id=job.id, status=("waiting", "queued", "running")), 600,
+               "the sweep's jobs to end", 1.0)
+        log = (pama_home / "worker1.log").read_text() + jobs.tail(job.log, lines=30)
+        assert store.get_sweep(job.id)["status"] == "finished", log
+        again = store.get_job(killed["id"])
+        assert again["status"] == "finished" and again["attempts"] == 2, again
+        assert again["worker"].endswith(f":{workers[1].pid}")
+        runs = store.list_runs(sweep_id=job.id)
+        assert len(runs) == 4 and all(r["status"] == "finished" and r["step"] == 24 for r in runs)
+        assert len({tuple(r["config"]["preference"]) for r in runs}) == 4   # each point trained once
+        assert len(store.points(sweep_id=job.id, kind="adapter")) == 4       # the front is complete
+        assert [j["status"] for j in store.list_jobs(target_id=job.id)] == ["finished"] * 5
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait(timeout=30)
+        store.close()
+
+
+def test_the_queue_page_shows_places_in_line_and_cancels_a_queued_run(pama_home, monkeypatch):
+    """Two runs wait (no worker serves the queue): the Queue page lists them 1st and 2nd in line; cancelling the
+    second from the page cancels its run, and the first stays 1st."""
+    from streamlit.testing.v1 import AppTest
+
+    from pama.store import Store
+    from test_app import APP, TIMEOUT
+
+    monkeypatch.setenv("PAMA_NO_DEMO", "1")
+    monkeypatch.setenv("PAMA_LOCAL_WORKER", "0")
+    store = Store()
+    a = jobs.start_train(TrainConfig(steps=2, **TINY).validate(), store=store)
+    b = jobs.start_train(TrainConfig(steps=2, **TINY).validate(), store=store)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("views/queue.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table["status"]) == ["queued, 1st in line", "queued, 2nd in line"]
+    assert list(table["what"]) == ["train a run"] * 2
+    jb = next(j for j in store.list_jobs() if j["target_id"] == b.id)
+    at.selectbox(key="queue_pick").set_value(jb["id"]).run()
+    at.button(key="queue_cancel").click().run()
+    assert not at.exception, at.exception
+    assert store.get_run(b.id)["status"] == "cancelled" and store.get_job(jb["id"])["status"] == "cancelled"
+    assert store.get_run(a.id)["status"] == "queued" and jobs.queue_position(store, a.id) == 1
+    at.run()
+    table = at.dataframe[0].value
+    assert list(table["status"]) == ["queued, 1st in line", "cancelled"]

@@ -270,7 +270,7 @@ def test_migration_from_0002_keeps_the_demo_front_and_adds_votes(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     s = Store(url)
-    assert s.schema_version() == SCHEMA_HEAD == "0006"
+    assert s.schema_version() == SCHEMA_HEAD == "0007"
     assert {p["id"]: raw(p) for p in s.points()} == before
     assert sum(len(s.generations(p)) for p in before) == n_gens
     ids = list(before)

@@ -10,7 +10,7 @@ import warnings
 
 from .. import runs, trainer, trl_grpo
 from ..livefront import run_callbacks
-from ..config import ConfigError, TrainConfig, add_dataclass_arguments, build, describe_preset
+from ..config import ConfigError, TrainConfig, add_dataclass_arguments, build, describe_preset, from_dict
 from ..store import Store
 
 
@@ -47,7 +47,13 @@ def run(args) -> int:
         return 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cfg = build(TrainConfig, args, args.config).validate()
+        if args.run_id and args.config is None:
+            # a queued run (pama.jobs): its config is the one stored with its row, so a worker on any machine that
+            # reaches the store can start it
+            row = (store or Store(args.db, create=False)).require_run(args.run_id)
+            cfg = from_dict(TrainConfig, row["config"], source=f"run {args.run_id}", stored=True).validate()
+        else:
+            cfg = build(TrainConfig, args, args.config).validate()
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     print_settings(cfg)
