@@ -343,3 +343,20 @@ def test_paper_reward_models_are_expressible():
     assert O.parse_spec("hf:mohameddhiab/humor-no-humor:HUMOR")[1] == ["mohameddhiab/humor-no-humor", "HUMOR"]
     assert O.parse_spec("hf:Ray2333/gpt2-large-harmless-reward_model:input=hh") == (
         "hf", ["Ray2333/gpt2-large-harmless-reward_model"], {"input": "hh"})
+
+
+def test_density_count_all_counts_content_word_tokens_and_depends_on_length_less():
+    """density:count=all is lexical density (every content-word token); distinct counting falls as an answer
+    repeats itself, so on the same dense sentence said twice over the distinct score halves and the token score
+    stays."""
+    from pama import objectives
+
+    distinct, tokens = objectives.get("density"), objectives.get("density:count=all")
+    once = "Photosynthesis converts sunlight into chemical energy stored in glucose."
+    twice = once + " " + once
+    d1, d2 = distinct.score([""] * 2, [once, twice])
+    t1, t2 = tokens.score([""] * 2, [once, twice])
+    assert d2 == pytest.approx(d1 / 2) and t2 == pytest.approx(t1) and t1 > 0.5
+    assert tokens.score([""], ["the of and it is"])[0] == 0.0 and tokens.score([""], [""])[0] == 0.0
+    with pytest.raises(objectives.ObjectiveError, match="count must be one of distinct, all"):
+        objectives.get("density:count=some")

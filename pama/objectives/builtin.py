@@ -138,24 +138,41 @@ def _make_informativeness(spec: str, params: dict[str, Any]) -> Objective:
     )
 
 
-def content_density(text: str) -> float:
-    """Distinct content words per word (0 for no words): how much of an answer carries information, whatever its
-    length. A ratio, so saying more does not raise it; repeating a word or padding with function words lowers it."""
+def content_density(text: str, *, distinct: bool = True) -> float:
+    """Content words per word (0 for no words): how much of an answer carries information. ``distinct``: count each
+    content word once (repeating a word lowers the score; but the share of new words falls as any text grows, so the
+    score falls with length: Spearman -0.72 with words over the shipped demos' samples). ``distinct=False``: every
+    content-word token counts (Ure's lexical density), -0.30 with words over the same samples (docs/learnability.md)."""
     words = _ALPHA_WORD_RE.findall(text)
-    return len(content_words(text)) / len(words) if words else 0.0
+    if not words:
+        return 0.0
+    if distinct:
+        return len(content_words(text)) / len(words)
+    keep = {w.lower() for w in content_words(text)}
+    return sum(1 for w in words if w.lower() in keep) / len(words)
+
+
+_DENSITY_COUNTS = ("distinct", "all")
 
 
 def _make_density(spec: str, params: dict[str, Any]) -> Objective:
     """The expert's side of the expert-vs-layperson trade-off (against ``readability``): dense, technical wording
-    scores high and lowers Flesch reading ease (long content words, few short function words). Not a length proxy."""
-    _check_unknown(params, [], spec)
+    scores high and lowers Flesch reading ease (long content words, few short function words). ``density:count=all``
+    counts every content-word token (lexical density), which depends on length far less than distinct words do."""
+    _check_unknown(params, ["count"], spec)
+    count = str(params.pop("count", "distinct"))
+    if count not in _DENSITY_COUNTS:
+        raise ObjectiveError(f"objective {spec!r}: count must be one of {', '.join(_DENSITY_COUNTS)}, got {count!r}")
     lo, hi = _bounds(params, 0.0, 1.0, spec)
+    distinct = count == "distinct"
 
     def score(prompts: list[str], responses: list[str]) -> list[float]:
-        return [content_density(r) for r in responses]
+        return [content_density(r, distinct=distinct) for r in responses]
 
     return Objective(
-        spec, "distinct content words (3+ letters, not a stop word) per word; 0 for no words", lo, hi, score,
+        spec, ("distinct content words" if distinct else "content-word tokens")
+        + " (3+ letters, not a stop word) per word; 0 for no words", lo, hi, score,
+        **({} if distinct else {"params": {"count": count}}),
     )
 
 
