@@ -187,3 +187,34 @@ def test_unreachable_postgres_gives_clear_error():
 def test_missing_store_without_create(tmp_path):
     with pytest.raises(StoreError, match="pama db init"):
         Store(f"sqlite:///{tmp_path / 'none.db'}", create=False)
+
+
+def test_setup_upgrades_an_older_sqlite_store_and_keeps_a_backup(tmp_path, monkeypatch, capsys):
+    """`make run` after a pull that brings migration 0007 (the jobs table): `python -m pama setup` copies the 0006
+    file to pama.db.backup-0006 and upgrades it, runs kept; the downgrade drops the table again."""
+    import argparse
+
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from pama.cli import setup as setup_cli
+
+    url = f"sqlite:///{tmp_path / 'pama.db'}"
+    s = Store(url)
+    rid = _run(s)
+    s.close()
+    command.downgrade(alembic_config(url), "0006")
+    engine = create_engine(url)
+    assert "jobs" not in inspect(engine).get_table_names()
+    engine.dispose()
+    with pytest.raises(StoreError, match="needs 0007"):
+        Store(url)
+    monkeypatch.setattr(setup_cli.models, "main_build_cache", lambda: None)
+    assert setup_cli.run(argparse.Namespace(db=url, no_demo=True)) == 0
+    assert "from schema 0006 to 0007" in capsys.readouterr().out
+    assert (tmp_path / "pama.db.backup-0006").is_file()
+    s = Store(url)
+    assert s.schema_version() == SCHEMA_HEAD and s.get_run(rid) is not None
+    jid = s.add_job(kind="train", target_id=rid, argv=["-m", "pama", "train", "--run-id", rid])
+    assert s.get_job(jid)["status"] == "queued"
+    s.close()
