@@ -2,7 +2,7 @@
 MORLHF, MGDA and TRL's GRPO (both aggregations), in the project's default setting and in the paper's first experiment,
 over several seeds.
 
-    .venv/bin/python benchmarks/bench_methods.py [--model smollm2-135m] [--minutes 3] [--points 2] [--seeds 0,1,2]
+    .venv/bin/python benchmarks/bench_methods.py [--model smollm2-135m] [--minutes 3] [--points 3] [--seeds 0,1,2]
         [--methods pama1,pama,pama-cond,morlhf,mgda,grpo-sum,grpo-norm] [--settings default,paper-exp1]
         [--eval-samples 64] [--eval-max-new-tokens 64] [--bootstrap 1000] [--threads 2]
         [--set key=value ...] [--tag T] [--resume]
@@ -22,14 +22,18 @@ review prompts, evaluated on builtin:heldout:review; trl-grpo gets its 4 samples
 
 Equal CPU time per front: ``--minutes`` is the training wall budget of one front (one method, setting and seed),
 split evenly over its runs. A front is one run per preference of ``preference_grid(2, --points)`` (the same for every
-method), except the methods that do not read the preference: ``pama1`` (λ = 1) and ``mgda`` train ONE run with the
-whole budget (trained at the uniform preference; a one-point front, shown at every preference), and ``pama-cond``
-trains its one conditioned run with the whole budget and is evaluated at every grid preference. Each run trains
+method; at the two ends grpo-sum and grpo-norm train the same thing — with one-hot reward_weights, normalising the
+sum or the one reward is the same — so only inner points tell them apart: use --points 3 or more), except the
+methods that do not read the preference: ``pama1`` (λ = 1) and ``mgda`` train ONE run with the whole budget
+(trained at the uniform preference; a one-point front, shown at every preference), and ``pama-cond`` trains its one
+conditioned run with the whole budget and is evaluated at every grid preference. Each run trains
 in-process (``pama.trainer.train``, which hands trl-grpo to TRL's GRPOTrainer) with a ``BudgetStop`` callback that
 cancels it before a step that would end more than half a (mean) step past its budget: the first step always runs,
-and the seconds trained are the budget to within half a step. Every run records the steps it reached and its training
-wall seconds (from ``on_train_begin``: a TRL run's setup inside ``trainer.train`` counts against it). Evaluation is not
-counted. No checkpoints are written (steps and save_every = 100000); the model is evaluated in memory.
+and the seconds trained are the budget to within half a step. The clock starts at the first step (``on_step_begin``):
+a trainer's one-time setup (model load, TRL's trainer set-up and lazy imports inside ``trainer.train``) is not
+counted, and is recorded as ``setup_s``. Every run records the steps it reached and its training wall seconds
+(``train_s``). Evaluation is not counted. No checkpoints are written (steps and save_every = 100000); the model is
+evaluated in memory.
 
 Evaluation: every point, and per setting and seed the base model (tiny-random's weights depend on the seed), with
 ``pama.evaluate`` on the same first ``--eval-samples`` held-out prompts, the same sampling seed (1234), temperature 0.7
@@ -96,8 +100,8 @@ def keep_training(elapsed_s: float, steps: int, budget_s: float) -> bool:
 
 def paired_front_hv(fronts: dict, lower, upper, reference: str | None = REFERENCE, n_boot: int = 1000,
                     seed: int = 0) -> dict[str, dict]:
-    """``fronts``: name → scores (points × objectives × prompts), every front evaluated on the same prompts. Returns per
-    name: ``hv`` (of the points' mean scores, normalised by ``lower``/``upper``, reference 0), its 95% percentile
+    """``fronts``: name → scores (points × objectives × prompts), every front evaluated on the same prompts. Returns
+    per name: ``hv`` (of the points' mean scores, normalised by ``lower``/``upper``, reference 0), its 95% percentile
     interval ``hv_low``/``hv_high`` from resampling the prompts, and — when ``reference`` is among the fronts —
     ``diff`` = hv − the reference's with ``diff_low``/``diff_high`` from the SAME resamples (paired), plus the draws
     (``boot``, ``diff_boot``) for averaging over seeds. Intervals are widened to contain their estimate."""
@@ -154,10 +158,10 @@ def verdict(diff_intervals: list[tuple[float, float]], reference: str = REFERENC
 
 
 def length_controlled_scores(groups: dict, is_length: list[bool], base) -> dict:
-    """``groups``: key → (scores (objectives × samples), words (samples)), ``base`` the key of the base model's group.
-    Per objective one line score ~ log(1 + words) fitted on every group pooled; each sample moved along it to the base
-    model's mean log length. Objectives that are length itself (``is_length``) are returned raw. → key → array like
-    the scores."""
+    """``groups``: key → (scores (objectives × samples), words (samples)); ``base``: the key of the base model's
+    group. Per objective one line score ~ log(1 + words) fitted on every group pooled; each sample moved along it to
+    the base model's mean log length. Objectives that are length itself (``is_length``) are returned raw. → key →
+    array like the scores."""
     import numpy as np
 
     from pama.lengthcontrol import fit
@@ -193,16 +197,19 @@ def budget_callback(budget_s: float):
 
     class BudgetStop(TrainerCallback):
         def __init__(self):
-            self.budget_s, self.trainer, self.t0 = budget_s, None, None
-            self.steps, self.step_s, self.train_s, self.last = 0, 0.0, None, {}
+            self.budget_s, self.trainer, self.begin, self.t0 = budget_s, None, None, None
+            self.steps, self.step_s, self.train_s, self.setup_s, self.last = 0, 0.0, None, 0.0, {}
 
         def elapsed(self) -> float:
-            return time.perf_counter() - self.t0
+            return time.perf_counter() - self.t0 if self.t0 is not None else 0.0
 
         def on_train_begin(self, trainer):
-            self.trainer, self.t0 = trainer, time.perf_counter()
+            self.trainer, self.begin = trainer, time.perf_counter()
 
         def on_step_begin(self, trainer, control):
+            if self.t0 is None:   # the clock starts at the first step: a trainer's one-time setup is not counted
+                self.t0 = time.perf_counter()
+                self.setup_s = self.t0 - self.begin
             if not keep_training(self.elapsed(), self.steps, self.budget_s):
                 self.train_s = self.elapsed()
                 control.should_cancel = True
@@ -256,15 +263,23 @@ def front_plan(method: str, grid: list[list[float]]) -> list[tuple[list[float] |
 
 
 # -- reading the records ----------------------------------------------------------------------------------------------
-def front_points(records: list[dict], setting: str, seed: int) -> dict[str, list[dict]]:
-    """method → the evaluated points (preference or None for a blind run's one point, and eval row) of the finished
-    fronts of one setting and seed, in run order."""
-    done = {r["method"] for r in records if r["kind"] == "front" and r["setting"] == setting and r["seed"] == seed}
+def front_runs(records: list[dict], setting: str, seed: int) -> dict[str, list[dict]]:
+    """method → the run rows of its finished front for one setting and seed, in run order. A front is finished when
+    its front row is there; the runs of an attempt cut off mid-way (no front row with their ``front_id``) are left
+    out, so a resumed front counts only its complete attempt."""
+    done = {r.get("front_id") for r in records if r["kind"] == "front" and r["setting"] == setting
+            and r["seed"] == seed}
     out: dict[str, list[dict]] = {}
     for r in records:
-        if r["kind"] == "run" and r["setting"] == setting and r["seed"] == seed and r["method"] in done:
-            out.setdefault(r["method"], []).extend(r["points"])
+        if r["kind"] == "run" and r["setting"] == setting and r["seed"] == seed and r.get("front_id") in done:
+            out.setdefault(r["method"], []).append(r)
     return {m: out[m] for m in METHODS if m in out}
+
+
+def front_points(records: list[dict], setting: str, seed: int) -> dict[str, list[dict]]:
+    """method → the evaluated points (preference, None for a blind run's one point, and eval row) of its finished
+    front for one setting and seed."""
+    return {m: [p for r in runs for p in r["points"]] for m, runs in front_runs(records, setting, seed).items()}
 
 
 def _ends(points: list[dict], objectives: list[str]) -> dict:
@@ -312,8 +327,7 @@ def summarise(records: list[dict], n_boot: int) -> tuple[dict, list[dict]]:
             lc_fronts = {m: np.array([lc[(m, i)] for i in range(len(pts))]) for m, pts in fronts.items()}
             hv = paired_front_hv(raw, lower, upper, REFERENCE, n_boot)
             hv_lc = paired_front_hv(lc_fronts, lower, upper, REFERENCE, n_boot)
-            runs = {m: [r for r in records if r["kind"] == "run" and r["setting"] == setting and r["seed"] == seed
-                        and r["method"] == m] for m in fronts}
+            runs = front_runs(records, setting, seed)
             for m, pts in fronts.items():
                 h, hl = hv[m], hv_lc[m]
                 row = dict(setting=setting, seed=seed, method=m, runs=len(runs[m]), points=len(pts),
@@ -405,7 +419,8 @@ def main() -> None:
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, of " + ", ".join(SETTINGS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--minutes", type=float, default=3.0, help="training wall minutes per front")
-    ap.add_argument("--points", type=int, default=2, help="preferences of the grid (2 = the two ends)")
+    ap.add_argument("--points", type=int, default=3, help="preferences of the grid, ends included (at the ends the two "
+                    "GRPO aggregations are the same method: a one-hot weight normalises one reward either way)")
     ap.add_argument("--eval-samples", type=int, default=64)
     ap.add_argument("--eval-max-new-tokens", type=int, default=64)
     ap.add_argument("--bootstrap", type=int, default=1000, help="resamples of the prompts for the intervals")
@@ -461,7 +476,6 @@ def main() -> None:
     if meta is None:
         append(dict(kind="meta", budget=budget))
     done = {(r["setting"], r["seed"], r["method"]) for r in records if r["kind"] == "front"}
-    records[:] = [r for r in records if r["kind"] != "run" or (r["setting"], r["seed"], r["method"]) in done]
     eval_kw = dict(seed=EVAL_SEED, max_new_tokens=args.eval_max_new_tokens, batch_size=32)
     for setting in settings:
         probe = train_config(setting, "pama", args.model, 0, None, overrides)
@@ -484,6 +498,7 @@ def main() -> None:
                 if (setting, seed, method) in done:
                     continue
                 plan = front_plan(method, grid)
+                front_id = f"{setting}/{seed}/{method}/{time.time_ns()}"   # this attempt's runs
                 budget_s = args.minutes * 60 / len(plan)
                 runs = []
                 for pref, eval_prefs in plan:
@@ -499,9 +514,11 @@ def main() -> None:
                     else:
                         points = [dict(preference=p, eval=eval_row(
                             evaluate_at(model, tok, objectives, prompts, p, **eval_kw), base_d1)) for p in eval_prefs]
-                    rec = dict(kind="run", setting=setting, seed=seed, method=method, preference=pref,
+                    rec = dict(kind="run", setting=setting, seed=seed, method=method, front_id=front_id,
+                               preference=pref,
                                budget_s=budget_s, steps=stop.steps, train_s=round(stop.train_s, 2),
-                               step_s=round(stop.step_s, 2), eval_s=round(time.perf_counter() - t0, 2),
+                               step_s=round(stop.step_s, 2), setup_s=round(stop.setup_s, 2),
+                               eval_s=round(time.perf_counter() - t0, 2),
                                last_metrics=stop.last, points=points, config=cfg.to_dict())
                     append(rec)
                     runs.append(rec)
@@ -509,7 +526,7 @@ def main() -> None:
                           + "; ".join(", ".join(f"{o} {p['eval']['values'][o][0]:.3f}" for o in objectives)
                                       for p in points), flush=True)
                     del model, stop
-                append(dict(kind="front", setting=setting, seed=seed, method=method, runs=len(runs),
+                append(dict(kind="front", setting=setting, seed=seed, method=method, front_id=front_id, runs=len(runs),
                             steps=[r["steps"] for r in runs], train_s=sum(r["train_s"] for r in runs)))
 
     by_setting, detail = summarise(records, args.bootstrap)

@@ -214,3 +214,114 @@ def test_bench_live_eval_reports_the_live_fronts_share_of_training_time(tmp_path
     assert float(rows[0]["step_s"]) > 0 and float(rows[0]["live_s"]) > 0
     assert float(rows[1]["share"]) < float(rows[0]["share"]) < 1     # rarer evaluations cost a smaller share
     assert "| K |" in out and "command:" in out
+
+
+def _methods_args(*extra: str) -> list[str]:
+    return ["--settings", "default", "--seeds", "0", "--minutes", "0.02", "--points", "2", "--eval-samples", "4",
+            "--eval-max-new-tokens", "4", "--bootstrap", "50", "--threads", "1", "--tag", "t", "--set", "batch_size=4",
+            "samples_per_prompt=2", "max_new_tokens=4", *extra]
+
+
+def test_bench_methods_trains_every_method_for_equal_time_and_resume_skips_done_fronts(tmp_path):
+    """Issue 25: every method's front on the same prompts, each front's runs stopped on time with their steps recorded,
+    paired HV intervals around their estimates; --resume trains only the fronts not yet done."""
+    import json
+
+    out = _run(tmp_path, "bench_methods.py", *_methods_args("--methods", "pama,mgda"))
+    assert "default seed 0 pama p=[1.0, 0.0]" in out and "default seed 0 mgda p=blind" in out
+    jsonl = tmp_path / "methods-t.jsonl"
+    first = jsonl.read_text().splitlines()
+    out = _run(tmp_path, "bench_methods.py", *_methods_args("--resume"))   # every method now: pama and mgda are done
+    assert "seed 0 pama p=" not in out and "seed 0 mgda p=" not in out and "seed 0 grpo-norm p=[0.0, 1.0]" in out
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [json.loads(line) for line in first] == records[:len(first)]      # appended, nothing trained again
+    runs = [r for r in records if r["kind"] == "run"]
+    fronts = {r["method"]: r for r in records if r["kind"] == "front"}
+    methods = ["pama1", "pama", "pama-cond", "morlhf", "mgda", "grpo-sum", "grpo-norm"]
+    assert sorted(fronts) == sorted(methods)
+    assert {m: fronts[m]["runs"] for m in methods} == {"pama1": 1, "pama": 2, "pama-cond": 1, "morlhf": 2, "mgda": 1,
+                                                       "grpo-sum": 2, "grpo-norm": 2}
+    for r in runs:   # stopped on time: at least one step, the seconds trained recorded, every point on the 4 prompts
+        assert r["steps"] >= 1 and r["train_s"] > 0 and r["budget_s"] == pytest.approx(1.2 / len(
+            [x for x in runs if x["method"] == r["method"]]))
+        assert all(len(p["eval"]["scores"][0]) == 4 for p in r["points"])
+    assert len(next(r for r in runs if r["method"] == "pama-cond")["points"]) == 2   # evaluated at both preferences
+    rows = _rows(tmp_path / "methods-t.csv")
+    assert [r["method"] for r in rows] == methods
+    for r in rows:
+        assert float(r["HV_low"]) <= float(r["HV"]) <= float(r["HV_high"])
+        assert float(r["dHV_low"]) <= float(r["dHV"]) <= float(r["dHV_high"])
+        assert float(r["LC_HV_low"]) <= float(r["LC_HV"]) <= float(r["LC_HV_high"])
+        assert all(int(s) >= 1 for s in r["steps"].split("/"))
+    assert next(r for r in rows if r["method"] == "pama")["dHV"] in ("0.0", "0")
+    md = (tmp_path / "methods-t.md").read_text()
+    assert "command:" in md and "## default: informativeness, conciseness" in md
+    assert "conciseness is length itself and enters raw" in md
+    summary = {line.split(" | ")[0][2:]: line for line in md.split("Per seed:")[0].splitlines()
+               if line.startswith("| ")}
+    assert set(methods) <= set(summary) and summary["pama"].endswith("| reference | reference |")
+    for m in methods[:1] + methods[2:]:   # the verdict in plain words, against pama
+        assert "no difference at this budget" in summary[m] or "pama (on all 1 seed)" in summary[m], summary[m]
+    assert "plotly" in (tmp_path / "methods-t.html").read_text()
+    # everything done: a third run trains nothing and appends nothing; the runs of an attempt cut off mid-way (no
+    # front row with their front_id) are not counted in the front that was finished later
+    orphan = dict(next(r for r in runs if r["method"] == "grpo-sum"), front_id="cut-off")
+    with open(jsonl, "a") as fh:
+        fh.write(json.dumps(orphan) + "\n")
+    out = _run(tmp_path, "bench_methods.py", *_methods_args("--resume"))
+    assert "s of training" not in out
+    assert len(jsonl.read_text().splitlines()) == len(records) + 1
+    assert next(r for r in _rows(tmp_path / "methods-t.csv") if r["method"] == "grpo-sum")["runs"] == "2"
+
+
+def _bench_methods():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_methods
+
+    return bench_methods
+
+
+def test_bench_methods_keep_training_stops_nearest_the_budget():
+    keep = _bench_methods().keep_training
+    assert keep(100.0, 0, 1.0)                     # the first step always runs
+    assert keep(4.0, 2, 5.0)                       # the next ends at 6: one step past, but 4 + 1 ≤ 5
+    assert not keep(4.5, 2, 5.0)                   # 4.5 + 1.125 > 5: stopping is closer to the budget
+    assert not keep(5.0, 5, 5.0)
+
+
+def test_bench_methods_paired_front_hv_sees_a_better_front_through_shared_prompt_noise():
+    import numpy as np
+
+    bm = _bench_methods()
+    rng = np.random.default_rng(0)
+    a = 0.4 + rng.normal(0, 0.2, size=32) + rng.normal(0, 0.02, size=(2, 2, 32))
+    a[0, 0] += 0.2
+    a[1, 1] += 0.2
+    out = bm.paired_front_hv({"other": a + 0.02, "pama": a, "same": a.copy()}, [0, 0], [1, 1], "pama", n_boot=200)
+    assert list(out) == ["pama", "other", "same"]                   # the reference first
+    for r in out.values():
+        assert r["hv_low"] <= r["hv"] <= r["hv_high"] and r["diff_low"] <= r["diff"] <= r["diff_high"]
+    assert out["pama"]["diff"] == out["pama"]["diff_low"] == out["pama"]["diff_high"] == 0
+    assert out["same"]["diff_low"] == out["same"]["diff_high"] == 0
+    assert out["other"]["diff_low"] > 0 and out["other"]["hv_low"] < out["pama"]["hv_high"]   # paired: apart
+    assert "diff" not in bm.paired_front_hv({"other": a}, [0, 0], [1, 1], "pama", n_boot=10)["other"]
+
+
+def test_bench_methods_verdict_needs_every_seed():
+    verdict = _bench_methods().verdict
+    assert verdict([(0.01, 0.05), (0.002, 0.03)]) == "ahead of pama (on all 2 seeds)"
+    assert verdict([(0.01, 0.05), (-0.01, 0.03)]) == "no difference at this budget"
+    assert verdict([(-0.05, -0.01)]) == "behind pama (on all 1 seed)"
+    assert verdict([]).startswith("no pama front")
+
+
+def test_bench_methods_length_control_removes_what_length_explains_and_leaves_length_raw():
+    import numpy as np
+
+    lc = _bench_methods().length_controlled_scores
+    words = {"base": np.full(8, 10.0), "long": np.full(8, 40.0)}
+    score = {k: 0.1 * np.log1p(w) for k, w in words.items()}          # objective 0: pure length; objective 1: length
+    groups = {k: (np.stack([score[k], w / 100]), words[k]) for k, w in words.items()}
+    out = lc(groups, [False, True], "base")
+    assert np.allclose(out["long"][0], out["base"][0]) and np.allclose(out["base"][0], score["base"])
+    assert np.allclose(out["long"][1], 0.4)                            # a length objective stays raw
