@@ -337,8 +337,8 @@ def has_queue(db_url: str | None) -> bool:
 
 def _pg_database(db_url: str):
     """A peewee database on the store's PostgreSQL server (psycopg 3, as the store), for Huey's SqlHuey."""
-    from playhouse.psycopg3_ext import Psycopg3Database
-    from sqlalchemy.engine import make_url
+    from playhouse.psycopg3_ext import Psycopg3Database  # the queue engine's driver: only for a PostgreSQL store
+    from sqlalchemy.engine import make_url  # (as above)
 
     url = make_url(db_url)
     kw = {k: v for k, v in dict(host=url.host, port=url.port, user=url.username, password=url.password).items()
@@ -359,9 +359,9 @@ def _queue(db_url_or_path) -> tuple:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 huey = SqliteHuey(name="pama-jobs", filename=str(path), results=False, utc=True)
             else:
-                from huey import Huey
-                from huey.contrib.sql_huey import BytesBlobField, SqlStorage
-                from peewee import CharField, CompositeKey, FloatField, Model, TimestampField
+                from huey import Huey  # the PostgreSQL queue (peewee): loaded only for such a store
+                from huey.contrib.sql_huey import BytesBlobField, SqlStorage  # (as above)
+                from peewee import CharField, CompositeKey, FloatField, Model, TimestampField  # (as above)
 
                 class _Storage(SqlStorage):
                     """Huey's SQL storage (its own models, as huey.contrib.sql_huey defines them) with tables

@@ -50,7 +50,7 @@ def worker_lock_path(db_url: str, home: str | Path | None = None) -> Path | None
     PAMA_HOME); None for an in-memory store. Parsed without SQLAlchemy: ``python -m pama worker --local`` takes it
     before any heavy import."""
     if db_url.startswith("postgresql") and home is not None:
-        import hashlib
+        import hashlib  # only for a server's URL: the local worker imports this module before anything heavy
 
         return Path(home) / f"queue-{hashlib.sha1(db_url.encode()).hexdigest()[:12]}.worker.lock"
     if not db_url.startswith("sqlite:///") or db_url.split("?")[0].endswith(":memory:"):
@@ -67,8 +67,8 @@ def die_with_parent() -> None:
     if not parent:
         return
     with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-        import signal
+        import ctypes  # only in a queued job's process, at its start
+        import signal  # (as above)
 
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     if str(os.getppid()) != parent:  # the parent died before the line above: do not outlive it

@@ -19,12 +19,12 @@ except StoreError as err:
 
 @st.fragment(run_every=2)
 def queue_table() -> None:
-    rows = store.list_jobs()
+    rows = reads.jobs.fresh()
     if not rows:
         st.info("No jobs yet. Runs and sweeps started on the **Train** page (or `python -m pama worker` users' "
                 "enqueued jobs) show up here.")
         return
-    names = {r["id"]: r["name"] for r in store.list_runs()} | {s["id"]: s["name"] for s in store.list_sweeps()}
+    names = reads.names()
     positions = {j["id"]: p for j in rows if j["status"] == "queued"
                  and (p := jobs.queue_position(store, j["id"])) is not None}
     busy = queueview.workers(rows)
@@ -41,13 +41,13 @@ def queue_table() -> None:
 
 queue_table()
 
-all_jobs = store.list_jobs()
+all_jobs = reads.jobs.fresh()
 if all_jobs:
     by_id = {j["id"]: j for j in all_jobs}
     pick = st.selectbox("Job", list(by_id)[::-1], key="queue_pick",
                         format_func=lambda i: f"{i} · {queueview.KIND_LABEL.get(by_id[i]['kind'], by_id[i]['kind'])}"
                                               f" · {by_id[i]['status']}")
-    job = store.get_job(pick)
+    job = reads.job.fresh(pick)
     if job is not None:
         if queueview.cancellable(job) and st.button("Cancel this job", key="queue_cancel", type="secondary"):
             if jobs.cancel_job(store, job["id"]):

@@ -113,6 +113,23 @@ def votes(store: Store, *, sweep_id: str | None = None, point_ids: tuple[str, ..
     return store.votes(sweep_id=sweep_id, point_ids=point_ids)
 
 
+@Read
+def jobs(store: Store) -> list[dict]:
+    """The queue's jobs (pama.jobs), oldest first: kind, status, worker, device, heartbeat, attempts, error, log."""
+    return store.list_jobs()
+
+
+@Read
+def job(store: Store, job_id: str) -> dict | None:
+    return store.get_job(job_id)
+
+
+@Read
+def names(store: Store) -> dict[str, str]:
+    """Run and sweep ids → their names (the Queue page labels jobs with them)."""
+    return {r["id"]: r["name"] for r in store.list_runs()} | {s["id"]: s["name"] for s in store.list_sweeps()}
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def vote_scores(votes: list[dict]) -> dict[str, dict]:
     """Bradley–Terry scores of a list of votes (``pama.votes.scores``), cached on the votes themselves."""
