@@ -250,7 +250,8 @@ def test_postgres_sweep_on_two_workers_survives_a_worker_killed_mid_point(pg_url
     monkeypatch.setenv("PAMA_HEARTBEAT_S", "1")
     monkeypatch.setenv("PAMA_HEARTBEAT_GRACE_S", "6")
     store = Store(pg_url)
-    job = jobs.start_sweep(_sweep_cfg(points=4, steps=24, save_every=4), store=store)
+    # 48 steps a point: worker 0's point must still be training when the poll below sees it past step 5
+    job = jobs.start_sweep(_sweep_cfg(points=4, steps=48, save_every=4), store=store)
     workers = [subprocess.Popen([sys.executable, "-m", "pama", "worker", "--slots", "1"], env=dict(os.environ),
                                 stdout=open(pama_home / f"worker{i}.log", "wb"), stderr=subprocess.STDOUT)
                for i in range(2)]
@@ -274,7 +275,7 @@ def test_postgres_sweep_on_two_workers_survives_a_worker_killed_mid_point(pg_url
         assert again["status"] == "finished" and again["attempts"] == 2, again
         assert again["worker"].endswith(f":{workers[1].pid}")
         runs = store.list_runs(sweep_id=job.id)
-        assert len(runs) == 4 and all(r["status"] == "finished" and r["step"] == 24 for r in runs)
+        assert len(runs) == 4 and all(r["status"] == "finished" and r["step"] == 48 for r in runs)
         assert len({tuple(r["config"]["preference"]) for r in runs}) == 4   # each point trained once
         assert len(store.points(sweep_id=job.id, kind="adapter")) == 4       # the front is complete
         assert [j["status"] for j in store.list_jobs(target_id=job.id)] == ["finished"] * 5
