@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Mapping, Sequence
 
+from ..jobs import ordinal
+
 ACTIVE_JOB = ("waiting", "queued", "running")
 KIND_LABEL = {"train": "train a run", "sweep": "sweep (one process)", "point": "train a sweep's point",
               "evaluate": "evaluate a sweep"}
@@ -22,8 +24,7 @@ def phase(job: Mapping, position: int | None) -> str:
     """'queued, 2nd in line', 'waiting for its sweep's points', 'running', 'failed', ..."""
     status = job["status"]
     if status == "queued" and position:
-        n = position
-        return f"queued, {n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')} in line"
+        return f"queued, {ordinal(position)} in line"
     if status == "queued":
         return "queued (being taken by a worker)"
     if status == "waiting":
