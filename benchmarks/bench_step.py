@@ -22,7 +22,9 @@ wait idle on a pipe, so machine noise (another job on the CPU) hits all methods 
 ``time/*`` metrics; TRL's from wrapping ``GRPOTrainer._generate`` (generate) and ``_calculate_rewards`` (score),
 update = step − generate − score (for both: reference and policy forwards, loss, backward, optimiser). Our steps
 are ``Trainer.train_step`` (no store logging, no checkpoint); TRL's are its own training loop steps.
-``pama+svd`` / ``pama+prefix`` (or ``morlhf+...``) train one preference-conditioned adapter of that form
+``METHOD~POLICY`` (e.g. ``pama~glibc,pama~nommap``) runs the method under ``PAMA_MALLOC=POLICY`` (pama/__init__.py):
+each step also reports its page faults and kernel seconds, the allocator's cost. ``pama+svd`` / ``pama+prefix`` (or
+``morlhf+...``) train one preference-conditioned adapter of that form
 (docs/conditioned.md): a preference drawn per prompt group and per-row combination, the cost of conditioning per step.
 Writes benchmarks/results/step[-<model>].csv (one row per timed step) and step[-<model>].md (the summary).
 """
@@ -56,6 +58,19 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+class _Kernel:
+    """Page faults and kernel seconds of this process since the last call (what the allocator costs a step)."""
+
+    def __init__(self):
+        self.last = resource.getrusage(resource.RUSAGE_SELF)
+
+    def delta(self) -> dict:
+        now = resource.getrusage(resource.RUSAGE_SELF)
+        out = {"faults": now.ru_minflt - self.last.ru_minflt, "sys_s": now.ru_stime - self.last.ru_stime}
+        self.last = now
+        return out
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # workers: wait for "step" on stdin, take one step, report its timings; "quit" reports the peak RSS and exits
 
@@ -83,15 +98,17 @@ def worker_ours(args) -> None:
     trainer = Trainer(cfg, store, progress=False)
     _send({"ready": True, "rss_mb": _peak_rss_mb()})
     step = 0
+    kernel = _Kernel()
     for line in sys.stdin:
         if line.strip() != "step":
             break
         step += 1
+        kernel.delta()
         t = time.perf_counter()
         m = trainer.train_step(step)
         wall = time.perf_counter() - t
         _send({"step_s": wall, "generate": m["time/generate"], "score": m["time/score"], "update": m["time/update"],
-               "samples": args.batch, "response_tokens": m["response_length"] * args.batch})
+               "samples": args.batch, "response_tokens": m["response_length"] * args.batch, **kernel.delta()})
     _send({"peak_rss_mb": _peak_rss_mb()})
 
 
@@ -136,6 +153,7 @@ def worker_trl(args) -> None:
     class Stepper(TrainerCallback):
         def __init__(self):
             self.t0 = None
+            self.kernel = _Kernel()
 
         def on_step_begin(self, a, state, control, **kw):
             line = sys.stdin.readline()
@@ -143,12 +161,14 @@ def worker_trl(args) -> None:
                 _send({"peak_rss_mb": _peak_rss_mb()})
                 os._exit(0)
             timing.update(generate=0.0, score=0.0)
+            self.kernel.delta()
             self.t0 = time.perf_counter()
 
         def on_step_end(self, a, state, control, **kw):
             wall = time.perf_counter() - self.t0
             _send({"step_s": wall, "generate": timing["generate"], "score": timing["score"],
-                   "update": wall - timing["generate"] - timing["score"], "samples": args.batch})
+                   "update": wall - timing["generate"] - timing["score"], "samples": args.batch,
+                   **self.kernel.delta()})
 
     trainer = GRPOTrainer(model=model, reward_funcs=[make_reward(o) for o in objs], args=cfg, train_dataset=ds,
                           processing_class=tok, peft_config=lora, callbacks=[Stepper()])
@@ -178,10 +198,13 @@ def worker_trl(args) -> None:
 
 class Worker:
     def __init__(self, method: str, args):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--model", args.model,
+        kind, _, malloc = method.partition("~")  # "pama~glibc": the same method under another PAMA_MALLOC
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--model", args.model,
                "--threads", str(args.threads), "--batch", str(args.batch), "--tokens", str(args.tokens),
                "--trl-generations", str(args.trl_generations), "--dtype", args.dtype]
         env = dict(os.environ, PAMA_OMP_WAIT=args.omp_wait)
+        if malloc:
+            env["PAMA_MALLOC"] = malloc
         for key in ("OMP_WAIT_POLICY", "PAMA_OMP_WAIT_SET"):  # every worker decides from --omp-wait alone
             env.pop(key, None)
         self.method = method
@@ -279,7 +302,8 @@ def main() -> None:
             "method": m, "s/step (median)": med[m], "IQR": f"{lo:.2f}–{hi:.2f}",
             "samples/s": args.batch / med[m], f"speed vs {ref}": med[ref] / med[m],
             "generate s": median([s["generate"] for s in ts]), "score s": median([s["score"] for s in ts]),
-            "update s": median([s["update"] for s in ts]), "peak RSS MB": peaks[m],
+            "update s": median([s["update"] for s in ts]), "kernel s": median([s["sys_s"] for s in ts]),
+            "page faults": median([s["faults"] for s in ts]), "peak RSS MB": peaks[m],
         })
     cols = list(rows[0])
     table = markdown_table(rows, cols)
@@ -291,7 +315,7 @@ def main() -> None:
     suffix = (("" if args.model == "smollm2-135m" else f"-{args.model}") + ("" if args.dtype == "float32" else
               f"-{args.dtype}") + (f"-{args.tag}" if args.tag else ""))
     write_csv(f"step{suffix}.csv", steps, ["model", "method", "round", "timed", "step_s", "generate", "score",
-                                            "update", "samples"])
+                                            "update", "sys_s", "faults", "samples"])
     write_csv(f"step{suffix}-summary.csv", rows, cols)
     write_text(f"step{suffix}.md", header("Seconds per step", {"model": args.model, "base weights": args.dtype,
                                                                "OpenMP wait policy of the workers (PAMA_OMP_WAIT)":

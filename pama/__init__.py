@@ -28,4 +28,37 @@ def _set_omp_wait_policy() -> None:
 
 _set_omp_wait_policy()
 
+
+def _tune_malloc() -> None:
+    """Keep the memory a process frees, instead of glibc handing large blocks back to the kernel at every free.
+
+    glibc serves blocks above its mmap threshold (128 KB, rising to at most 32 MB) with mmap and frees them with
+    munmap, and gives back the heap's free top above the trim threshold; a training step allocates and frees
+    hundreds of MB of activations and logits, so the next step faults them in again page by page. On the VMs here
+    that was a third or more of a step's time, all of it in the kernel (docs/performance.md, "Memory allocator").
+    ``PAMA_MALLOC=nommap`` (the default) serves every block from the heap and keeps up to 1 GB of free heap,
+    ``PAMA_MALLOC=keep`` only raises the thresholds (blocks above 32 MB are still mapped and unmapped),
+    ``PAMA_MALLOC=glibc`` leaves glibc alone, as does any ``MALLOC_*_`` or ``GLIBC_TUNABLES`` the user set."""
+    env = _os.environ
+    choice = env.get("PAMA_MALLOC", "nommap").strip().lower()
+    if choice not in ("nommap", "keep") or not _sys.platform.startswith("linux"):
+        return
+    if "GLIBC_TUNABLES" in env or any(k.startswith("MALLOC_") and k.endswith("_") for k in env):
+        return
+    import ctypes  # only on Linux, for glibc's mallopt
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # another C library (musl): nothing to tune
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold, m_mmap_max = -1, -2, -3, -4  # glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 1 << 30)
+    mallopt(m_top_pad, 64 << 20)
+    if choice == "nommap":
+        mallopt(m_mmap_max, 0)
+
+
+_tune_malloc()
+
 __version__ = "0.1.0"

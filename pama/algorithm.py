@@ -398,6 +398,22 @@ class AdaptiveKLController:
 # ----------------------------------------------------------------------------------------------- PPO losses
 
 
+def end_advantage(ended: torch.Tensor, k: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """[ours] The advantage (B,) of ending an answer on EOS, for ``eos_weight``'s separate constraint: the indicator
+    ended − its prompt group's mean (``k`` adjacent samples per prompt; the batch's mean for k = 1), divided by its
+    std over the batch. Kept out of the objectives' rewards, so the constraint's pull does not scale with each
+    objective's own variance (an objective with a small spread, whitened, made a subtracted penalty its whole
+    advantage: docs/learnability.md §9). All ended or none: 0 (nothing to prefer)."""
+    x = ended.to(torch.float32)
+    if k > 1 and x.numel() % k == 0:
+        g = x.view(-1, k)
+        x = (g - g.mean(-1, keepdim=True)).view(-1)
+    else:
+        x = x - x.mean()
+    std = x.pow(2).mean().sqrt()
+    return x / std if float(std) > eps else torch.zeros_like(x)
+
+
 def clipped_surrogate(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,

@@ -394,6 +394,11 @@ class TrainConfig(_Composed):
         "Subtracted from every objective's reward (in units of its bound range) for a response that hits "
         "max_new_tokens without EOS (TRL's missing_eos_penalty). Once no sample ends, no reward can favour "
         "ending; this keeps answers finished. 0 = off.", default=0.5)
+    eos_weight: float = _help(
+        "[ours] Weight of a separate ends-on-EOS term in the policy loss: the clipped surrogate of the advantage of "
+        "having ended (ended − its prompt group's mean, over the batch's std), added to the method's loss outside "
+        "the preference. Unlike missing_eos_penalty it does not enter (and is not rescaled with) each objective's "
+        "reward. 0 = off; not for method trl-grpo.", default=0.0)
     prompts: str = _help("Training prompts: builtin:train, a .jsonl/.csv/.txt file, or hf:<dataset>[:split[:col]].",
                          default="builtin:train")
     seed: int = _help("Random seed (prompt order, sampling, initialisation).", default=0)
@@ -557,7 +562,7 @@ class TrainConfig(_Composed):
                           "use the full distribution at `temperature`, not the nucleus the rollout drew from; set "
                           "top_p: 1, and lower `temperature` for more focused rollouts")
         for name in ("kl_coef", "target_kl", "vf_coef", "max_grad_norm", "cliprange_value", "threads",
-                     "missing_eos_penalty"):
+                     "missing_eos_penalty", "eos_weight"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
         return errors
@@ -573,6 +578,9 @@ class TrainConfig(_Composed):
             errors.append(f"method trl-grpo needs samples_per_prompt ≥ 2, not {self.samples_per_prompt}: GRPO's "
                           "advantage is a response's reward minus its prompt group's mean, which one sample per "
                           "prompt makes 0 (TRL's num_generations); use --samples-per-prompt 4")
+        if self.eos_weight:
+            errors.append(f"eos_weight ({self.eos_weight}) is not available with method trl-grpo (TRL's loss has no "
+                          "extra term); use missing_eos_penalty, or eos_weight: 0")
         if self.noon == "true":
             errors.append("noon: true does not apply to method trl-grpo (TRL's GRPO loss has no Noon option); use "
                           "noon: auto or false")

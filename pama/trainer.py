@@ -372,6 +372,8 @@ class Trainer:
             old_logp, old_values = self._forward(ro, grad=False)
         adv, returns, kl = self._advantages(scores, old_logp, ref_logp, old_values, mask, ro.preference)
         combined, weights = self._combine(adv, mask, ro.preference)
+        # eos_weight: ending on EOS as its own term of the loss, outside the preference (alg.end_advantage)
+        ends = alg.end_advantage(ro.ended, self.k).unsqueeze(1) * mask if cfg.eos_weight else None
 
         stats: dict[str, list[float]] = {}
         B = mask.shape[0]
@@ -384,7 +386,8 @@ class Trainer:
                     logp, values = self._forward(ro.subset(idx))
                 s = self._loss_and_step(logp, values, old_logp[idx], old_values[:, idx], returns[:, idx],
                                         adv[:, idx], None if combined is None else combined[idx], mask[idx],
-                                        None if weights is None else weights[:, idx])
+                                        None if weights is None else weights[:, idx],
+                                        None if ends is None else ends[idx])
                 for k, v in s.items():
                     stats.setdefault(k, []).append(v)
         mean_kl = float((kl.sum(1)).mean())
@@ -400,13 +403,18 @@ class Trainer:
             out["advantage/mean"] = float(alg.masked_mean(combined, mask))
         return out
 
-    def _loss_and_step(self, logp, values, old_logp, old_values, returns, adv, combined, mask, weights=None):
+    def _loss_and_step(self, logp, values, old_logp, old_values, returns, adv, combined, mask, weights=None,
+                       ends=None):
         cfg = self.cfg
         # the spec's coefficient is per head: the mean over heads times their number is the sum of per-head losses
         vf_loss = alg.clipped_value_loss(values, old_values, returns, mask, cfg.cliprange_value) * values.shape[0]
         pg_loss, s, stats = self.method.policy_loss(logp, old_logp, adv, combined, mask, self._policy_params,
                                                     self.objectives, weights=weights)
         loss = pg_loss + cfg.vf_coef * vf_loss
+        if ends is not None:
+            eos_loss, _ = alg.clipped_surrogate(logp, old_logp, ends, mask, cfg.cliprange)
+            loss = loss + cfg.eos_weight * eos_loss
+            stats["loss/eos"] = eos_loss.item()
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
         if cfg.max_grad_norm:

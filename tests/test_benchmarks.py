@@ -101,12 +101,14 @@ def test_bench_eval_times_the_old_and_new_conditioned_evaluation_and_checks_they
 
 
 def test_bench_step_runs_our_trainer_and_trl_round_robin(tmp_path):
-    _run(tmp_path, "bench_step.py", "--methods", "pama,morlhf,trl-grpo", "--rounds", "2", "--tokens", "4",
-         "--tag", "smoke")
+    _run(tmp_path, "bench_step.py", "--methods", "pama,morlhf,trl-grpo,pama~glibc", "--rounds", "2", "--tokens",
+         "4", "--tag", "smoke")
     steps = _rows(tmp_path / "step-tiny-random-smoke.csv")
     timed = [r for r in steps if r["timed"] == "True"]
-    assert sorted(r["method"] for r in timed) == ["morlhf", "morlhf", "pama", "pama", "trl-grpo", "trl-grpo"]
-    assert [r["method"] for r in steps[:3]] == ["pama", "morlhf", "trl-grpo"]  # alternating, in the given order
+    assert sorted(r["method"] for r in timed) == ["morlhf", "morlhf", "pama", "pama", "pama~glibc", "pama~glibc",
+                                                  "trl-grpo", "trl-grpo"]
+    assert [r["method"] for r in steps[:4]] == ["pama", "morlhf", "trl-grpo", "pama~glibc"]  # alternating, in order
+    assert all(int(r["faults"]) >= 0 and float(r["sys_s"]) >= 0 for r in timed)  # the allocator's cost per step
     md = (tmp_path / "step-tiny-random-smoke.md").read_text()
     assert "speed vs trl-grpo within each round" in md and "- pama: median" in md
     assert "pama / morlhf seconds per step" in md

@@ -366,3 +366,49 @@ def test_resume_is_reproducible(store):
     for (n, a), (_, b) in zip(whole.model.named_parameters(), resumed.model.named_parameters()):
         if a.requires_grad:
             torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6, msg=n)
+
+
+def test_end_advantage_is_the_group_centred_standardised_ending():
+    from pama.algorithm import end_advantage
+
+    a = end_advantage(torch.tensor([True, False, True, True]), k=2)
+    # group (T, F) → (+0.5, −0.5); group (T, T) → (0, 0); std over the batch = sqrt(0.125)
+    assert torch.allclose(a, torch.tensor([1.0, -1.0, 0.0, 0.0]) / (2 * 0.125 ** 0.5))
+    assert end_advantage(torch.tensor([True, False, False, False])).tolist()[0] > 0          # batch mean for k = 1
+    for same in ([True] * 4, [False] * 4):                                                  # nothing to prefer
+        assert end_advantage(torch.tensor(same), k=2).tolist() == [0.0] * 4
+
+
+def test_eos_weight_pushes_ended_answers_up_and_needs_mixed_endings(store):
+    """The separate end-of-answer term (eos_weight): from the same state and rollout, it raises the log-probs of the
+    answers that ended relative to those that did not; when every answer ended it changes nothing."""
+    torch.manual_seed(0)
+    t = trainer.Trainer(_cfg(steps=1, batch_size=8, samples_per_prompt=1, kl_coef=0.0, target_kl=0.0,
+                             missing_eos_penalty=0.0).validate(), store, progress=False)
+    ro = t.rollout(1)
+    scores = t.score(ro)
+    start = [copy.deepcopy(x.state_dict()) for x in (t.model, t.value_heads, t.optimizer, t.kl_ctl)]
+    before, _ = t._forward(ro, grad=False)
+
+    def gain(weight: float, ended: list[bool]) -> float:
+        for x, state in zip((t.model, t.value_heads, t.optimizer, t.kl_ctl), start):
+            x.load_state_dict(copy.deepcopy(state))
+        t.cfg = dataclasses.replace(t.cfg, eos_weight=weight)
+        ro.ended = torch.tensor(ended)
+        stats = t._update(ro, scores)
+        assert ("loss/eos" in stats) == bool(weight)
+        after, _ = t._forward(ro, grad=False)
+        delta = ((after - before) * ro.response_mask).sum(1)       # Δ log π(answer) per answer
+        e = ro.ended
+        return float(delta[e].mean() - delta[~e].mean()) if e.any() and (~e).any() else float(delta.sum())
+
+    mixed = [True, False] * 4
+    assert gain(5.0, mixed) > gain(0.0, mixed) + 1e-3
+    assert gain(5.0, [True] * 8) == pytest.approx(gain(0.0, [True] * 8), abs=1e-6)
+
+
+def test_eos_weight_is_refused_for_trl_grpo_and_below_zero():
+    with pytest.raises(ConfigError, match="eos_weight.*trl-grpo"):
+        _cfg(method="trl-grpo", samples_per_prompt=2, eos_weight=0.5).validate()
+    with pytest.raises(ConfigError, match="eos_weight must be ≥ 0"):
+        _cfg(eos_weight=-1.0).validate()
