@@ -200,6 +200,9 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--eval-steps", default="",
                     help="comma-separated step counts: train each end to the last, evaluate at each (overrides --minutes)")
+    ap.add_argument("--eval-prompts", default="builtin:heldout",
+                    help="held-out prompt source for every evaluation (builtin:premise-heldout with a variant's "
+                         "prompts=builtin:premise-train for the negative-premise pair)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
@@ -222,7 +225,7 @@ def main() -> None:
         log_path.write_text("")
     done = {(r["variant"], r["pair"], r["end"]) for r in records if r["kind"] == "run"}
     print(header("Learnability: separation of a pair's two ends per CPU minute",
-                 {"minutes per end": args.minutes, "eval steps": args.eval_steps or "-", "evals per run": args.evals, "eval prompts": args.eval_samples,
+                 {"minutes per end": args.minutes, "eval steps": args.eval_steps or "-", "evals per run": args.evals, "eval prompts": f"{args.eval_samples} of {args.eval_prompts}",
                   "eval max new tokens": args.eval_max_new_tokens}), flush=True)
 
     def append(rec: dict) -> None:
@@ -230,7 +233,7 @@ def main() -> None:
         with open(log_path, "a") as fh:
             fh.write(json.dumps(rec, default=float) + "\n")
 
-    prompts = load_prompts("builtin:heldout", limit=args.eval_samples)
+    prompts = load_prompts(args.eval_prompts, limit=args.eval_samples)
     base_model, tok = models.load(args.model)
     torch.manual_seed(0)
     for variant in map(parse_variant, args.variant):
@@ -242,9 +245,11 @@ def main() -> None:
                                      batch_size=32)
                 return eval_row(res, base_d1)
 
-            base = next((r for r in records if r["kind"] == "base" and r["pair"] == pair), None)
+            # rows written before --eval-prompts existed were evaluated on builtin:heldout
+            base = next((r for r in records if r["kind"] == "base" and r["pair"] == pair
+                         and r.get("eval_prompts", "builtin:heldout") == args.eval_prompts), None)
             if base is None:
-                base = dict(kind="base", pair=pair, **eval_row(evaluate_point(
+                base = dict(kind="base", pair=pair, eval_prompts=args.eval_prompts, **eval_row(evaluate_point(
                     base_model, tok, objs, prompts, max_new_tokens=args.eval_max_new_tokens, batch_size=32), None))
                 append(base)
             base_d1 = base["distinct_1"]

@@ -2,7 +2,8 @@
 
 Sources accepted by :func:`load_prompts`:
 
-* ``builtin:train`` / ``builtin:heldout`` - the sets shipped in ``pama/data/`` (see ``pama/data/README.md``);
+* ``builtin:train`` / ``builtin:heldout`` (and ``builtin:premise-train`` / ``builtin:premise-heldout``, prompts with
+  a negative premise) - the sets shipped in ``pama/data/`` (see ``pama/data/README.md``);
   ``builtin:train:review`` keeps one task of a set (the ``task`` field);
 * a path to a ``.jsonl`` file (one JSON object per line, field ``prompt``, else ``text``, or ``column=``;
   a line may also be a bare JSON string);
@@ -43,12 +44,17 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 BUILTIN: dict[str, Path] = {
     "train": DATA_DIR / "prompts_train.jsonl",
     "heldout": DATA_DIR / "prompts_heldout.jsonl",
+    "premise-train": DATA_DIR / "prompts_premise_train.jsonl",
+    "premise-heldout": DATA_DIR / "prompts_premise_heldout.jsonl",
 }
 
 _DESCRIPTIONS = {
     "train": "Built-in training prompts: reviews, descriptions, advice, explanations, stories, poems, "
     "opinions, everyday questions, short messages, summaries.",
     "heldout": "Built-in held-out prompts: the same task mix on different subjects, never used for training.",
+    "premise-train": "Training prompts with a negative premise (a bad experience, a complaint, something broken): "
+    "an answer that stays on topic has to deal with it, so positive sentiment and relevance pull apart.",
+    "premise-heldout": "Held-out prompts with a negative premise: the same task mix on other situations.",
 }
 
 _DEFAULT_FIELDS = ("prompt", "text")

@@ -327,3 +327,30 @@ def test_bench_methods_length_control_removes_what_length_explains_and_leaves_le
     out = lc(groups, [False, True], "base")
     assert np.allclose(out["long"][0], out["base"][0]) and np.allclose(out["base"][0], score["base"])
     assert np.allclose(out["long"][1], 0.4)                            # a length objective stays raw
+
+
+def test_bench_learnability_trains_both_ends_to_the_eval_steps_on_the_chosen_prompts_and_resumes(tmp_path):
+    """docs/learnability.md: each end trained to fixed step counts and evaluated at each on the held-out set given
+    (here the negative-premise one, trained on its own training set), separations raw and length-controlled; the base
+    row says which prompts it was evaluated on, and --resume trains nothing twice."""
+    import json
+
+    args = ("--pairs", "sentiment,relevance", "--variant",
+            "v:prompts=builtin:premise-train,max_new_tokens=8,batch_size=4,samples_per_prompt=2,eos_weight=0.5",
+            "--eval-steps", "1,2", "--eval-samples", "4", "--eval-max-new-tokens", "8",
+            "--eval-prompts", "builtin:premise-heldout", "--tag", "t")
+    out = _run(tmp_path, "bench_learnability.py", *args, "--resume")
+    assert "4 of builtin:premise-heldout" in out and "end sentiment" in out and "end relevance" in out
+    jsonl = tmp_path / "learnability-t.jsonl"
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    base = next(r for r in records if r["kind"] == "base")
+    assert base["eval_prompts"] == "builtin:premise-heldout" and len(base["scores"][0]) == 4
+    runs = [r for r in records if r["kind"] == "run"]
+    assert sorted(r["end"] for r in runs) == [0, 1]
+    for r in runs:
+        assert [e["step"] for e in r["evals"]] == [1, 2]
+        assert r["config"]["prompts"] == "builtin:premise-train" and r["config"]["eos_weight"] == 0.5
+    rows = _rows(tmp_path / "learnability-t.csv")
+    assert len(rows) == 2 and {r["steps"] for r in rows} == {"1", "2"}
+    out = _run(tmp_path, "bench_learnability.py", *args, "--resume")
+    assert "end sentiment" not in out and len(jsonl.read_text().splitlines()) == len(records)

@@ -20,24 +20,30 @@ def _jaccard(a: str, b: str) -> float:
     return len(a & b) / len(a | b)
 
 
-@pytest.fixture(scope="module")
-def train():
-    return builtin_records("train")
+# the default sets, and the negative-premise sets of the sentiment-vs-relevance pair (docs/learnability.md)
+@pytest.fixture(scope="module", params=[("train", "heldout"), ("premise-train", "premise-heldout")], ids=str)
+def names(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def heldout():
-    return builtin_records("heldout")
+def train(names):
+    return builtin_records(names[0])
+
+
+@pytest.fixture(scope="module")
+def heldout(names):
+    return builtin_records(names[1])
 
 
 # ------------------------------------------------------------------------------------------- built-in sets
 
 
-def test_counts(train, heldout):
-    assert len(train) >= 240
-    assert len(heldout) >= 80
-    assert len(load_prompts("builtin:train")) == len(train)
-    assert len(load_prompts("builtin:heldout")) == len(heldout)
+def test_counts(names, train, heldout):
+    assert len(train) >= 128
+    assert len(heldout) >= 128  # a front is evaluated on 128 held-out prompts (the demo bar)
+    assert len(load_prompts(f"builtin:{names[0]}")) == len(train)
+    assert len(load_prompts(f"builtin:{names[1]}")) == len(heldout)
 
 
 def test_files_are_clean_jsonl():
@@ -100,13 +106,20 @@ def test_task_mix_balanced(train, heldout):
     assert len(first) == len(tr)
 
 
-def test_prompt_sets_listing(train, heldout):
+def test_prompt_sets_listing(names, train, heldout):
     sets = {s["name"]: s for s in prompt_sets()}
-    assert set(sets) == {"train", "heldout"}
-    assert sets["train"]["count"] == len(train) and sets["heldout"]["count"] == len(heldout)
-    assert sets["train"]["source"] == "builtin:train"
-    assert sum(sets["heldout"]["tasks"].values()) == len(heldout)
-    assert load_prompts(sets["heldout"]["source"], limit=5) == [r["prompt"] for r in heldout[:5]]
+    assert set(sets) == {"train", "heldout", "premise-train", "premise-heldout"}
+    tr, ho = names
+    assert sets[tr]["count"] == len(train) and sets[ho]["count"] == len(heldout)
+    assert sets[tr]["source"] == f"builtin:{tr}" and sets[tr]["description"]
+    assert sum(sets[ho]["tasks"].values()) == len(heldout)
+    assert load_prompts(sets[ho]["source"], limit=5) == [r["prompt"] for r in heldout[:5]]
+
+
+def test_sets_do_not_share_prompts():
+    """No built-in prompt is in two sets: a held-out prompt never trained on, whichever set trained."""
+    seen = Counter(_norm(r["prompt"]) for name in BUILTIN for r in builtin_records(name))
+    assert not [p for p, c in seen.items() if c > 1]
 
 
 def test_builtin_unknown():
