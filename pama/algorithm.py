@@ -414,6 +414,20 @@ def end_advantage(ended: torch.Tensor, k: int = 1, eps: float = 1e-8) -> torch.T
     return x / std if float(std) > eps else torch.zeros_like(x)
 
 
+def end_credit(ended: torch.Tensor, mask: torch.Tensor, k: int = 1, credit: str = "answer") -> torch.Tensor:
+    """[ours] ``end_advantage`` spread over tokens (B, T) for the end-of-answer term. ``answer``: on every token of
+    the answer, which also reinforces what the answers that ended said (short ones: on negative-premise prompts the
+    sentiment end learned to repeat the premise and stop, docs/learnability.md §11-12); ``eos``: on the EOS token of
+    each answer that ended, and nowhere else, so only the decision to stop is credited, at the same per-token scale."""
+    adv = end_advantage(ended, k).unsqueeze(1)
+    if credit == "answer":
+        return adv * mask
+    if credit != "eos":
+        raise ValueError(f"credit must be 'answer' or 'eos', not {credit!r}")
+    last = mask.cumsum(1).eq(mask.sum(1, keepdim=True)) & mask.bool()   # each row's last response token
+    return adv * (last & ended.bool().unsqueeze(1)).to(mask.dtype)
+
+
 def clipped_surrogate(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,

@@ -399,6 +399,10 @@ class TrainConfig(_Composed):
         "having ended (ended − its prompt group's mean, over the batch's std), added to the method's loss outside "
         "the preference. Unlike missing_eos_penalty it does not enter (and is not rescaled with) each objective's "
         "reward. 0 = off; not for method trl-grpo.", default=0.0)
+    eos_credit: str = _help(
+        "[ours] Which tokens eos_weight's term credits: answer (every token of an answer, so what short answers say "
+        "is reinforced too) or eos (the EOS token of the answers that ended: only the decision to stop).",
+        default="answer")
     prompts: str = _help("Training prompts: builtin:train, a .jsonl/.csv/.txt file, or hf:<dataset>[:split[:col]].",
                          default="builtin:train")
     seed: int = _help("Random seed (prompt order, sampling, initialisation).", default=0)
@@ -565,6 +569,8 @@ class TrainConfig(_Composed):
                      "missing_eos_penalty", "eos_weight"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
+        if self.eos_credit not in ("answer", "eos"):
+            errors.append(f"eos_credit must be 'answer' or 'eos', not {self.eos_credit!r}")
         return errors
 
     def _trl_errors(self) -> list[str]:

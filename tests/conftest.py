@@ -14,6 +14,18 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject's addopts): one test process per core, at most 4. Most tests drive the tiny model, whose
+    small ops keep one core busy, or wait on other processes (the app, workers, Chromium): two processes on 2 cores
+    ran the suite's app and job tests 1.6x faster and the sweep tests 1.3x (docs/deployment.md). Each process still
+    runs torch at 2 threads, as the embedded model's integration test needs (below). More than 4 buys little and
+    multiplies the models and browsers in memory. PYTEST_XDIST_AUTO_NUM_WORKERS or `-n N` overrides it; `-n 0` runs
+    in one process."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
     """A config with ``threads: 1`` sets torch's thread count for the whole process (the trainer runs in-process in

@@ -407,8 +407,56 @@ def test_eos_weight_pushes_ended_answers_up_and_needs_mixed_endings(store):
     assert gain(5.0, [True] * 8) == pytest.approx(gain(0.0, [True] * 8), abs=1e-6)
 
 
+def test_end_credit_on_eos_credits_only_the_last_token_of_the_answers_that_ended():
+    from pama.algorithm import end_advantage, end_credit
+
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1.]])
+    ended = torch.tensor([True, False, True, False])
+    adv = end_advantage(ended, k=2)
+    assert torch.equal(end_credit(ended, mask, 2, "answer"), adv.unsqueeze(1) * mask)
+    eos = end_credit(ended, mask, 2, "eos")
+    where = torch.zeros_like(mask)
+    where[0, 2] = where[2, 1] = 1.0            # the EOS tokens: each ended row's last response token
+    assert torch.equal(eos, adv.unsqueeze(1) * where)
+    assert eos[~ended].abs().sum() == 0       # an answer cut at the limit has no decision to stop to credit
+    with pytest.raises(ValueError, match="credit"):
+        end_credit(ended, mask, 2, "prompt")
+
+
+def test_eos_credit_on_eos_raises_the_stopping_token_and_leaves_the_rest_of_the_answer(store):
+    """eos_credit: eos pushes up log π of the token that ended each answer that ended, more than eos_credit: answer
+    does from the same state and rollout, and does not push up the rest of those answers as answer does."""
+    torch.manual_seed(0)
+    t = trainer.Trainer(_cfg(steps=1, batch_size=8, samples_per_prompt=1, kl_coef=0.0, target_kl=0.0,
+                             missing_eos_penalty=0.0).validate(), store, progress=False)
+    ro = t.rollout(1)
+    scores = t.score(ro)
+    start = [copy.deepcopy(x.state_dict()) for x in (t.model, t.value_heads, t.optimizer, t.kl_ctl)]
+    before, _ = t._forward(ro, grad=False)
+    ro.ended = torch.tensor([True, False] * 4)
+    mask = ro.response_mask
+    last = mask.cumsum(1).eq(mask.sum(1, keepdim=True)) & mask.bool() & ro.ended.unsqueeze(1)
+
+    def update(weight: float, credit: str) -> torch.Tensor:
+        for x, state in zip((t.model, t.value_heads, t.optimizer, t.kl_ctl), start):
+            x.load_state_dict(copy.deepcopy(state))
+        t.cfg = dataclasses.replace(t.cfg, eos_weight=weight, eos_credit=credit)
+        t._update(ro, scores)
+        after, _ = t._forward(ro, grad=False)
+        return after - before
+
+    off, eos, answer = update(0.0, "eos"), update(5.0, "eos"), update(5.0, "answer")
+    assert float((eos - off)[last].mean()) > 1e-3                      # the stopping tokens went up...
+    rest = mask.bool() & ~last & ro.ended.unsqueeze(1)                  # the other tokens of the answers that ended
+    # crediting the answer pushes its other tokens up (what short answers say); crediting the EOS token does not
+    assert float((answer - off)[rest].mean()) > float((eos - off)[rest].mean()) + 0.03
+    assert float((eos - off)[last].mean()) > float((answer - off)[last].mean()) + 0.05
+
+
 def test_eos_weight_is_refused_for_trl_grpo_and_below_zero():
     with pytest.raises(ConfigError, match="eos_weight.*trl-grpo"):
         _cfg(method="trl-grpo", samples_per_prompt=2, eos_weight=0.5).validate()
     with pytest.raises(ConfigError, match="eos_weight must be ≥ 0"):
         _cfg(eos_weight=-1.0).validate()
+    with pytest.raises(ConfigError, match="eos_credit must be 'answer' or 'eos'"):
+        _cfg(eos_credit="prompt").validate()
