@@ -25,6 +25,22 @@ def test_available_lists_builtins():
     assert [r["name"] for r in rows] == BUILTINS
 
 
+def test_sentiment_per_sentence_scores_the_tone_not_how_much_of_it_there_is():
+    """The whole-response compound is a saturating sum: saying the same happy sentence three times scores higher than
+    once. Per sentence, it is the same tone and the same score; a mixed text lands between its sentences' scores."""
+    happy, sad = "The staff were friendly and the food was wonderful.", "The room was dirty and the bed was awful."
+    whole, per = O.get("sentiment"), O.get("sentiment:per=sentence")
+    once, thrice = happy, " ".join([happy] * 3)
+    assert whole.score(None, [thrice])[0] > whole.score(None, [once])[0] + 0.05
+    assert per.score(None, [thrice])[0] == pytest.approx(per.score(None, [once])[0])
+    h, s_ = per.score(None, [happy, sad])
+    mixed = per.score(None, [f"{happy}\n{sad}"])[0]
+    assert s_ < 0 < h and mixed == pytest.approx((h + s_) / 2)
+    assert per.score(None, ["", "   "]) == [0.0, 0.0]
+    with pytest.raises(O.ObjectiveError, match="per must be one of response, sentence"):
+        O.get("sentiment:per=word")
+
+
 def test_sentiment_ranks_positive_above_negative():
     s = O.get("sentiment").score(None, ["I love this, it is wonderful and delightful!", "This is awful, I hate it."])
     assert s[0] > 0.5 and s[1] < -0.5

@@ -68,9 +68,35 @@ def _vader():
     return SentimentIntensityAnalyzer()
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTIMENT_PER = ("response", "sentence")
+
+
+def sentence_sentiment(text: str) -> float:
+    """The mean VADER compound of a text's sentences (split after . ! ? and at line breaks), as VADER's README
+    scores a paragraph. The compound of a whole response is a saturating sum of its words' valences, so it rises with
+    every positive sentence added: a long answer scores more positive than a short one in the same tone (on the
+    negative-premise prompts, ending answers sooner cost the sentiment end its sentiment, docs/learnability.md §13).
+    The mean over sentences measures the tone, not how much of it there is."""
+    analyzer = _vader()
+    parts = [p for p in _SENTENCE_END.split(text) if p.strip()]
+    return sum(analyzer.polarity_scores(p)["compound"] for p in parts) / len(parts) if parts else 0.0
+
+
 def _make_sentiment(spec: str, params: dict[str, Any]) -> Objective:
-    _check_unknown(params, [], spec)
+    """``sentiment``: VADER's compound of the whole response; ``sentiment:per=sentence``: its mean over sentences."""
+    _check_unknown(params, ["per"], spec)
+    per = str(params.pop("per", "response"))
+    if per not in _SENTIMENT_PER:
+        raise ObjectiveError(f"objective {spec!r}: per must be one of {', '.join(_SENTIMENT_PER)}, got {per!r}")
     lo, hi = _bounds(params, -1.0, 1.0, spec)
+
+    if per == "sentence":
+        def score(prompts: list[str], responses: list[str]) -> list[float]:
+            return [sentence_sentiment(r) for r in responses]
+
+        return Objective(spec, "mean VADER compound sentiment of the response's sentences (-1 negative … +1 "
+                         "positive)", lo, hi, score, params={"per": per})
 
     def score(prompts: list[str], responses: list[str]) -> list[float]:
         analyzer = _vader()
@@ -325,7 +351,7 @@ def _make_readability(spec: str, params: dict[str, Any]) -> Objective:
 
 
 _BUILTINS: dict[str, tuple[Callable[[str, dict[str, Any]], Objective], str, dict[str, Any]]] = {
-    "sentiment": (_make_sentiment, "VADER compound sentiment of the response", {}),
+    "sentiment": (_make_sentiment, "VADER compound sentiment of the response (per=sentence: mean over sentences)", {}),
     "conciseness": (_make_conciseness, "shorter is better: exp(-words/scale)", {"scale": 50}),
     "informativeness": (_make_informativeness, "distinct content words, saturating: 1 - exp(-n/scale)",
                         {"scale": 20}),
