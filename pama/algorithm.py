@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .config import EOS_CREDITS
 from .preference import Preference, rows
 
 __all__ = [
@@ -422,8 +423,8 @@ def end_credit(ended: torch.Tensor, mask: torch.Tensor, k: int = 1, credit: str 
     adv = end_advantage(ended, k).unsqueeze(1)
     if credit == "answer":
         return adv * mask
-    if credit != "eos":
-        raise ValueError(f"credit must be 'answer' or 'eos', not {credit!r}")
+    if credit not in EOS_CREDITS:
+        raise ValueError(f"credit must be {' or '.join(map(repr, EOS_CREDITS))}, not {credit!r}")
     last = mask.cumsum(1).eq(mask.sum(1, keepdim=True)) & mask.bool()   # each row's last response token
     return adv * (last & ended.bool().unsqueeze(1)).to(mask.dtype)
 

@@ -30,6 +30,7 @@ CONDITIONED_METHODS = ("pama", "morlhf")
 CONDITIONING_FORMS = ("svd", "prefix")
 PREFERENCE_SAMPLING = ("dirichlet", "grid")
 GRANULARITIES = ("token", "batch")
+EOS_CREDITS = ("answer", "eos")   # where eos_weight's term lands (pama.algorithm.end_credit)
 # report_to's values (TRL's option and names): pama.callbacks holds the integrations
 REPORT_TO = ("tensorboard", "mlflow", "none")
 # the pair whose two ends separate fastest per CPU minute on the embedded model: docs/learnability.md
@@ -569,8 +570,8 @@ class TrainConfig(_Composed):
                      "missing_eos_penalty", "eos_weight"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
-        if self.eos_credit not in ("answer", "eos"):
-            errors.append(f"eos_credit must be 'answer' or 'eos', not {self.eos_credit!r}")
+        if self.eos_credit not in EOS_CREDITS:
+            errors.append(f"eos_credit must be {' or '.join(map(repr, EOS_CREDITS))}, not {self.eos_credit!r}")
         return errors
 
     def _trl_errors(self) -> list[str]:
