@@ -415,12 +415,18 @@ def end_advantage(ended: torch.Tensor, k: int = 1, eps: float = 1e-8) -> torch.T
     return x / std if float(std) > eps else torch.zeros_like(x)
 
 
-def end_credit(ended: torch.Tensor, mask: torch.Tensor, k: int = 1, credit: str = "answer") -> torch.Tensor:
+def end_credit(ended: torch.Tensor, mask: torch.Tensor, k: int = 1, credit: str = "answer",
+               min_tokens: int = 0) -> torch.Tensor:
     """[ours] ``end_advantage`` spread over tokens (B, T) for the end-of-answer term. ``answer``: on every token of
     the answer, which also reinforces what the answers that ended said (short ones: on negative-premise prompts the
     sentiment end learned to repeat the premise and stop, docs/learnability.md §11-12); ``eos``: on the EOS token of
-    each answer that ended, and nowhere else, so only the decision to stop is credited, at the same per-token scale."""
-    adv = end_advantage(ended, k).unsqueeze(1)
+    each answer that ended, and nowhere else, so only the decision to stop is credited, at the same per-token scale.
+
+    ``min_tokens``: an answer that ended with fewer response tokens (EOS included) counts as not finished, so the
+    term rewards finishing an answer, not stopping early: with ``eos`` its too-early EOS gets the negative side of the
+    advantage (§13: crediting every stop taught the sentiment end to stop after one sentence)."""
+    finished = ended.bool() & mask.sum(1).ge(min_tokens) if min_tokens else ended
+    adv = end_advantage(finished, k).unsqueeze(1)
     if credit == "answer":
         return adv * mask
     if credit not in EOS_CREDITS:

@@ -404,6 +404,10 @@ class TrainConfig(_Composed):
         "[ours] Which tokens eos_weight's term credits: answer (every token of an answer, so what short answers say "
         "is reinforced too) or eos (the EOS token of the answers that ended: only the decision to stop).",
         default="answer")
+    eos_min_tokens: int = _help(
+        "[ours] For eos_weight's term, an answer that ends on EOS with fewer response tokens than this counts as not "
+        "finished (with eos_credit: eos its early EOS is discouraged instead of credited), so the term rewards "
+        "finishing, not stopping after one sentence. 0 = every end counts.", default=0)
     prompts: str = _help("Training prompts: builtin:train, a .jsonl/.csv/.txt file, or hf:<dataset>[:split[:col]].",
                          default="builtin:train")
     seed: int = _help("Random seed (prompt order, sampling, initialisation).", default=0)
@@ -572,6 +576,9 @@ class TrainConfig(_Composed):
                 errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
         if self.eos_credit not in EOS_CREDITS:
             errors.append(f"eos_credit must be {' or '.join(map(repr, EOS_CREDITS))}, not {self.eos_credit!r}")
+        if not 0 <= self.eos_min_tokens < self.max_new_tokens:
+            errors.append(f"eos_min_tokens = {self.eos_min_tokens} must be ≥ 0 and below max_new_tokens "
+                          f"({self.max_new_tokens}), or no answer could count as finished")
         return errors
 
     def _trl_errors(self) -> list[str]:

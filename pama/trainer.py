@@ -373,7 +373,7 @@ class Trainer:
         adv, returns, kl = self._advantages(scores, old_logp, ref_logp, old_values, mask, ro.preference)
         combined, weights = self._combine(adv, mask, ro.preference)
         # eos_weight: ending on EOS as its own term of the loss, outside the preference (alg.end_credit)
-        ends = alg.end_credit(ro.ended, mask, self.k, cfg.eos_credit) if cfg.eos_weight else None
+        ends = alg.end_credit(ro.ended, mask, self.k, cfg.eos_credit, cfg.eos_min_tokens) if cfg.eos_weight else None
 
         stats: dict[str, list[float]] = {}
         B = mask.shape[0]

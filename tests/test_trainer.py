@@ -423,6 +423,57 @@ def test_end_credit_on_eos_credits_only_the_last_token_of_the_answers_that_ended
         end_credit(ended, mask, 2, "prompt")
 
 
+def test_end_credit_with_min_tokens_discourages_stopping_early_and_credits_finishing():
+    """eos_min_tokens: an answer that ended too short counts as unfinished, so its EOS gets the negative side of the
+    end advantage; a long enough end gets the positive side; without the floor both stops are credited alike."""
+    from pama.algorithm import end_credit
+
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1.]])
+    ended = torch.tensor([True, True, False])                  # 5 tokens and ended, 2 and ended, cut at the limit
+    plain = end_credit(ended, mask, 1, "eos")
+    assert plain[0, 4] > 0 and plain[1, 1] > 0 and plain[0, 4] == plain[1, 1]
+    floor = end_credit(ended, mask, 1, "eos", min_tokens=4)
+    assert floor[0, 4] > 0 > floor[1, 1]                       # finishing credited, stopping at 2 tokens discouraged
+    assert floor.ne(0).sum() == 2 and floor[2].abs().sum() == 0
+    answer = end_credit(ended, mask, 1, "answer", min_tokens=4)
+    assert (answer[1, :2] < 0).all() and (answer[0, :5] > 0).all()
+    assert torch.equal(end_credit(ended, mask, 1, "eos", min_tokens=2), plain)   # both long enough: as without
+
+
+def test_eos_min_tokens_lowers_an_early_stop_and_raises_a_late_one(store):
+    """Through the trainer: with eos_min_tokens above the short answers' length, one update lowers log π of their EOS
+    tokens and raises that of the long answers' EOS; without it, both go up."""
+    torch.manual_seed(0)
+    t = trainer.Trainer(_cfg(steps=1, batch_size=8, samples_per_prompt=1, kl_coef=0.0, target_kl=0.0,
+                             missing_eos_penalty=0.0).validate(), store, progress=False)
+    ro = t.rollout(1)
+    scores = t.score(ro)
+    start = [copy.deepcopy(x.state_dict()) for x in (t.model, t.value_heads, t.optimizer, t.kl_ctl)]
+    before, _ = t._forward(ro, grad=False)
+    mask = ro.response_mask.clone()
+    T = mask.shape[1]
+    assert T >= 4
+    short = torch.tensor([True, False] * 4)
+    mask[short, 2:] = 0                                         # the short answers end at their 2nd token
+    ro.response_mask = mask
+    ro.ended = torch.tensor([True] * 6 + [False] * 2)
+    last = mask.cumsum(1).eq(mask.sum(1, keepdim=True)) & mask.bool() & ro.ended.unsqueeze(1)
+
+    def update(weight: float, min_tokens: int) -> torch.Tensor:
+        for x, state in zip((t.model, t.value_heads, t.optimizer, t.kl_ctl), start):
+            x.load_state_dict(copy.deepcopy(state))
+        t.cfg = dataclasses.replace(t.cfg, eos_weight=weight, eos_credit="eos", eos_min_tokens=min_tokens)
+        t._update(ro, scores)
+        after, _ = t._forward(ro, grad=False)
+        return after - before
+
+    off, floor = update(0.0, 0), update(5.0, 3)
+    early = last & short.unsqueeze(1)
+    late = last & ~short.unsqueeze(1)
+    assert float((floor - off)[early].mean()) < -1e-3
+    assert float((floor - off)[late].mean()) > 1e-3
+
+
 def test_eos_credit_on_eos_raises_the_stopping_token_and_leaves_the_rest_of_the_answer(store):
     """eos_credit: eos pushes up log π of the token that ended each answer that ended, more than eos_credit: answer
     does from the same state and rollout, and does not push up the rest of those answers as answer does."""
@@ -460,3 +511,7 @@ def test_eos_weight_is_refused_for_trl_grpo_and_below_zero():
         _cfg(eos_weight=-1.0).validate()
     with pytest.raises(ConfigError, match="eos_credit must be 'answer' or 'eos'"):
         _cfg(eos_credit="prompt").validate()
+    with pytest.raises(ConfigError, match="eos_min_tokens = 64 must be ≥ 0 and below max_new_tokens"):
+        _cfg(eos_min_tokens=64, max_new_tokens=64).validate()
+    with pytest.raises(ConfigError, match="eos_min_tokens = -1"):
+        _cfg(eos_min_tokens=-1).validate()
