@@ -354,3 +354,25 @@ def test_bench_learnability_trains_both_ends_to_the_eval_steps_on_the_chosen_pro
     assert len(rows) == 2 and {r["steps"] for r in rows} == {"1", "2"}
     out = _run(tmp_path, "bench_learnability.py", *args, "--resume")
     assert "end sentiment" not in out and len(jsonl.read_text().splitlines()) == len(records)
+
+
+def test_length_bins_averages_each_objective_per_word_count_bin_beside_the_base(tmp_path):
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from length_bins import bin_means, table
+
+    assert bin_means([1.0, 3.0, 5.0, 7.0], [10, 20, 40, 200], [30, 60]) == [(2.0, 2), (5.0, 1), (7.0, 1)]
+    assert bin_means([1.0], [10], [30])[1][1] == 0
+    base = dict(kind="base", pair="a,b", values={"a": [0, 0, 0], "b": [0, 0, 0]}, scores=[[0.5, 0.7], [0.1, 0.2]],
+                words=[10, 100])
+    run = dict(kind="run", variant="v", pair="a,b", end=1,
+               evals=[dict(step=20, values=base["values"], scores=[[0.0, 1.0], [0.9, 0.3]], words=[5, 50])])
+    out = table([base, run], "b", [30])
+    assert "| base (a,b) | 0.10 (1) | 0.20 (1) | 55 | 0.50 |" in out
+    assert "| v: b end, 20 steps | 0.90 (1) | 0.30 (1) | 28 | 0.50 |" in out
+    path = tmp_path / "l.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in (base, run)))
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "length_bins.py"), str(path), "--objective", "c"],
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and "not in this file's pair" in res.stderr
