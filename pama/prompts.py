@@ -3,7 +3,8 @@
 Sources accepted by :func:`load_prompts`:
 
 * ``builtin:train`` / ``builtin:heldout`` (and ``builtin:premise-train`` / ``builtin:premise-heldout``, prompts with
-  a negative premise) - the sets shipped in ``pama/data/`` (see ``pama/data/README.md``);
+  a negative premise; ``builtin:premise-brief-train`` / ``-heldout``, the same asking for two or three sentences) -
+  the sets shipped in ``pama/data/`` (see ``pama/data/README.md``);
   ``builtin:train:review`` keeps one task of a set (the ``task`` field);
 * a path to a ``.jsonl`` file (one JSON object per line, field ``prompt``, else ``text``, or ``column=``;
   a line may also be a bare JSON string);
@@ -29,8 +30,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = [
+    "BRIEF",
     "BUILTIN",
     "DATA_DIR",
+    "DERIVED",
     "PromptError",
     "PromptSampler",
     "builtin_records",
@@ -48,6 +51,15 @@ BUILTIN: dict[str, Path] = {
     "premise-heldout": DATA_DIR / "prompts_premise_heldout.jsonl",
 }
 
+#: Sets derived from a shipped one: name -> (set, instruction appended to every prompt). The brief premise sets ask
+#: for a finished answer: the base model ends 86% of its answers to them within 256 tokens (42% without), so a front
+#: on them needs no end-of-answer term (docs/learnability.md §14).
+BRIEF = " Answer in two or three sentences."
+DERIVED: dict[str, tuple[str, str]] = {
+    "premise-brief-train": ("premise-train", BRIEF),
+    "premise-brief-heldout": ("premise-heldout", BRIEF),
+}
+
 _DESCRIPTIONS = {
     "train": "Built-in training prompts: reviews, descriptions, advice, explanations, stories, poems, "
     "opinions, everyday questions, short messages, summaries.",
@@ -55,6 +67,8 @@ _DESCRIPTIONS = {
     "premise-train": "Training prompts with a negative premise (a bad experience, a complaint, something broken): "
     "an answer that stays on topic has to deal with it, so positive sentiment and relevance pull apart.",
     "premise-heldout": "Held-out prompts with a negative premise: the same task mix on other situations.",
+    "premise-brief-train": "The negative-premise training prompts, each asking for an answer of two or three sentences.",
+    "premise-brief-heldout": "The negative-premise held-out prompts, each asking for an answer of two or three sentences.",
 }
 
 _DEFAULT_FIELDS = ("prompt", "text")
@@ -106,10 +120,13 @@ def load_prompts(source: str, *, limit: int | None = None, column: str | None = 
 
 def builtin_records(name: str) -> list[dict[str, str]]:
     """The records (``{"prompt", "task"}``) of a built-in set, in file order."""
+    if name in DERIVED:
+        parent, instruction = DERIVED[name]
+        return [dict(r, prompt=r["prompt"] + instruction) for r in builtin_records(parent)]
     if name not in BUILTIN:
         raise PromptError(
             f"unknown built-in prompt set {name!r}; available: "
-            + ", ".join(f"builtin:{n}" for n in BUILTIN)
+            + ", ".join(f"builtin:{n}" for n in (*BUILTIN, *DERIVED))
         )
     path = BUILTIN[name]
     if not path.is_file():
@@ -127,7 +144,8 @@ def builtin_records(name: str) -> list[dict[str, str]]:
 def prompt_sets() -> list[dict[str, Any]]:
     """The built-in sets for listings (web app, CLI): name, source string, path, count, counts per task."""
     out = []
-    for name, path in BUILTIN.items():
+    for name in (*BUILTIN, *DERIVED):
+        path = BUILTIN[DERIVED[name][0] if name in DERIVED else name]
         records = builtin_records(name)
         out.append(
             {

@@ -108,12 +108,31 @@ def test_task_mix_balanced(train, heldout):
 
 def test_prompt_sets_listing(names, train, heldout):
     sets = {s["name"]: s for s in prompt_sets()}
-    assert set(sets) == {"train", "heldout", "premise-train", "premise-heldout"}
+    assert set(sets) == {"train", "heldout", "premise-train", "premise-heldout", "premise-brief-train",
+                         "premise-brief-heldout"}
     tr, ho = names
     assert sets[tr]["count"] == len(train) and sets[ho]["count"] == len(heldout)
     assert sets[tr]["source"] == f"builtin:{tr}" and sets[tr]["description"]
     assert sum(sets[ho]["tasks"].values()) == len(heldout)
     assert load_prompts(sets[ho]["source"], limit=5) == [r["prompt"] for r in heldout[:5]]
+
+
+def test_brief_sets_are_the_premise_sets_asking_for_two_or_three_sentences():
+    """builtin:premise-brief-* are derived at load time (no second copy of the data): each prompt is its premise
+    set's prompt plus the instruction, in the same order and tasks; listed with the parent's file."""
+    from pama.prompts import BRIEF
+
+    for split in ("train", "heldout"):
+        plain, brief = builtin_records(f"premise-{split}"), builtin_records(f"premise-brief-{split}")
+        assert [dict(r, prompt=r["prompt"] + BRIEF) for r in plain] == brief
+        assert load_prompts(f"builtin:premise-brief-{split}", limit=3)[0].endswith("Answer in two or three sentences.")
+        assert load_prompts(f"builtin:premise-brief-{split}:advice")[0].startswith(
+            load_prompts(f"builtin:premise-{split}:advice")[0])
+    listed = {s["name"]: s for s in prompt_sets()}
+    assert listed["premise-brief-heldout"]["path"] == listed["premise-heldout"]["path"]
+    assert listed["premise-brief-heldout"]["count"] == 128
+    with pytest.raises(PromptError, match="builtin:premise-brief-train"):
+        builtin_records("premise-terse")
 
 
 def test_sets_do_not_share_prompts():
