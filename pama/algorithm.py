@@ -425,7 +425,7 @@ def end_credit(ended: torch.Tensor, mask: torch.Tensor, k: int = 1, credit: str 
     ``min_tokens``: an answer that ended with fewer response tokens (EOS included) counts as not finished, so the
     term rewards finishing an answer, not stopping early: with ``eos`` its too-early EOS gets the negative side of the
     advantage (§13: crediting every stop taught the sentiment end to stop after one sentence)."""
-    finished = ended.bool() & mask.sum(1).ge(min_tokens) if min_tokens else ended
+    finished = ended.bool() & mask.sum(1).ge(min_tokens)   # min_tokens 0: every end counts
     adv = end_advantage(finished, k).unsqueeze(1)
     if credit == "answer":
         return adv * mask

@@ -167,7 +167,7 @@ def _load_file(path: Path, column: str | None) -> list[str]:
     ext = path.suffix.lower()
     if not path.exists():
         hint = ""
-        if str(path) in BUILTIN:
+        if str(path) in (*BUILTIN, *DERIVED):
             hint = f" (did you mean builtin:{path}?)"
         raise PromptError(
             f"prompt file not found: {path}{hint}. Give an existing .jsonl/.json/.csv/.txt file, "
