@@ -149,7 +149,7 @@ def test_demo_import_is_idempotent(store):
     assert demo.import_if_empty(store) == []
     assert store.counts() == counts
     pts = store.points(sweep_id=sweep_id, kind="adapter")
-    assert len(pts) >= 3
+    assert len(pts) >= 2                                  # at least the two ends
     assert store.points(sweep_id=sweep_id, kind="base")
     assert store.get_sweep(sweep_id)["summary"]["hypervolume"] > 0
     for r in store.list_runs(sweep_id=sweep_id):
