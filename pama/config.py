@@ -66,6 +66,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_samples": 128, "eval_max_new_tokens": 128, "eval_temperature": 0.7, "eval_round": 32,
         "eval_min_prompts": 64,
     },
+    # the trade-off that is not answer length: demo/front's recipe (demo/front/sweep.yaml, docs/learnability.md
+    # section 15): sentiment vs relevance on complaints that ask for two or three sentences, no end-of-answer term
+    # (the model ends its answers by itself), the ends apart raw and length-controlled at 40 steps
+    "complaints": {
+        "objectives": ["sentiment", "relevance"],
+        "prompts": "builtin:premise-brief-train", "eval_prompts": "builtin:premise-brief-heldout",
+        "method": "pama", "anchor": 0.3, "batch_size": 16, "samples_per_prompt": 4, "max_new_tokens": 128,
+        "temperature": 0.7, "learning_rate": 0.001, "target_modules": ["all-linear"], "kl_coef": 0.1,
+        "target_kl": 4.0, "kl_horizon": 100, "missing_eos_penalty": 0.0, "steps": 40,
+        "eval_samples": 128, "eval_max_new_tokens": 256, "eval_temperature": 0.7,
+    },
 }
 # the preset a conditioned sweep starts from when none is named (the CLI) or every field is left at its default
 # (the Train form)

@@ -193,3 +193,21 @@ def test_the_forms_conditioned_adapter_starts_from_the_quick_front_preset_keepin
     assert cfg.batch_size == 8                        # changed on the form: kept
     grid = forms.build_train_config(dict(form, conditioned=False, points=2), sweep=True)
     assert not grid.preset and grid.steps == plain.steps and grid.eval_round == 0
+
+
+def test_the_complaints_preset_is_the_demo_fronts_recipe():
+    """`--preset complaints` trains what demo/front/sweep.yaml trained (issue 23's trade-off that is not length):
+    every setting the preset names has the demo's value, and a sweep from the preset and the demo's grid equals the
+    demo's config."""
+    import argparse
+
+    from pama import demo
+    from pama.config import PRESETS, SweepConfig, add_dataclass_arguments, build
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, SweepConfig)
+    shipped = build(SweepConfig, parser.parse_args([]), demo.DEMO_DIR / "sweep.yaml").validate().to_dict()
+    preset = PRESETS["complaints"]
+    assert {k: shipped[k] for k in preset} == preset
+    from_preset = from_dict(SweepConfig, dict(preset="complaints", points=2)).validate().to_dict()
+    assert {k for k in shipped if shipped[k] != from_preset[k]} == {"preset"}
