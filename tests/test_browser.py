@@ -381,7 +381,7 @@ def _cast_blind_votes(page, url: str, n: int, choose, *, shots: tuple[str, str] 
         # the points stay hidden until the vote; a slow rerun can leave the previous ballot's stale reveals on the
         # page after the status widget stopped saying 'Running' for a moment (seen beside a busy benchmark)
         playwright_api.expect(revealed).to_have_count(0, timeout=30_000)
-        assert codes.count() == 2
+        playwright_api.expect(codes).to_have_count(2, timeout=60_000)   # the ballot's two responses
         if k == 0 and shots:
             shot(page, shots[0])
         choice = choose(k, page.locator('[data-testid="stText"]').first.inner_text(),

@@ -38,7 +38,7 @@ def test_the_demos_flat_sweep_yaml_loads_onto_the_settings_parts(path):
     cfg = build(SweepConfig, {}, str(REPO / path)).validate()
     assert isinstance(cfg.run, TrainConfig) and cfg.run.method_settings == PamaSettings(anchor=0.3)
     assert cfg.anchor == 0.3 and cfg.steps == flat["steps"] and cfg.eval_max_new_tokens == 256
-    assert cfg.evaluation == EvalSettings(eval_prompts="builtin:heldout", eval_samples=128, eval_max_new_tokens=256,
+    assert cfg.evaluation == EvalSettings(eval_prompts=flat["eval_prompts"], eval_samples=128, eval_max_new_tokens=256,
                                           eval_seed=1234, eval_temperature=0.7)
     assert cfg.grid == GridSettings(points=flat.get("points", GridSettings().points))
     want = ConditioningSettings(conditioned=True, conditioning="svd") if flat.get("conditioned") else \
