@@ -199,14 +199,10 @@ def test_the_complaints_preset_is_the_demo_fronts_recipe():
     """`--preset complaints` trains what demo/front/sweep.yaml trained (issue 23's trade-off that is not length):
     every setting the preset names has the demo's value, and a sweep from the preset and the demo's grid equals the
     demo's config."""
-    import argparse
+    from pama.config import PRESETS, SweepConfig
+    from test_demo import _demo_config
 
-    from pama import demo
-    from pama.config import PRESETS, SweepConfig, add_dataclass_arguments, build
-
-    parser = argparse.ArgumentParser()
-    add_dataclass_arguments(parser, SweepConfig)
-    shipped = build(SweepConfig, parser.parse_args([]), demo.DEMO_DIR / "sweep.yaml").validate().to_dict()
+    shipped = _demo_config("front")
     preset = PRESETS["complaints"]
     assert {k: shipped[k] for k in preset} == preset
     from_preset = from_dict(SweepConfig, dict(preset="complaints", points=2)).validate().to_dict()
