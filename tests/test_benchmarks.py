@@ -68,12 +68,9 @@ def test_bench_pages_times_the_plot_and_the_text_of_every_page(tmp_path):
     app's model): the pages with a chart report when it was drawn, the blind vote when its ballot's text appeared,
     pages without either report none, and no page raised."""
     pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
-    import json
+    from test_demo import newest_shipped_demo
 
-    from pama import demo
-
-    newest = max((json.loads((d / demo.RECORDS).read_text()) for d in demo.shipped_dirs() if demo.available(d)),
-                 key=lambda data: data["sweep"]["created_at"])
+    newest = newest_shipped_demo()
     newest_is_conditioned = any(p["kind"] == "conditioned" for p in newest["points"])
     out = _run(tmp_path, "bench_pages.py", "--rounds", "1", "--timeout", "300")
     rows = _rows(tmp_path / "pages-tiny-random.csv")

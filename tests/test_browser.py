@@ -407,14 +407,11 @@ def _cast_blind_votes(page, url: str, n: int, choose, *, shots: tuple[str, str] 
 def test_twenty_blind_votes_on_the_demo_front_survive_a_restart(page):
     """The issue's 'done when': 20 blind votes on the shipped demo front in Chromium (clicks and keyboard), the
     points revealed only after each vote, then the scores and intervals on the front, after a server restart."""
-    import json
-
-    from pama import demo
     from pama.store import Store
+    from test_demo import newest_shipped_demo
 
     # the front page and the blind vote open on the newest sweep: the newer of the two shipped demos
-    shipped = max((json.loads((d / demo.RECORDS).read_text()) for d in demo.shipped_dirs() if demo.available(d)),
-                  key=lambda data: data["sweep"]["created_at"])
+    shipped = newest_shipped_demo()
     second_objective, n_points = shipped["sweep"]["objectives"][1], len(shipped["points"])
     home = Path(tempfile.mkdtemp(prefix="pama-votes-"))
     proc, url = _start_app(home)   # an empty store: the home page imports the demo front

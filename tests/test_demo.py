@@ -161,6 +161,12 @@ def test_a_missing_or_damaged_conditioned_folder_leaves_the_front_importable(sto
 CONDITIONED_ON_THE_FRONTS_PAIR = False
 
 
+def newest_shipped_demo() -> dict:
+    """The records (store.json) of the newest shipped demo: the sweep the front page and the blind vote open on."""
+    return max((json.loads((d / demo.RECORDS).read_text()) for d in demo.shipped_dirs() if demo.available(d)),
+               key=lambda data: data["sweep"]["created_at"])
+
+
 def _demo_config(folder: str) -> dict:
     import argparse
 
