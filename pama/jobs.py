@@ -310,6 +310,7 @@ _QUEUES_LOCK = threading.Lock()
 _running = 0                  # jobs this process's worker threads are running now
 _running_lock = threading.Lock()
 _devices: "queue_mod.Queue[str] | None" = None  # the worker's free GPUs (--gpus), one taken per running job
+_slots = 1                    # jobs this process's worker runs at once (--slots)
 _last_start: dict[str, float] = {}  # queue → when this process last started a local worker for it
 
 
@@ -459,6 +460,8 @@ def _run_queued(kind: str, target_id: str, argv: list[str], db_url: str | None, 
         env = dict(env, PAMA_DIE_WITH_PARENT=str(os.getpid()))
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
+        else:
+            env = cpu_share_env(env, slots=_slots)
         # the job file of a run (or of a sweep started by an older version) is named by its id, as reap and
         # cancel read it; a sweep's point and evaluation jobs by the job's id (the sweep's own log is shared)
         file_id = target_id if kind in ("train", "sweep") or job_id is None else job_id
@@ -485,6 +488,20 @@ def _run_queued(kind: str, target_id: str, argv: list[str], db_url: str | None, 
         with _running_lock:
             _running -= 1
         store.close()
+
+
+def cpu_share_env(env: Mapping[str, str], *, slots: int, cores: int | None = None,
+                  inherited: Mapping[str, str] | None = None) -> dict:
+    """The environment of a CPU job of a worker with ``slots`` > 1: the cores split evenly between the slots
+    (OMP_NUM_THREADS, which torch takes for its thread count), so that two jobs on 2 cores run one thread each
+    instead of four threads fighting over two cores. A thread count set anywhere wins: OMP_NUM_THREADS in the
+    job's or the worker's environment, or the job's own ``threads`` setting (torch.set_num_threads in the job)."""
+    inherited = os.environ if inherited is None else inherited
+    if slots <= 1 or "OMP_NUM_THREADS" in env or "OMP_NUM_THREADS" in inherited:
+        return dict(env)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return dict(env, OMP_NUM_THREADS=str(max(1, cores // slots)))
 
 
 def _finished(store, job_id: str, returncode: int) -> None:
@@ -668,7 +685,7 @@ def run_worker(db_url: str | None = None, *, slots: int | None = None, local: bo
     for it by ``ensure_local_worker``). ``idle_exit_s``: exit after that long with nothing queued or running.
     ``gpus``: device ids, one per running job (its CUDA_VISIBLE_DEVICES); ``slots`` defaults to their number, else
     1."""
-    global _devices
+    global _devices, _slots
     import fcntl  # POSIX only
     import logging
 
@@ -698,13 +715,16 @@ def run_worker(db_url: str | None = None, *, slots: int | None = None, local: bo
     slots = int(slots) if slots else max(1, len(gpus))
     if gpus and slots > len(gpus):
         raise JobError(f"--slots {slots} is more than the {len(gpus)} GPU(s) of --gpus: one job per GPU")
+    _slots = slots
     if gpus:
         _devices = queue_mod.Queue()
         for g in gpus:
             _devices.put(g)
     where = queue_path(url) or Store(url).safe_url
+    split = cpu_share_env({}, slots=slots).get("OMP_NUM_THREADS")
     print(f"worker {socket.gethostname()}:{os.getpid()} serving {where} with {slots} slot(s)"
-          + (f" on GPU(s) {','.join(gpus)}" if gpus else ""), flush=True)
+          + (f" on GPU(s) {','.join(gpus)}" if gpus else "")
+          + (f", {split} CPU thread(s) per job" if split and not gpus else ""), flush=True)
     consumer = huey.create_consumer(workers=slots, worker_type="thread", periodic=False,
                                     initial_delay=0.1, backoff=1.15, max_delay=1.0)
     threading.Thread(target=_release_loop, args=(url,), daemon=True, name="release-stale").start()

@@ -383,3 +383,37 @@ def test_length_bins_averages_each_objective_per_word_count_bin_beside_the_base(
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "length_bins.py"), str(path), "--objective", "c"],
                          capture_output=True, text=True)
     assert res.returncode != 0 and "not in this file's pair" in res.stderr
+
+
+def _two_end_front(steps: int, own: float, other: float, hw: float) -> dict:
+    """A two-end sweep export whose ends differ by own − other on each objective, every 95% half-width hw."""
+    def point(pref, a, b):
+        p = {"kind": "adapter", "preference": pref, "kl": 1.0, "eos_fraction": 0.9, "mean_length": 50.0}
+        for o, m in (("sentiment", a), ("relevance", b)):
+            p.update({f"{o}/mean": m, f"{o}/ci_low": m - hw, f"{o}/ci_high": m + hw,
+                      f"{o}/lc_mean": m, f"{o}/lc_low": m - 2 * hw, f"{o}/lc_high": m + 2 * hw})
+        return p
+    return {"sweep": {"objectives": ["sentiment", "relevance"], "config": {"steps": steps}},
+            "points": [{"kind": "base", "preference": None}, point([1.0, 0.0], own, other),
+                       point([0.0, 1.0], other, own)]}
+
+
+def test_stability_curve_lines_up_separations_by_steps_raw_and_length_controlled(tmp_path):
+    """benchmarks/stability_curve.py: each front export gives one row at its config's steps, the separation of each
+    objective (difference / mean half-width) raw and on the stored length-controlled intervals, sorted by steps;
+    the shipped 40-step export of demo/front's recipe gives the figures docs/learnability.md §15 quotes."""
+    import json
+
+    late, early = tmp_path / "late.json", tmp_path / "early.json"
+    late.write_text(json.dumps(_two_end_front(80, 0.6, 0.4, 0.05)))   # difference 0.2, half-width 0.05: 4
+    early.write_text(json.dumps(_two_end_front(20, 0.5, 0.45, 0.05)))  # difference 0.05: 1
+    shipped = ROOT / "benchmarks" / "results" / "front-complaints-40.json"
+    _run(tmp_path, "stability_curve.py", "--tag", "t", "--front", str(late), str(early), str(shipped), model=None)
+    table = (tmp_path / "stability-t.md").read_text()
+    rows = [line.strip("| ").split(" | ") for line in table.splitlines() if line[:3].strip("| ").isdigit()]
+    assert [int(r[0]) for r in rows] == [20, 40, 80]
+    seps = [[float(v) for v in r[1:5]] for r in rows]  # sep x, sep y, lc sep x, lc sep y
+    assert seps[0] == [1.0, 1.0, 0.5, 0.5] and seps[2] == [4.0, 4.0, 2.0, 2.0]
+    assert seps[1] == [2.65, 3.84, 3.16, 3.8]
+    html = (tmp_path / "stability-t.html").read_text()
+    assert "length-controlled" in html and "plotly" in html

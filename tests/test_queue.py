@@ -137,6 +137,44 @@ def test_a_worker_with_gpus_runs_each_job_on_one_of_them(store, monkeypatch):
     assert worker.returncode == 0 and "with 1 slot(s) on GPU(s) 7" in out, out
 
 
+def test_a_cpu_worker_with_several_slots_splits_the_cores_between_its_jobs():
+    """Two jobs at once on 2 cores: one thread each, not two each fighting over two cores; a thread count the user
+    set (in the job's or the worker's environment) wins, and one slot or a GPU job is left alone."""
+    assert jobs.cpu_share_env({"A": "1"}, slots=2, cores=2, inherited={}) == {"A": "1", "OMP_NUM_THREADS": "1"}
+    assert jobs.cpu_share_env({}, slots=3, cores=16, inherited={})["OMP_NUM_THREADS"] == "5"
+    assert jobs.cpu_share_env({}, slots=4, cores=2, inherited={})["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in jobs.cpu_share_env({}, slots=1, cores=2, inherited={})
+    assert jobs.cpu_share_env({"OMP_NUM_THREADS": "2"}, slots=2, cores=2, inherited={})["OMP_NUM_THREADS"] == "2"
+    assert "OMP_NUM_THREADS" not in jobs.cpu_share_env({}, slots=2, cores=2, inherited={"OMP_NUM_THREADS": "2"})
+
+
+def test_a_two_slot_cpu_worker_runs_its_jobs_with_half_the_threads_each(store, monkeypatch):
+    """`python -m pama worker --slots 2` on a CPU machine: the job's process gets OMP_NUM_THREADS = cores // 2 (torch
+    takes it for its thread count: the job's own `threads` is left at 0 here) and the worker says so."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(jobs, "ensure_local_worker", lambda url: None)
+    job = jobs.start_train(TrainConfig(steps=2, **dict(TINY, threads=0)).validate(), store=store)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PAMA_DB_URL"] = store.url
+    worker = subprocess.Popen([sys.executable, "-m", "pama", "worker", "--slots", "2", "--idle-exit", "3"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    try:
+        pid = jobs.wait_started(job, timeout_s=180)
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            child_env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+        assert child_env[b"OMP_NUM_THREADS"] == share.encode()
+        assert jobs.wait(store, job.id, timeout_s=180)["status"] == "finished", jobs.tail(job.log)
+        out, _ = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0 and f"with 2 slot(s), {share} CPU thread(s) per job" in out, out
+
+
 # ------------------------------------------------------------------------------------------------ the app
 
 def test_two_runs_started_from_the_form_run_one_after_the_other(pama_home, monkeypatch):
