@@ -6,8 +6,8 @@ length-controlled, gathered from the records that measured it (no training here)
         --front benchmarks/results/front-complaints-40.json benchmarks/results/front-complaints-80.json
 
 Sources: ``--learnability`` rows of bench_learnability.py (each checkpoint it evaluated, e.g. 10 and 20 steps) and
-``--front`` exports of a two-end sweep (``python -m pama front SWEEP --export json --out FILE.json``): its steps are the sweep config's, its ends the points with
-preference (1, 0) and (0, 1), its length-controlled intervals the ones the sweep stored (pama.lengthcontrol). The
+``--front`` exports of a two-end sweep (``python -m pama front SWEEP --export json --out FILE.json``): its steps
+are the sweep config's, its ends the points with preference (1, 0) and (0, 1), its length-controlled intervals the ones the sweep stored (pama.lengthcontrol). The
 same recipe, prompts, seeds and evaluation must lie behind every source: this script only lines them up.
 
 Writes benchmarks/results/stability-TAG.md (table) and .html (plotly: one line per objective, dashed =
@@ -36,9 +36,9 @@ def front_row(data: dict, source: str) -> dict:
     if set(ends) != {0, 1}:
         raise SystemExit(f"{source}: no adapter points at the ends (1, 0) and (0, 1)")
 
-    def triple(p, o, lc=False):
-        k = "lc_" if lc else ""
-        return p[f"{o}/{k}mean"], p[f"{o}/{'lc_low' if lc else 'ci_low'}"], p[f"{o}/{'lc_high' if lc else 'ci_high'}"]
+    def triple(p, o, lc=False):  # (mean, low, high): raw, or the stored length-controlled ones
+        keys = ("lc_mean", "lc_low", "lc_high") if lc else ("mean", "ci_low", "ci_high")
+        return tuple(p[f"{o}/{k}"] for k in keys)
 
     row = dict(source=source, steps=int(data["sweep"]["config"]["steps"]))
     for i, o in enumerate(objs):
