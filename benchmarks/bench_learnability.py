@@ -203,10 +203,16 @@ def main() -> None:
     ap.add_argument("--eval-prompts", default="builtin:heldout",
                     help="held-out prompt source for every evaluation (builtin:premise-heldout with a variant's "
                          "prompts=builtin:premise-train for the negative-premise pair)")
+    ap.add_argument("--ends", default="0,1",
+                    help="which ends to train: 0 = the pair's first objective's end, 1 = the second's (one end "
+                         "alone, e.g. to check it across seeds with variants that set seed=)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
     eval_steps = [int(x) for x in args.eval_steps.split(",") if x.strip()] or None
+    ends = [int(x) for x in args.ends.split(",") if x.strip()]
+    if not ends or any(e not in (0, 1) for e in ends):
+        ap.error(f"--ends takes 0, 1 or 0,1, got {args.ends!r}")
 
     os.environ.setdefault("PAMA_HOME", tempfile.mkdtemp(prefix="pama-learn-"))
     import torch
@@ -253,7 +259,7 @@ def main() -> None:
                     base_model, tok, objs, prompts, max_new_tokens=args.eval_max_new_tokens, batch_size=32), None))
                 append(base)
             base_d1 = base["distinct_1"]
-            for end in (0, 1):
+            for end in ends:
                 if (variant[0], pair, end) in done:
                     continue
                 data = dict(variant[1], objectives=objs, preference=[1.0, 0.0] if end == 0 else [0.0, 1.0],

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .config import EOS_CREDITS
+from .config import EOS_CREDITS, KL_SHAPINGS
 from .preference import Preference, rows
 
 __all__ = [
@@ -394,6 +394,25 @@ class AdaptiveKLController:
 
     def __repr__(self) -> str:
         return f"AdaptiveKLController(value={self.value:.6g}, target={self.target}, horizon={self.horizon:g})"
+
+
+def kl_penalty(kl: torch.Tensor, mask: torch.Tensor, beta: float, shaping: str = "token") -> torch.Tensor:
+    """The KL part of every objective's per-token rewards (B, T), from per-token log-ratios ``kl`` (B, T).
+
+    ``token``: −β·kl_t on every token (the paper's shaping). An answer's total is then β × its summed KL, which
+    grows with its length, so the penalty also pays for brevity: on the negative-premise pair both ends' answers
+    shortened with training, and shorter answers are the less positive ones (docs/learnability.md §16).
+    ``answer-mean`` [ours]: −β × the answer's mean per-token KL × the batch's mean length, on its last token: the
+    batch's total penalty is about the same (exactly, when every token's KL is equal), but no answer pays for its
+    length."""
+    if shaping == "token":
+        return -beta * kl * mask
+    if shaping not in KL_SHAPINGS:
+        raise ValueError(f"shaping must be {' or '.join(map(repr, KL_SHAPINGS))}, not {shaping!r}")
+    lengths = mask.sum(1)
+    per_token = (kl * mask).sum(1) / lengths.clamp(min=1)
+    last = mask.cumsum(1).eq(lengths.unsqueeze(1)) & mask.bool()   # each row's last response token
+    return -beta * (per_token * lengths.mean()).unsqueeze(1) * last.to(kl.dtype)
 
 
 # ----------------------------------------------------------------------------------------------- PPO losses

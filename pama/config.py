@@ -31,6 +31,7 @@ CONDITIONING_FORMS = ("svd", "prefix")
 PREFERENCE_SAMPLING = ("dirichlet", "grid")
 GRANULARITIES = ("token", "batch")
 EOS_CREDITS = ("answer", "eos")   # where eos_weight's term lands (pama.algorithm.end_credit)
+KL_SHAPINGS = ("token", "answer-mean")   # how the KL penalty enters the rewards (pama.algorithm.kl_penalty)
 # report_to's values (TRL's option and names): pama.callbacks holds the integrations
 REPORT_TO = ("tensorboard", "mlflow", "none")
 # the pair whose two ends separate fastest per CPU minute on the embedded model: docs/learnability.md
@@ -385,6 +386,11 @@ class TrainConfig(_Composed):
     kl_coef: float = _help("Initial KL penalty β (0 disables the KL shaping).", default=0.1)
     target_kl: float = _help("Target KL (nats per response) of the adaptive β controller; 0 keeps β fixed.",
                              default=4.0)
+    kl_shaping: str = _help(
+        "[ours] How the KL penalty enters each objective's rewards: token (−β·KL on every token, the paper's: an "
+        "answer's penalty grows with its length, so it also rewards brevity) or answer-mean (−β × the answer's mean "
+        "per-token KL × the batch's mean length, on its last token: the same penalty on average, none for being "
+        "short).", default="token")
     kl_horizon: int = _help("Horizon of the adaptive KL controller, in samples: β moves by at most "
                             "20%·batch_size/horizon per step (TRL's 10000 barely moves β at batch 16).", default=100)
     gamma: float = _help("GAE discount γ.", default=1.0)
@@ -585,6 +591,8 @@ class TrainConfig(_Composed):
                      "missing_eos_penalty", "eos_weight"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
+        if self.kl_shaping not in KL_SHAPINGS:
+            errors.append(f"kl_shaping must be {' or '.join(map(repr, KL_SHAPINGS))}, not {self.kl_shaping!r}")
         if self.eos_credit not in EOS_CREDITS:
             errors.append(f"eos_credit must be {' or '.join(map(repr, EOS_CREDITS))}, not {self.eos_credit!r}")
         if not 0 <= self.eos_min_tokens < self.max_new_tokens:
@@ -606,6 +614,9 @@ class TrainConfig(_Composed):
         if self.eos_weight:
             errors.append(f"eos_weight ({self.eos_weight}) is not available with method trl-grpo (TRL's loss has no "
                           "extra term); use missing_eos_penalty, or eos_weight: 0")
+        if self.kl_shaping != "token":
+            errors.append(f"kl_shaping: {self.kl_shaping} is not available with method trl-grpo (TRL's GRPO puts its "
+                          "per-token KL in the loss, not in the rewards); use kl_shaping: token")
         if self.noon == "true":
             errors.append("noon: true does not apply to method trl-grpo (TRL's GRPO loss has no Noon option); use "
                           "noon: auto or false")

@@ -341,7 +341,7 @@ class Trainer:
         n_streams = scores.shape[0]
         B, T = mask.shape
         last = (mask.sum(1).long() - 1).clamp(min=0)                        # index of the last response token
-        rewards = (-beta * kl).unsqueeze(0).repeat(n_streams, 1, 1)         # (n, B, T)
+        rewards = alg.kl_penalty(kl, mask, beta, cfg.kl_shaping).unsqueeze(0).repeat(n_streams, 1, 1)  # (n, B, T)
         rewards[:, torch.arange(B, device=mask.device), last] += scores
         adv, returns = alg.gae(rewards, old_values, mask.unsqueeze(0).expand(n_streams, B, T), cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:

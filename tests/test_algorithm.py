@@ -473,3 +473,20 @@ def test_clipped_value_loss():
     RR = torch.ones(2, 1, 3)
     loss = clipped_value_loss(vv, torch.zeros(2, 1, 3), RR, torch.tensor([[1, 1, 0]]))
     assert float(loss) == pytest.approx(0.5 * 0.8**2)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_token_logprobs_equal_the_full_log_softmax_and_its_gradient(temperature):
+    """The row-chunked chosen-logit-minus-logsumexp gives log softmax(logits / τ) at the targets, and the same
+    gradient, for a batch that does not divide into the chunk size."""
+    from pama.logprobs import token_logprobs
+
+    torch.manual_seed(0)
+    logits = torch.randn(5, 7, 50, requires_grad=True)
+    targets = torch.randint(0, 50, (5, 7))
+    want = torch.log_softmax(logits / temperature, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    got = token_logprobs(logits, targets, temperature, rows=2)
+    assert torch.allclose(got, want, atol=1e-6)
+    (g_want,) = torch.autograd.grad(want.sum(), logits)
+    (g_got,) = torch.autograd.grad(got.sum(), logits)
+    assert torch.allclose(g_got, g_want, atol=1e-6)

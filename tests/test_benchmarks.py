@@ -363,6 +363,24 @@ def test_bench_learnability_trains_both_ends_to_the_eval_steps_on_the_chosen_pro
     assert "end sentiment" not in out and len(jsonl.read_text().splitlines()) == len(records)
 
 
+def test_bench_learnability_ends_trains_one_end_alone_and_refuses_an_unknown_end(tmp_path):
+    """--ends 1: only the second objective's end is trained (a seed check of one end, docs/learnability.md §17);
+    --ends 2 is refused with the accepted values."""
+    import json
+
+    args = ("--pairs", "sentiment,relevance", "--variant", "v:max_new_tokens=4,batch_size=2,samples_per_prompt=2,seed=3",
+            "--eval-steps", "1", "--eval-samples", "2", "--eval-max-new-tokens", "4", "--tag", "one")
+    out = _run(tmp_path, "bench_learnability.py", *args, "--ends", "1")
+    assert "end relevance" in out and "end sentiment" not in out
+    runs = [json.loads(line) for line in (tmp_path / "learnability-one.jsonl").read_text().splitlines()]
+    runs = [r for r in runs if r["kind"] == "run"]
+    assert [r["end"] for r in runs] == [1] and runs[0]["config"]["seed"] == 3
+    env = dict(os.environ, PAMA_BENCH_RESULTS=str(tmp_path), PAMA_HOME=str(tmp_path / "home"))
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_learnability.py"), *args, "--ends", "2"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert bad.returncode != 0 and "--ends takes 0, 1 or 0,1" in bad.stderr
+
+
 def test_length_bins_averages_each_objective_per_word_count_bin_beside_the_base(tmp_path):
     import json
 

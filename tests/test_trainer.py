@@ -515,3 +515,43 @@ def test_eos_weight_is_refused_for_trl_grpo_and_below_zero():
         _cfg(eos_min_tokens=64, max_new_tokens=64).validate()
     with pytest.raises(ConfigError, match="eos_min_tokens = -1"):
         _cfg(eos_min_tokens=-1).validate()
+
+
+def test_kl_penalty_answer_mean_does_not_pay_for_brevity():
+    """token: an answer's KL penalty grows with its length; answer-mean: two answers with the same per-token KL pay
+    the same, on their last token, and the batch pays the same in total as with token."""
+    from pama.algorithm import kl_penalty
+
+    mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.float32)
+    kl = torch.full((2, 6), 0.5) * mask
+    token, mean = kl_penalty(kl, mask, 0.1, "token"), kl_penalty(kl, mask, 0.1, "answer-mean")
+    assert token.sum(1).tolist() == pytest.approx([-0.1, -0.3])
+    assert mean.sum(1).tolist() == pytest.approx([-0.2, -0.2])
+    assert float(mean.sum()) == pytest.approx(float(token.sum()))
+    assert mean[0, 1] == pytest.approx(-0.2) and mean[1, 5] == pytest.approx(-0.2)   # on each last token only
+    assert int((mean != 0).sum()) == 2
+    with pytest.raises(ValueError, match="shaping must be 'token' or 'answer-mean'"):
+        kl_penalty(kl, mask, 0.1, "sum")
+    with pytest.raises(ConfigError, match="kl_shaping must be 'token' or 'answer-mean'"):
+        _cfg(kl_shaping="sum").validate()
+    with pytest.raises(ConfigError, match="kl_shaping: answer-mean is not available with method trl-grpo"):
+        _cfg(method="trl-grpo", samples_per_prompt=2, kl_shaping="answer-mean").validate()
+
+
+@pytest.mark.parametrize("shaping", ["token", "answer-mean"])
+def test_trainer_returns_follow_kl_shaping(shaping, store):
+    """Through the trainer (γ = λ = 1, no reward spread): the first token's return is the answer's whole KL penalty,
+    longer for a longer answer under token shaping, the same for both under answer-mean."""
+    t = trainer.Trainer(_cfg(steps=1, batch_size=2, samples_per_prompt=1, lam=1.0, kl_shaping=shaping,
+                             missing_eos_penalty=0.0).validate(), store, progress=False)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.float32)
+    ref = torch.zeros(2, 4)
+    old = torch.full((2, 4), 0.5)
+    values = torch.zeros(2, 2, 4)
+    _, returns, _ = t._advantages(torch.zeros(2, 2), old, ref, values, mask)
+    beta = t.kl_ctl.value
+    first = returns[0, :, 0].tolist()
+    if shaping == "token":
+        assert first == pytest.approx([-beta * 1.0, -beta * 2.0])
+    else:
+        assert first == pytest.approx([-beta * 1.5, -beta * 1.5])
