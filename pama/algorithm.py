@@ -396,6 +396,11 @@ class AdaptiveKLController:
         return f"AdaptiveKLController(value={self.value:.6g}, target={self.target}, horizon={self.horizon:g})"
 
 
+def last_token(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: each row's last response token (where a sequence-level reward or term lands)."""
+    return mask.cumsum(1).eq(mask.sum(1, keepdim=True)) & mask.bool()
+
+
 def kl_penalty(kl: torch.Tensor, mask: torch.Tensor, beta: float, shaping: str = "token") -> torch.Tensor:
     """The KL part of every objective's per-token rewards (B, T), from per-token log-ratios ``kl`` (B, T).
 
@@ -411,8 +416,7 @@ def kl_penalty(kl: torch.Tensor, mask: torch.Tensor, beta: float, shaping: str =
         raise ValueError(f"shaping must be {' or '.join(map(repr, KL_SHAPINGS))}, not {shaping!r}")
     lengths = mask.sum(1)
     per_token = (kl * mask).sum(1) / lengths.clamp(min=1)
-    last = mask.cumsum(1).eq(lengths.unsqueeze(1)) & mask.bool()   # each row's last response token
-    return -beta * (per_token * lengths.mean()).unsqueeze(1) * last.to(kl.dtype)
+    return -beta * (per_token * lengths.mean()).unsqueeze(1) * last_token(mask).to(kl.dtype)
 
 
 # ----------------------------------------------------------------------------------------------- PPO losses
@@ -450,8 +454,7 @@ def end_credit(ended: torch.Tensor, mask: torch.Tensor, k: int = 1, credit: str 
         return adv * mask
     if credit not in EOS_CREDITS:
         raise ValueError(f"credit must be {' or '.join(map(repr, EOS_CREDITS))}, not {credit!r}")
-    last = mask.cumsum(1).eq(mask.sum(1, keepdim=True)) & mask.bool()   # each row's last response token
-    return adv * (last & ended.bool().unsqueeze(1)).to(mask.dtype)
+    return adv * (last_token(mask) & ended.bool().unsqueeze(1)).to(mask.dtype)
 
 
 def clipped_surrogate(
