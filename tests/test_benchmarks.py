@@ -435,3 +435,33 @@ def test_stability_curve_lines_up_separations_by_steps_raw_and_length_controlled
     assert seps[1] == [2.65, 3.84, 3.16, 3.8]
     html = (tmp_path / "stability-t.html").read_text()
     assert "length-controlled" in html and "plotly" in html
+
+
+def test_prompt_echo_counts_answers_that_copy_a_run_of_prompt_words(store):
+    """benchmarks/prompt_echo.py: the demo's relevance end restates its prompt; the count must see a copied run of k
+    words (case and punctuation ignored) and nothing shorter, per point of one sweep only."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from prompt_echo import copies_prompt, echo_rows
+
+    prompt = "The meeting room is no longer available. Write a message to your book club."
+    assert copies_prompt(prompt, "Sorry! the Meeting room, is no longer available today.", k=6)
+    assert not copies_prompt(prompt, "The meeting room is gone; no longer available.", k=6)   # runs of 4 and 3
+    assert copies_prompt(prompt, "the meeting room is gone", k=3) and not copies_prompt(prompt, "", k=1)
+
+    sid = store.create_sweep(name="echo", method="pama", model="tiny-random", objectives=["a"], config={})
+    cfg = dict(n_prompts=2, seed=1, max_new_tokens=8, temperature=0.7)
+    for kind, texts in (("base", ["Dear club, we meet elsewhere.", "ok"]),
+                        ("adapter", ["The meeting room is no longer available.", "ok"])):
+        store.add_point(kind=kind, label=kind, model="tiny-random", sweep_id=sid, eval_config=cfg,
+                        method=None if kind == "base" else "pama", preference=None if kind == "base" else [1.0],
+                        values={"a": (0.0, 0.0, 0.0)},
+                        generations=[dict(prompt_index=k, prompt=prompt, text=t, scores={"a": 0.0})
+                                     for k, t in enumerate(texts)])
+    other = store.create_sweep(name="other", method="pama", model="tiny-random", objectives=["a"], config={})
+    store.add_point(kind="base", label="x", model="tiny-random", sweep_id=other, eval_config=cfg,
+                    values={"a": (0.0, 0.0, 0.0)}, generations=[dict(prompt_index=0, prompt=prompt, text=prompt,
+                                                                      scores={"a": 0.0})])
+    rows = {r["kind"]: r for r in echo_rows(store, sid, 6)}
+    assert set(rows) == {"base", "adapter"}
+    assert (rows["base"]["copy >= 6 prompt words"], rows["adapter"]["copy >= 6 prompt words"]) == (0, 1)
+    assert rows["adapter"]["share"] == 0.5 and rows["adapter"]["preference"] == "1"
