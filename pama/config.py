@@ -68,14 +68,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_min_prompts": 64,
     },
     # the trade-off that is not answer length: demo/front's recipe (demo/front/sweep.yaml, docs/learnability.md
-    # section 15): sentiment vs relevance on complaints that ask for two or three sentences, no end-of-answer term
-    # (the model ends its answers by itself), the ends apart raw and length-controlled at 40 steps
+    # sections 15 and 17): sentiment vs relevance on complaints that ask for two or three sentences, GAE λ = 1 (the
+    # whole answer hears its score) and a small missing-EOS penalty, the ends apart raw and length-controlled at 40
+    # steps
     "complaints": {
         "objectives": ["sentiment", "relevance"],
         "prompts": "builtin:premise-brief-train", "eval_prompts": "builtin:premise-brief-heldout",
         "method": "pama", "anchor": 0.3, "batch_size": 16, "samples_per_prompt": 4, "max_new_tokens": 128,
         "temperature": 0.7, "learning_rate": 0.001, "target_modules": ["all-linear"], "kl_coef": 0.1,
-        "target_kl": 4.0, "kl_horizon": 100, "missing_eos_penalty": 0.0, "steps": 40,
+        "target_kl": 4.0, "kl_horizon": 100, "lam": 1.0, "missing_eos_penalty": 0.1, "steps": 40,
         "eval_samples": 128, "eval_max_new_tokens": 256, "eval_temperature": 0.7,
     },
 }
