@@ -30,7 +30,8 @@ def echo_rows(store, sweep_id: str, k: int) -> list[dict]:
     for p in store.point_records(sweep_id=sweep_id):
         gens = store.generations(p.id)
         n = sum(copies_prompt(g["prompt"], g["text"], k) for g in gens)
-        rows.append({"point": p.id, "kind": p.kind, "preference": ", ".join(f"{w:g}" for w in p.preference) if p.preference else "-", "answers": len(gens),
+        pref = ", ".join(f"{w:g}" for w in p.preference) if p.preference else "-"
+        rows.append({"point": p.id, "kind": p.kind, "preference": pref, "answers": len(gens),
                      f"copy >= {k} prompt words": n, "share": round(n / len(gens), 3) if gens else None})
     return rows
 
