@@ -465,3 +465,34 @@ def test_prompt_echo_counts_answers_that_copy_a_run_of_prompt_words(store):
     assert set(rows) == {"base", "adapter"}
     assert (rows["base"]["copy >= 6 prompt words"], rows["adapter"]["copy >= 6 prompt words"]) == (0, 1)
     assert rows["adapter"]["share"] == 0.5 and rows["adapter"]["preference"] == "1"
+
+
+def test_prompt_echo_rescores_relevance_without_the_copied_words(store):
+    """--relevance: the echoing point's relevance drops once copied prompt runs earn nothing; an answer that copies
+    nothing keeps its stored relevance; every point also gets a length-controlled guarded score."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from prompt_echo import echo_rows
+
+    from pama.objectives import get
+
+    prompt = "My flight to Lisbon was cancelled and the airline will not refund me. Write a note to a friend."
+    own = ["The airline scrapped my Lisbon trip and keeps the money, so no beach for me.",
+           "No Lisbon this week: the carrier cancelled and refuses any refund."]
+    echo = ["My flight to Lisbon was cancelled and the airline will not refund me.",
+            "My flight to Lisbon was cancelled and the airline will not refund me. Sad."]
+    rel = get("relevance")
+    sid = store.create_sweep(name="echo", method="pama", model="tiny-random", objectives=["relevance"], config={})
+    cfg = dict(n_prompts=2, seed=1, max_new_tokens=8, temperature=0.7)
+    for kind, texts in (("base", own), ("adapter", echo)):
+        plain = rel.score([prompt] * 2, texts)
+        store.add_point(kind=kind, label=kind, model="tiny-random", sweep_id=sid, eval_config=cfg,
+                        method=None if kind == "base" else "pama", preference=None if kind == "base" else [0.0, 1.0],
+                        values={"relevance": (sum(plain) / 2, min(plain), max(plain))},
+                        generations=[dict(prompt_index=k, prompt=prompt, text=t, scores={"relevance": s})
+                                     for k, (t, s) in enumerate(zip(texts, plain))])
+    rows = {r["kind"]: r for r in echo_rows(store, sid, 6, relevance=True)}
+    mean = lambda row, col: float(row[col].split()[0])  # noqa: E731
+    assert mean(rows["base"], "relevance:echo=6") == pytest.approx(mean(rows["base"], "relevance"), abs=1e-3)
+    assert mean(rows["adapter"], "relevance") > mean(rows["base"], "relevance")     # echoing wins plain relevance
+    assert mean(rows["adapter"], "relevance:echo=6") < 0.1 < mean(rows["base"], "relevance:echo=6")
+    assert all("relevance:echo=6, length-controlled" in r for r in rows.values())

@@ -71,6 +71,31 @@ def test_relevance_ranks_on_topic_above_off_topic():
     assert s[0] > s[1] + 0.2
 
 
+def test_copied_share_counts_the_words_inside_copied_prompt_runs():
+    prompt = "The meeting room is no longer available. Write a message to your book club."
+    assert O.copied_share(prompt, prompt, 6) == 1.0
+    # 7 of 10 words lie in the copied run "the meeting room is no longer available" (case, punctuation ignored)
+    assert O.copied_share(prompt, "Sorry, the Meeting room is no longer available! See you.", 6) == pytest.approx(0.7)
+    assert O.copied_share(prompt, "The meeting room is gone; no longer available.", 6) == 0.0  # runs of 4 and 3 only
+    assert O.copied_share(prompt, "", 6) == 0.0 and O.copied_share(prompt, prompt, 0) == 0.0
+
+
+def test_relevance_echo_scores_only_what_the_answer_did_not_copy():
+    """relevance rewards restating the prompt (an answer's embedding is nearest the prompt's when it is the prompt):
+    with echo=K the cosine is scaled by the share of words outside copied K-word runs, so a verbatim echo earns 0
+    and an answer that copies nothing keeps its plain relevance."""
+    prompt = "My flight to Lisbon was cancelled and the airline will not refund me. Write a short note to a friend."
+    echo = "My flight to Lisbon was cancelled and the airline will not refund me."
+    own = "Bad news: no Lisbon trip this week, the airline scrapped the flight and keeps my money."
+    plain, guarded = O.get("relevance"), O.get("relevance:echo=6")
+    p, g = plain.score([prompt] * 2, [echo, own]), guarded.score([prompt] * 2, [echo, own])
+    assert p[0] > p[1]                       # plain relevance prefers the echo ...
+    assert g[0] == 0.0 and g[1] == pytest.approx(p[1], abs=1e-6)  # ... the guarded one does not
+    assert guarded.params == {"echo": 6} and "copied" in guarded.description
+    with pytest.raises(O.ObjectiveError, match="echo must be a whole number"):
+        O.get("relevance:echo=2.5")
+
+
 def test_relevance_embedder_is_sentence_transformers_offline_and_matches_mean_pooling():
     """The relevance embedder loads through sentence-transformers from the wheel's folder without the hub (no network
     at all: sockets refused, HF_HUB_OFFLINE unset) and gives the cosines of plain mean pooling over AutoModel."""

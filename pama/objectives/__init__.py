@@ -6,7 +6,8 @@ and a batched scorer ``score(prompts, responses) -> list[float]``.
 
 Naming (see docs/objectives.md):
 
-* built-ins: ``sentiment``, ``conciseness``, ``length``, ``relevance``, ``safety``, ``readability``;
+* built-ins: ``sentiment``, ``conciseness``, ``length``, ``relevance`` (``relevance:echo=6``: copied prompt phrases
+  earn nothing), ``safety``, ``readability``;
   parameters follow a colon: ``name:key=value,key=value`` (e.g. ``length:unit=words,scale=30,lo=0.5,hi=1.5``);
   every objective accepts ``lower=``/``upper=`` to override its normalisation bounds;
 * ``hf:<model id or path>[:<label>][:key=value,...]``: a Hugging Face sequence-classification model
@@ -18,7 +19,7 @@ Everything heavy (the sentence embedder, profanity model, hf models) is loaded l
 """
 from __future__ import annotations
 
-from .builtin import content_words, flesch_reading_ease, syllables, token_count, word_count
+from .builtin import content_words, copied_share, flesch_reading_ease, syllables, token_count, word_count
 from .builtin import _minilm_dir  # noqa: F401  (tests locate the bundled embedder through it)
 from .registry import available, catalog, get, score_all
 from .spec import Objective, ObjectiveError, Scorer, parse_spec
@@ -30,6 +31,7 @@ __all__ = [
     "available",
     "catalog",
     "content_words",
+    "copied_share",
     "flesch_reading_ease",
     "get",
     "parse_spec",

@@ -27,6 +27,25 @@ def word_count(text: str) -> int:
     return len(_WORD_RE.findall(text))
 
 
+_ECHO_WORD_RE = re.compile(r"[a-z0-9']+")
+
+
+def copied_share(prompt: str, text: str, k: int = 6) -> float:
+    """The share of ``text``'s words that lie in a run of at least ``k`` consecutive words of ``prompt`` (case and
+    punctuation ignored): 1 for an answer that restates its prompt, 0 for one that copies no k-word phrase. Why: an
+    embedding similarity of answer and prompt (``relevance``) is highest for the prompt itself, so a policy trained on
+    it learns to echo (docs/learnability.md section 19)."""
+    pw, tw = _ECHO_WORD_RE.findall(prompt.lower()), _ECHO_WORD_RE.findall(text.lower())
+    if k < 1 or len(tw) < k:
+        return 0.0
+    grams = {tuple(pw[i:i + k]) for i in range(len(pw) - k + 1)}
+    copied = [False] * len(tw)
+    for i in range(len(tw) - k + 1):
+        if tuple(tw[i:i + k]) in grams:
+            copied[i:i + k] = [True] * k
+    return sum(copied) / len(tw)
+
+
 
 
 @functools.lru_cache(maxsize=1)
@@ -262,8 +281,12 @@ def _embedder() -> _Embedder:
 
 
 def _make_relevance(spec: str, params: dict[str, Any]) -> Objective:
-    _check_unknown(params, ["batch_size"], spec)
+    _check_unknown(params, ["batch_size", "echo"], spec)
     batch_size = int(_num(params.pop("batch_size", 32), "batch_size", spec))
+    echo = _num(params.pop("echo", 0), "echo", spec)
+    if echo < 0 or echo != int(echo):
+        raise ObjectiveError(f"objective {spec!r}: echo must be a whole number of words >= 0 (0 = off), got {echo:g}")
+    echo = int(echo)
     lo, hi = _bounds(params, -1.0, 1.0, spec)
 
     def score(prompts: list[str], responses: list[str]) -> list[float]:
@@ -276,12 +299,14 @@ def _make_relevance(spec: str, params: dict[str, Any]) -> Objective:
         out = [0.0] * len(responses)  # an empty response is unrelated to anything
         for j, i in enumerate(nonempty):
             out[i] = float(np.dot(vecs[p_index[prompts[i]]], vecs[len(uniq_prompts) + j]))
+            if echo:  # only the words the answer did not copy from its prompt count
+                out[i] *= 1.0 - copied_share(prompts[i], responses[i], echo)
         return out
 
-    return Objective(
-        spec, "cosine similarity of prompt and response embeddings (all-MiniLM-L6-v2); 0 for an empty response",
-        lo, hi, score,
-    )
+    described = "cosine similarity of prompt and response embeddings (all-MiniLM-L6-v2); 0 for an empty response"
+    if echo:
+        described += f"; times the share of words not in a run of {echo}+ words copied from the prompt"
+    return Objective(spec, described, lo, hi, score, **({"params": {"echo": echo}} if echo else {}))
 
 
 @functools.lru_cache(maxsize=1)
