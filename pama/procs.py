@@ -91,3 +91,21 @@ def take_worker_lock(db_url: str, home: str | Path | None = None) -> int | None:
         os.close(fd)
         return -1
     return fd
+
+
+def release_memory() -> bool:
+    """Hand the memory this process has freed back to the kernel (``gc.collect`` then glibc's ``malloc_trim(0)``);
+    True when glibc released some. Why: ``import pama`` tells glibc to keep freed memory (``PAMA_MALLOC``, for the
+    speed of a training step), so a sweep process that trained held the training's 11-13 GB through its whole
+    evaluation, and a second training job beside it was killed by the OOM killer on a 24 GB machine
+    (docs/deployment.md). Called between the two phases; a no-op where there is no glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))

@@ -35,6 +35,7 @@ from .evaluate import (EVAL_BATCH, Rounds, ends_apart, eval_rows, evaluate_at, e
 from .fronts import bounds, front_table, matrix, mixture_key, pref_label, summarise
 from .pareto import conditioned_grid, preference_grid
 from .prompts import load_prompts
+from .procs import release_memory
 from .runs import default_sweep_name
 from .store import Store, StoreError
 from .livefront import run_callbacks
@@ -129,6 +130,7 @@ def run_sweep(cfg: SweepConfig | None, store: Store, *, progress: bool = True, s
                 train(run_cfg, sweep_id=sweep_id, progress=progress, callbacks=run_callbacks(run_cfg, store))
         if point is not None:
             return sweep_id
+        release_memory()  # the training's freed activations go back to the kernel before the evaluation loads
         evaluate_sweep(store, sweep_id, progress=progress)
         control_sweep(store, sweep_id)   # length-controlled scores (pama.controlled), kept by summarise
         summary = summarise(store, sweep_id)

@@ -62,3 +62,37 @@ def test_keep_reuses_blocks_below_the_threshold():
 def test_a_users_malloc_settings_win_over_ours():
     # the user asks glibc to map every block above 128 KB and to trim the heap: we must not override it
     assert _refaults(16, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072") > _pages(16) // 2
+
+
+RELEASE = """
+import ctypes, sys
+import pama  # noqa: F401  (keep freed memory: the default policy)
+from pama.procs import release_memory
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+blocks = [libc.malloc(32 << 20) for _ in range(8)]   # 256 MB in the heap, as a training step's activations
+for p in blocks:
+    ctypes.memset(p, 1, 32 << 20)
+for p in blocks:
+    libc.free(p)
+kept = rss_mb()
+released = release_memory()
+print(kept, rss_mb(), released)
+"""
+
+
+def test_release_memory_hands_freed_heap_back_to_the_kernel():
+    """A sweep calls procs.release_memory between training and evaluation: under the default policy 256 MB freed by
+    the process stay resident until then (the OOM of docs/deployment.md), and are returned by it."""
+    clean = {k: v for k, v in os.environ.items()
+             if not (k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "PAMA_MALLOC"))}
+    out = subprocess.run([sys.executable, "-c", RELEASE], env=clean, capture_output=True, text=True, timeout=120,
+                         check=True)
+    kept, after, released = out.stdout.split()
+    assert float(kept) - float(after) > 200, out.stdout   # most of the 256 MB left the process
+    assert released == "True"
