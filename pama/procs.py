@@ -3,6 +3,8 @@ own exited children are reaped and never mistaken for live processes). Core: imp
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import os
 import subprocess
 import threading
@@ -99,9 +101,6 @@ def release_memory() -> bool:
     speed of a training step), so a sweep process that trained held the training's 11-13 GB through its whole
     evaluation, and a second training job beside it was killed by the OOM killer on a 24 GB machine
     (docs/deployment.md). Called between the two phases; a no-op where there is no glibc."""
-    import ctypes
-    import gc
-
     gc.collect()
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
