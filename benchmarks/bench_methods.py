@@ -68,7 +68,7 @@ import time
 os.environ.setdefault("PAMA_OMP_WAIT", "default")  # it trains in-process: the wait policy of `pama train`
 
 from bench_learnability import eval_row, parse_variant  # noqa: E402
-from common import RESULTS, header, markdown_table, write_csv, write_text  # noqa: E402
+from common import RESULTS, fmt_ci, header, markdown_table, write_csv, write_text  # noqa: E402
 
 DEFAULT_ANCHOR = 0.5     # PamaSettings' default λ (checked in main against pama.config)
 METHODS: dict[str, dict] = {
@@ -294,8 +294,7 @@ def _ends(points: list[dict], objectives: list[str]) -> dict:
 
 
 def _ci(x: float, lo: float, hi: float, signed: bool = False) -> str:
-    f = "+.4f" if signed else ".4f"
-    return f"{x:{f}} [{lo:{f}}, {hi:{f}}]"
+    return fmt_ci(x, lo, hi, 4, signed)
 
 
 def summarise(records: list[dict], n_boot: int) -> tuple[dict, list[dict]]:

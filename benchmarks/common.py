@@ -117,6 +117,12 @@ def fmt(x, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if ax < 1 else f"{x:,.{max(0, digits - len(str(int(ax))))}f}" if ax < 1000 else f"{x:,.0f}"
 
 
+def fmt_ci(mean: float, lo: float, hi: float, digits: int = 3, signed: bool = False) -> str:
+    """``mean [lo, hi]``: a mean with its interval, as every results table writes it."""
+    f = f"{'+' if signed else ''}.{digits}f"
+    return f"{mean:{f}} [{lo:{f}}, {hi:{f}}]"
+
+
 def markdown_table(rows: list[dict], columns: Iterable[str] | None = None) -> str:
     if not rows:
         return "(no rows)\n"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import header, markdown_table, write_text
+from common import fmt_ci, header, markdown_table, write_text
 
 from pama.lengthcontrol import control_front
 from pama.objectives import copied_share
@@ -29,10 +29,6 @@ from pama.stats import bootstrap_ci
 def copies_prompt(prompt: str, text: str, k: int = 6) -> bool:
     """True when ``text`` contains k consecutive words of ``prompt`` (case and punctuation ignored)."""
     return copied_share(prompt, text, k) > 0
-
-
-def _ci(m: tuple[float, float, float]) -> str:
-    return f"{m[0]:.3f} [{m[1]:.3f}, {m[2]:.3f}]"
 
 
 def echo_rows(store, sweep_id: str, k: int, relevance: bool = False) -> list[dict]:
@@ -49,14 +45,14 @@ def echo_rows(store, sweep_id: str, k: int, relevance: bool = False) -> list[dic
             scores = guarded.score([g["prompt"] for g in gens], texts)
             samples[p.id] = ([scores], texts)
             base = p.id if p.kind == "base" else base
-            row["relevance"] = _ci(bootstrap_ci([g["scores"]["relevance"] for g in gens]))
-            row[f"relevance:echo={k}"] = _ci(bootstrap_ci(scores))
+            row["relevance"] = fmt_ci(*bootstrap_ci([g["scores"]["relevance"] for g in gens]))
+            row[f"relevance:echo={k}"] = fmt_ci(*bootstrap_ci(scores))
         rows.append(row)
     if samples:
         ctl = control_front(samples, ["guarded"], {"guarded": False}, base=base)
         for row in rows:
             if row["point"] in samples:
-                row[f"relevance:echo={k}, length-controlled"] = _ci(ctl.values[row["point"]]["guarded"])
+                row[f"relevance:echo={k}, length-controlled"] = fmt_ci(*ctl.values[row["point"]]["guarded"])
     return rows
 
 
