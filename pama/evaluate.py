@@ -9,6 +9,7 @@ their rewards say).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -31,6 +32,9 @@ EVAL_TEMPERATURE = 0.7
 # the seed batch of a sweep's points and of `python -m pama evaluate` (each batch has its own sampling seed):
 # decoding is memory-bound on a CPU, so 32 rows cost far less than twice 16
 EVAL_BATCH = 32
+# rows per KL forward of `evaluate_point` (`_kl_rows`): the shortest responses together, each group's columns cut at
+# its longest, so one 256-token answer no longer makes all 32 rows pay for 256 columns (benchmarks/bench_eval_kl.py)
+KL_ROWS = 8
 
 
 @dataclass
@@ -95,7 +99,7 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
                    max_new_tokens: int = 48, batch_size: int = 16, temperature: float = EVAL_TEMPERATURE,
                    ref: str | None = "adapter-disabled", confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
                    progress: bool = False, desc: str = "evaluate", prompt_prefix: str = "",
-                   on_progress=None, first_batch: int = 0) -> EvalResult:
+                   on_progress=None, first_batch: int = 0, kl_rows: int = KL_ROWS) -> EvalResult:
     """Generate one response per prompt with the model as it is now (base, adapter or mixture) and score it.
 
     ``objectives``: Objective instances or names. ``ref="adapter-disabled"`` computes the KL against the same model
@@ -105,6 +109,7 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
     ``on_progress(prompts done, prompts)`` is called after each batch (the sweep's evaluation progress).
     ``first_batch``: the index of the first batch, for a slice of a longer prompt list evaluated in rounds
     (``evaluate_in_rounds``): batch b of the slice is batch ``first_batch + b`` of the whole, with that batch's seed.
+    ``kl_rows``: rows per KL forward (``_kl_rows``; ``batch_size`` = one forward over the batch's full width).
     """
     objs, prompts = _checked_inputs("evaluate_point", objectives, prompts, batch_size, max_new_tokens)
     t0 = time.perf_counter()
@@ -128,10 +133,7 @@ def evaluate_point(model, tokenizer, objectives, prompts: Sequence[str], *, seed
         lengths += [int(x) for x in rmask.sum(1).tolist()]
         ended += ended_on_eos(new, eos).tolist()
         if ref is not None and has_adapter:
-            logp = _response_logprobs(model, enc, new, rmask, temperature)
-            with adp.reference(model):
-                ref_logp = _response_logprobs(model, enc, new, rmask, temperature)
-            kls += (logp - ref_logp).sum(1).tolist()
+            kls += _kl_rows(model, enc, new, rmask, None, None, max(1, int(kl_rows)), temperature)
         else:
             kls += [0.0] * len(batch)
         if on_progress is not None:
@@ -180,7 +182,8 @@ def eval_rows() -> int:
 def _kl_rows(model, enc, new, rmask, prefs, adapter, chunk: int, temperature: float = 1.0) -> list[float]:
     """KL(policy ‖ adapters disabled) of each response, in row order. Rows are taken shortest response first in
     groups of ``chunk`` and each group's columns cut at its longest response (causal attention: the kept positions
-    compute what they did), so the two full forwards cost about the tokens written, not rows × the longest."""
+    compute what they did), so the two full forwards cost about the tokens written, not rows × the longest.
+    ``prefs``: one preference per row for a conditioned adapter's gates, or None (the model as it is set)."""
     lengths = rmask.sum(1)
     order = torch.argsort(lengths, stable=True)
     kl = torch.zeros(new.shape[0], dtype=torch.float64)
@@ -189,7 +192,8 @@ def _kl_rows(model, enc, new, rmask, prefs, adapter, chunk: int, temperature: fl
         width = max(1, int(lengths[sel].max()))
         sub_enc = {k: v[sel] for k, v in enc.items()}
         sub_new, sub_mask = new[sel, :width], rmask[sel, :width]
-        with cond.preference(model, prefs[sel], adapter=adapter):
+        with (cond.preference(model, prefs[sel], adapter=adapter) if prefs is not None
+              else contextlib.nullcontext()):
             logp = _response_logprobs(model, sub_enc, sub_new, sub_mask, temperature)
         with adp.reference(model):
             ref_logp = _response_logprobs(model, sub_enc, sub_new, sub_mask, temperature)

@@ -496,3 +496,15 @@ def test_prompt_echo_rescores_relevance_without_the_copied_words(store):
     assert mean(rows["adapter"], "relevance") > mean(rows["base"], "relevance")     # echoing wins plain relevance
     assert mean(rows["adapter"], "relevance:echo=6") < 0.1 < mean(rows["base"], "relevance:echo=6")
     assert all("relevance:echo=6, length-controlled" in r for r in rows.values())
+
+
+def test_bench_eval_kl_times_the_full_width_and_grouped_kl_forwards_and_they_agree(tmp_path):
+    """Session 21: every arm computes the KL of the same responses; the old full-width arm is the baseline (ratio 1)
+    and every grouping agrees with it to float rounding."""
+    out = _run(tmp_path, "bench_eval_kl.py", "--prompts", "5", "--tokens", "6", "--rounds", "2", "--kl-rows", "5,2,1",
+               "--threads", "1")
+    assert "command:" in out and "- cpu:" in out
+    rows = _rows(tmp_path / "eval-kl-tiny-random.csv")
+    assert [int(r["kl_rows"]) for r in rows] == [5, 2, 1]
+    assert rows[0]["way"] == "old (full width)" and float(rows[0]["kl_speedup"]) == 1.0
+    assert all(float(r["kl_s"]) > 0 and float(r["max_abs_kl_diff"]) < 1e-4 for r in rows)
