@@ -34,7 +34,7 @@ EVAL_TEMPERATURE = 0.7
 EVAL_BATCH = 32
 # rows per KL forward of `evaluate_point` (`_kl_rows`): the shortest responses together, each group's columns cut at
 # its longest, so one 256-token answer no longer makes all 32 rows pay for 256 columns (benchmarks/bench_eval_kl.py)
-KL_ROWS = 8
+KL_ROWS = 4
 
 
 @dataclass
@@ -215,7 +215,7 @@ def evaluate_at_many(model, tokenizer, objectives, prompts: Sequence[str], prefe
     uniforms ``evaluate_at`` would draw for it (seed ``seed * 1000 + batch index``, its row in that batch:
     ``sampling.row_noise``), so every preference keeps the per-prompt seeds of the one-at-a-time evaluation; only
     float rounding (unmerged per-row gates, another batch shape) can flip a token, rarely, and then that response
-    differs. Rows that end leave the decode batch; the KL forwards run ``batch_size`` rows at a time, shortest
+    differs. Rows that end leave the decode batch; the KL forwards run ``KL_ROWS`` rows at a time, shortest
     responses together (``_kl_rows``). ``on_progress(prompts done, prompts)`` after each seed batch (every
     preference done on those prompts). Each result's ``seconds`` is the shared time divided by the preferences.
     ``first_batch`` as in ``evaluate_point``."""
@@ -253,7 +253,7 @@ def evaluate_at_many(model, tokenizer, objectives, prompts: Sequence[str], prefe
             outs = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
             row_len = [int(x) for x in rmask.sum(1).tolist()]
             row_end = ended_on_eos(new, eos).tolist()
-            row_kl = (_kl_rows(model, enc, new, rmask, prow, adapter, batch_size, temperature)
+            row_kl = (_kl_rows(model, enc, new, rmask, prow, adapter, KL_ROWS, temperature)
                       if ref is not None and has_adapter else [0.0] * len(row_k))
             for r, (k, j) in enumerate(zip(row_k, row_j)):
                 texts[k][j], lengths[k][j], ended[k][j], kls[k][j] = outs[r], row_len[r], row_end[r], row_kl[r]
