@@ -32,7 +32,7 @@ EVAL_TEMPERATURE = 0.7
 # the seed batch of a sweep's points and of `python -m pama evaluate` (each batch has its own sampling seed):
 # decoding is memory-bound on a CPU, so 32 rows cost far less than twice 16
 EVAL_BATCH = 32
-# rows per KL forward of `evaluate_point` (`_kl_rows`): the shortest responses together, each group's columns cut at
+# rows per KL forward of an evaluation (`_kl_rows`): the shortest responses together, each group's columns cut at
 # its longest, so one 256-token answer no longer makes all 32 rows pay for 256 columns (benchmarks/bench_eval_kl.py)
 KL_ROWS = 4
 
