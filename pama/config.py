@@ -55,8 +55,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the same experiment by another method: GRPO needs groups (k ≥ 2), so trl-grpo gets 4 responses per prompt
         "for_method": {"trl-grpo": {"samples_per_prompt": 4}},
     },
-    # a visible front soon: the conditioned demo's recipe (demo/conditioned/sweep.yaml: the settings that separated
-    # fastest per CPU minute, docs/learnability.md), evaluated in rounds that stop once the ends are
+    # a visible front soon: the recipe of the conditioned demo shipped until 2026-12-05 (informativeness vs
+    # conciseness, the default pair: the settings that separated fastest per CPU minute, docs/learnability.md), evaluated in rounds that stop once the ends are
     # apart (docs/fronts.md). `sweep --conditioned` without --config/--preset and the Train form's "one conditioned
     # adapter" use it; benchmarks/bench_time_to_front.py measures it (docs/performance.md)
     "quick-front": {

@@ -533,7 +533,7 @@ def test_twenty_votes_give_your_tradeoff_and_move_the_slider_there(page, tmp_pat
         no_exception(page)
         text = panel.first.inner_text()
         fitted = {o: [float(x) for x in m] for o, *m in
-                  re.findall(r"(\w+) (\d\.\d\d) \[(\d\.\d\d), (\d\.\d\d)\]", text)}
+                  re.findall(r"([\w:=.]+) (\d\.\d\d) \[(\d\.\d\d), (\d\.\d\d)\]", text)}
         assert list(fitted) == objs, text
         for o, (w, lo, hi) in fitted.items():
             assert lo <= w <= hi, (o, text)

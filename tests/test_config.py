@@ -41,8 +41,8 @@ def test_the_demos_flat_sweep_yaml_loads_onto_the_settings_parts(path):
     assert cfg.evaluation == EvalSettings(eval_prompts=flat["eval_prompts"], eval_samples=128, eval_max_new_tokens=256,
                                           eval_seed=1234, eval_temperature=0.7)
     assert cfg.grid == GridSettings(points=flat.get("points", GridSettings().points))
-    want = ConditioningSettings(conditioned=True, conditioning="svd") if flat.get("conditioned") else \
-        ConditioningSettings()
+    want = ConditioningSettings(conditioned=True, conditioning="svd", preference_alpha=flat["preference_alpha"]) \
+        if flat.get("conditioned") else ConditioningSettings()
     assert cfg.run.conditioning_settings == want
     out = cfg.to_dict()  # the flat form again: every key the file set, as it set it
     assert {k: out[k] for k in flat} == flat

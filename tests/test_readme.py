@@ -41,13 +41,15 @@ def test_the_docs_index_lists_every_page_in_docs():
 
 def test_the_readme_says_what_the_demos_do_not_show():
     """The honest statement stays on the first page: demo/front's trade-off is not answer length (its ends' intervals
-    apart raw and length-controlled, docs/learnability.md section 15) and what it does not show; demo/conditioned
-    mostly varies answer length (length share 0.96, docs/fronts.md), with the switch that controls for it."""
+    apart raw and length-controlled, docs/learnability.md section 15) and what it does not show; demo/conditioned's
+    sentiment follows the preference at equal length, its relevance ends are not apart (section 22), and the switch
+    that controls for length is named."""
     text = " ".join(readme().split())
     demos = text.split("## The shipped demos", 1)[1].split("## Objectives", 1)[0]
     front, conditioned = demos.split("**demo/conditioned**", 1)
     assert "not answer length" in front and "length-controlled" in front and "What it does not show" in front
-    assert "mostly varies answer length" in conditioned and "length explains 96%" in conditioned
+    assert "length-controlled" in conditioned and "at equal length" in conditioned
+    assert "What it does not show" in conditioned and "not apart" in conditioned
     assert "--length-control" in text and "Control for answer length" in text
     for objective in ("informativeness", "density"):
         assert f"`{objective}`" in text.split("## Objectives", 1)[1], objective
