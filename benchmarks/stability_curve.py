@@ -7,7 +7,8 @@ length-controlled, gathered from the records that measured it (no training here)
 
 Sources: ``--learnability`` rows of bench_learnability.py (each checkpoint it evaluated, e.g. 10 and 20 steps) and
 ``--front`` exports of a two-end sweep (``python -m pama front SWEEP --export json --out FILE.json``): its steps
-are the sweep config's, its ends the points with preference (1, 0) and (0, 1), its length-controlled intervals the ones the sweep stored (pama.lengthcontrol). The
+are the sweep config's, its ends the points with preference (1, 0) and (0, 1) (two adapters, or one conditioned
+adapter evaluated there), its length-controlled intervals the ones the sweep stored (pama.lengthcontrol). The
 same recipe, prompts, seeds and evaluation must lie behind every source: this script only lines them up.
 
 Writes benchmarks/results/stability-TAG.md (table) and .html (plotly: one line per objective, dashed =
@@ -24,17 +25,18 @@ from common import RESULTS, header, markdown_table, write_text
 
 
 def front_row(data: dict, source: str) -> dict:
-    """One curve row from a sweep's JSON export: the separation of each objective between the ends (1, 0), (0, 1)."""
+    """One curve row from a sweep's JSON export: the separation of each objective between the ends (1, 0), (0, 1):
+    two adapters of a plain sweep, or one conditioned adapter's points at those preferences."""
     objs = data["sweep"]["objectives"]
     if len(objs) != 2:
         raise SystemExit(f"{source}: a curve needs a two-objective sweep, this one has {objs}")
     ends = {}
     for p in data["points"]:
         pref = p.get("preference")
-        if p["kind"] == "adapter" and pref in ([1.0, 0.0], [0.0, 1.0]):
+        if p["kind"] in ("adapter", "conditioned") and pref in ([1.0, 0.0], [0.0, 1.0]):
             ends[0 if pref[0] == 1.0 else 1] = p
     if set(ends) != {0, 1}:
-        raise SystemExit(f"{source}: no adapter points at the ends (1, 0) and (0, 1)")
+        raise SystemExit(f"{source}: no adapter or conditioned points at the ends (1, 0) and (0, 1)")
 
     def triple(p, o, lc=False):  # (mean, low, high): raw, or the stored length-controlled ones
         keys = ("lc_mean", "lc_low", "lc_high") if lc else ("mean", "ci_low", "ci_high")

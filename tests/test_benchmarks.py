@@ -435,6 +435,12 @@ def test_stability_curve_lines_up_separations_by_steps_raw_and_length_controlled
     assert seps[1] == [2.65, 3.84, 3.16, 3.8]
     html = (tmp_path / "stability-t.html").read_text()
     assert "length-controlled" in html and "plotly" in html
+    # a conditioned adapter's ends: demo/conditioned's 128-step front (docs/learnability.md section 23)
+    cond = ROOT / "benchmarks" / "results" / "front-conditioned-echo6-a03-128.json"
+    _run(tmp_path, "stability_curve.py", "--tag", "c", "--front", str(cond), model=None)
+    rows = [line.strip("| ").split(" | ") for line in (tmp_path / "stability-c.md").read_text().splitlines()
+            if line[:3].strip("| ").isdigit()]
+    assert [r[0] for r in rows] == ["128"] and [float(v) for v in rows[0][1:5]] == [3.75, 1.65, 2.66, 1.44]
 
 
 def test_prompt_echo_counts_answers_that_copy_a_run_of_prompt_words(store):
