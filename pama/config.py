@@ -56,9 +56,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "for_method": {"trl-grpo": {"samples_per_prompt": 4}},
     },
     # a visible front soon: the recipe of the conditioned demo shipped until 2026-12-05 (informativeness vs
-    # conciseness, the default pair: the settings that separated fastest per CPU minute, docs/learnability.md), evaluated in rounds that stop once the ends are
-    # apart (docs/fronts.md). `sweep --conditioned` without --config/--preset and the Train form's "one conditioned
-    # adapter" use it; benchmarks/bench_time_to_front.py measures it (docs/performance.md)
+    # conciseness, the default pair: the settings that separated fastest per CPU minute, docs/learnability.md),
+    # evaluated in rounds that stop once the ends are apart (docs/fronts.md). `sweep --conditioned` without
+    # --config/--preset and the Train form's "one conditioned adapter" use it; benchmarks/bench_time_to_front.py
+    # measures it (docs/performance.md)
     "quick-front": {
         "method": "pama", "anchor": 0.3, "conditioned": True, "conditioning": "svd",
         "batch_size": 16, "samples_per_prompt": 4, "max_new_tokens": 128, "temperature": 0.7,
