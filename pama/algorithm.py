@@ -412,11 +412,22 @@ def kl_penalty(kl: torch.Tensor, mask: torch.Tensor, beta: float, shaping: str =
     length."""
     if shaping == "token":
         return -beta * kl * mask
+    if shaping == "loss":   # the KL is a term of the policy loss instead (kl_loss)
+        return torch.zeros_like(kl)
     if shaping not in KL_SHAPINGS:
         raise ValueError(f"shaping must be {' or '.join(map(repr, KL_SHAPINGS))}, not {shaping!r}")
     lengths = mask.sum(1)
     per_token = (kl * mask).sum(1) / lengths.clamp(min=1)
     return -beta * (per_token * lengths.mean()).unsqueeze(1) * last_token(mask).to(kl.dtype)
+
+
+def kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean per-token KL(π_θ ‖ π_ref) over the answer tokens, by Schulman's k3 estimator on the sampled tokens,
+    exp(r) − r − 1 with r = log π_ref − log π_θ (≥ 0, unbiased, TRL GRPO's ``per_token_kl``). As a loss term its
+    gradient lowers log π_θ where it exceeds log π_ref and raises it where it falls short, whatever the
+    advantages: under Noon PPO, a KL penalty in the rewards only picks which answers to reinforce, this pulls back."""
+    r = ref_logp - logp
+    return masked_mean(torch.exp(r) - r - 1.0, mask)
 
 
 # ----------------------------------------------------------------------------------------------- PPO losses

@@ -31,7 +31,8 @@ CONDITIONING_FORMS = ("svd", "prefix")
 PREFERENCE_SAMPLING = ("dirichlet", "grid")
 GRANULARITIES = ("token", "batch")
 EOS_CREDITS = ("answer", "eos")   # where eos_weight's term lands (pama.algorithm.end_credit)
-KL_SHAPINGS = ("token", "answer-mean")   # how the KL penalty enters the rewards (pama.algorithm.kl_penalty)
+KL_SHAPINGS = ("token", "answer-mean", "loss")   # how the KL penalty enters: the rewards (pama.algorithm.kl_penalty)
+#                                                  or, "loss", the policy loss (pama.algorithm.kl_loss)
 # report_to's values (TRL's option and names): pama.callbacks holds the integrations
 REPORT_TO = ("tensorboard", "mlflow", "none")
 # the pair whose two ends separate fastest per CPU minute on the embedded model: docs/learnability.md
@@ -71,13 +72,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the trade-off that is not answer length: demo/front's recipe (demo/front/sweep.yaml, docs/learnability.md
     # sections 15 and 17): sentiment vs relevance on complaints that ask for two or three sentences, GAE λ = 1 (the
     # whole answer hears its score) and a small missing-EOS penalty, the ends apart raw and length-controlled at 40
-    # steps
+    # steps; a FIXED β = 0.05 (section 24: an adaptive β, under Noon PPO, ratchets up until the KL penalty outweighs
+    # the objectives, and the ends meet again with longer training)
     "complaints": {
         "objectives": ["sentiment", "relevance"],
         "prompts": "builtin:premise-brief-train", "eval_prompts": "builtin:premise-brief-heldout",
         "method": "pama", "anchor": 0.3, "batch_size": 16, "samples_per_prompt": 4, "max_new_tokens": 128,
-        "temperature": 0.7, "learning_rate": 0.001, "target_modules": ["all-linear"], "kl_coef": 0.1,
-        "target_kl": 4.0, "kl_horizon": 100, "lam": 1.0, "missing_eos_penalty": 0.1, "steps": 40,
+        "temperature": 0.7, "learning_rate": 0.001, "target_modules": ["all-linear"], "kl_coef": 0.05,
+        "target_kl": 0.0, "kl_horizon": 100, "lam": 1.0, "missing_eos_penalty": 0.1, "steps": 40,
         "eval_samples": 128, "eval_max_new_tokens": 256, "eval_temperature": 0.7,
     },
 }
@@ -386,13 +388,17 @@ class TrainConfig(_Composed):
                                       "output head (PEFT's shorthand, any architecture).",
                                       default_factory=lambda: ["all-linear"])
     kl_coef: float = _help("Initial KL penalty β (0 disables the KL shaping).", default=0.1)
-    target_kl: float = _help("Target KL (nats per response) of the adaptive β controller; 0 keeps β fixed.",
-                             default=4.0)
+    target_kl: float = _help("Target KL (nats per response) of the adaptive β controller; 0 keeps β fixed. Under "
+                             "Noon PPO (PAMA's default) the penalty cannot pull the KL back, so β can ratchet up "
+                             "until it outweighs the objectives and a front's ends meet: for long runs prefer 0 "
+                             "(docs/learnability.md section 24).", default=4.0)
     kl_shaping: str = _help(
         "[ours] How the KL penalty enters each objective's rewards: token (−β·KL on every token, the paper's: an "
         "answer's penalty grows with its length, so it also rewards brevity) or answer-mean (−β × the answer's mean "
         "per-token KL × the batch's mean length, on its last token: the same penalty on average, none for being "
-        "short).", default="token")
+        "short) or loss (no KL in the rewards; β × the mean per-token KL estimate k3 added to the policy loss, as "
+        "TRL's GRPO does: under Noon PPO, which drops negative advantages, only this pulls the policy back toward "
+        "the base; docs/learnability.md section 24).", default="token")
     kl_horizon: int = _help("Horizon of the adaptive KL controller, in samples: β moves by at most "
                             "20%·batch_size/horizon per step (TRL's 10000 barely moves β at batch 16).", default=100)
     gamma: float = _help("GAE discount γ.", default=1.0)

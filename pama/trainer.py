@@ -387,7 +387,7 @@ class Trainer:
                 s = self._loss_and_step(logp, values, old_logp[idx], old_values[:, idx], returns[:, idx],
                                         adv[:, idx], None if combined is None else combined[idx], mask[idx],
                                         None if weights is None else weights[:, idx],
-                                        None if ends is None else ends[idx])
+                                        None if ends is None else ends[idx], ref_logp[idx])
                 for k, v in s.items():
                     stats.setdefault(k, []).append(v)
         mean_kl = float((kl.sum(1)).mean())
@@ -404,7 +404,7 @@ class Trainer:
         return out
 
     def _loss_and_step(self, logp, values, old_logp, old_values, returns, adv, combined, mask, weights=None,
-                       ends=None):
+                       ends=None, ref_logp=None):
         cfg = self.cfg
         # the spec's coefficient is per head: the mean over heads times their number is the sum of per-head losses
         vf_loss = alg.clipped_value_loss(values, old_values, returns, mask, cfg.cliprange_value) * values.shape[0]
@@ -415,6 +415,10 @@ class Trainer:
             eos_loss, _ = alg.clipped_surrogate(logp, old_logp, ends, mask, cfg.cliprange)
             loss = loss + cfg.eos_weight * eos_loss
             stats["loss/eos"] = eos_loss.item()
+        if cfg.kl_shaping == "loss" and ref_logp is not None:   # the KL as a loss term (alg.kl_loss), not a reward
+            kl_term = alg.kl_loss(logp, ref_logp, mask)
+            loss = loss + self.kl_ctl.value * kl_term
+            stats["loss/kl"] = kl_term.item()
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
         if cfg.max_grad_norm:

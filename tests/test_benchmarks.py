@@ -514,3 +514,20 @@ def test_bench_eval_kl_times_the_full_width_and_grouped_kl_forwards_and_they_agr
     assert [int(r["kl_rows"]) for r in rows] == [5, 2, 1]
     assert rows[0]["way"] == "old (full width)" and float(rows[0]["kl_speedup"]) == 1.0
     assert all(float(r["kl_s"]) > 0 and float(r["max_abs_kl_diff"]) < 1e-4 for r in rows)
+
+
+def test_kl_trace_puts_the_kl_penalty_beside_the_reward_spread_per_block_of_steps(tmp_path, store):
+    """β·KL is the mean of each step's product (not the product of the means), blocks cover the steps in order, and
+    the table and the figure are written with --tag."""
+    run = store.create_run(name="r", method="pama", model="tiny-random", config={}, total_steps=4,
+                           objectives=[{"name": "sentiment", "lower": -1, "upper": 1}])
+    for step, (beta, kl, sd) in enumerate([(0.1, 1.0, 0.5), (0.1, 3.0, 0.5), (0.2, 4.0, 0.4), (0.4, 6.0, 0.2)], 1):
+        store.log_metrics(run, step, {"beta": beta, "kl": kl, "rewards/sentiment/std": sd,
+                                      "rewards/sentiment/mean": 0.1 * step, "response_length": 10 * step})
+    out = _run(tmp_path, "kl_trace.py", run, "--block", "2", "--db", store.url, "--tag", "t", model=None)
+    rows = [[float(x) for x in line.strip("| ").split(" | ")[1:]] for line in out.splitlines()
+            if line.startswith("| 1-2") or line.startswith("| 3-4")]
+    assert rows[0][:3] == pytest.approx([0.1, 2.0, 0.2])       # β, KL, β·KL = (0.1 + 0.3) / 2
+    assert rows[1][:3] == pytest.approx([0.3, 5.0, 1.6])       # (0.8 + 2.4) / 2, not 0.3 × 5.0
+    assert rows[1][4] == pytest.approx(0.3)                    # the spread: (0.4 + 0.2) / 2
+    assert (tmp_path / "kltrace-t.md").exists() and "KL penalty per answer" in (tmp_path / "kltrace-t.html").read_text()

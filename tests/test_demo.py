@@ -185,7 +185,11 @@ def test_the_conditioned_demo_sweep_yaml_is_the_fronts_settings_plus_conditionin
     assert cfg["preference_alpha"] == 0.3
     assert cfg["objectives"] == [front["objectives"][0], front["objectives"][1] + ":echo=6"]
     differ = {k for k in cfg if cfg[k] != front[k]}
-    assert differ == {"conditioned", "steps", "save_every", "points", "objectives", "preference_alpha"}, differ
+    # and the KL settings: demo/conditioned was trained with the adaptive β (target 4 nats) that demo/front dropped
+    # for a fixed β (docs/learnability.md section 24), and with the default threads
+    assert differ == {"conditioned", "steps", "save_every", "points", "objectives", "preference_alpha", "kl_coef",
+                      "target_kl", "threads"}, differ
+    assert (cfg["kl_coef"], cfg["target_kl"]) == (0.1, 4.0)
     for folder, c in (("conditioned", cfg), ("front", front)):
         path = demo.DEMO_ROOT / folder
         if demo.available(path):

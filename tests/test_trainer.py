@@ -530,18 +530,19 @@ def test_kl_penalty_answer_mean_does_not_pay_for_brevity():
     assert float(mean.sum()) == pytest.approx(float(token.sum()))
     assert mean[0, 1] == pytest.approx(-0.2) and mean[1, 5] == pytest.approx(-0.2)   # on each last token only
     assert int((mean != 0).sum()) == 2
-    with pytest.raises(ValueError, match="shaping must be 'token' or 'answer-mean'"):
+    assert not kl_penalty(kl, mask, 0.1, "loss").any()          # loss: no KL in the rewards (kl_loss instead)
+    with pytest.raises(ValueError, match="shaping must be 'token' or 'answer-mean' or 'loss'"):
         kl_penalty(kl, mask, 0.1, "sum")
-    with pytest.raises(ConfigError, match="kl_shaping must be 'token' or 'answer-mean'"):
+    with pytest.raises(ConfigError, match="kl_shaping must be 'token' or 'answer-mean' or 'loss'"):
         _cfg(kl_shaping="sum").validate()
     with pytest.raises(ConfigError, match="kl_shaping: answer-mean is not available with method trl-grpo"):
         _cfg(method="trl-grpo", samples_per_prompt=2, kl_shaping="answer-mean").validate()
 
 
-@pytest.mark.parametrize("shaping", ["token", "answer-mean"])
+@pytest.mark.parametrize("shaping", ["token", "answer-mean", "loss"])
 def test_trainer_returns_follow_kl_shaping(shaping, store):
     """Through the trainer (γ = λ = 1, no reward spread): the first token's return is the answer's whole KL penalty,
-    longer for a longer answer under token shaping, the same for both under answer-mean."""
+    longer for a longer answer under token shaping, the same for both under answer-mean, none under loss."""
     t = trainer.Trainer(_cfg(steps=1, batch_size=2, samples_per_prompt=1, lam=1.0, kl_shaping=shaping,
                              missing_eos_penalty=0.0).validate(), store, progress=False)
     mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.float32)
@@ -553,5 +554,58 @@ def test_trainer_returns_follow_kl_shaping(shaping, store):
     first = returns[0, :, 0].tolist()
     if shaping == "token":
         assert first == pytest.approx([-beta * 1.0, -beta * 2.0])
-    else:
+    elif shaping == "answer-mean":
         assert first == pytest.approx([-beta * 1.5, -beta * 1.5])
+    else:
+        assert first == pytest.approx([0.0, 0.0])
+
+
+def test_kl_loss_is_k3_and_its_gradient_pulls_the_policy_back_toward_the_reference():
+    """k3 = exp(r) − r − 1 (r = log π_ref − log π_θ) per answer token, masked mean: 0 where the policy is the
+    reference, positive elsewhere; a gradient step on it moves every log-prob toward the reference's, from above
+    and from below (what the rewards' penalty cannot do under Noon PPO)."""
+    from pama.algorithm import kl_loss
+
+    ref = torch.log(torch.tensor([[0.5, 0.2, 0.3], [0.4, 0.4, 0.9]]))
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.float32)
+    assert float(kl_loss(ref.clone(), ref, mask)) == pytest.approx(0.0, abs=1e-7)
+    logp = (ref + torch.tensor([[0.3, -0.4, 0.0], [-0.2, 0.5, 5.0]])).requires_grad_()
+    r = (ref - logp).detach()
+    expected = ((torch.exp(r) - r - 1) * mask).sum() / mask.sum()
+    value = kl_loss(logp, ref, mask)
+    assert float(value) == pytest.approx(float(expected)) and float(value) > 0
+    value.backward()
+    moved = logp.detach() - 0.1 * logp.grad
+    before, after = (logp.detach() - ref).abs(), (moved - ref).abs()
+    assert bool((after[mask.bool()] < before[mask.bool()])[[0, 1, 3, 4]].all())   # every token off the reference
+    assert logp.grad[1, 2] == 0 and logp.grad[0, 2] == 0                          # masked / on the reference
+
+
+def test_kl_shaping_loss_pulls_a_drifted_policy_back_with_no_reward_signal(store):
+    """Through the trainer: a policy moved away from the base (LoRA B weights set at random), no reward spread (all
+    reward spread): with kl_shaping: loss and a large β one update lowers the KL to the base on the same answers and
+    logs loss/kl; with kl_shaping: token the penalty is in the rewards, Noon drops the answers it makes negative, and
+    the same update does not bring the policy back (measured: the KL rose by a tenth)."""
+    ro_kl = {}
+    for shaping in ("loss", "token"):
+        t = trainer.Trainer(_cfg(steps=1, kl_coef=5.0, target_kl=0.0, kl_shaping=shaping, learning_rate=0.01,
+                                 missing_eos_penalty=0.0).validate(), store, progress=False)
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, p in t.model.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+        ro = t.rollout(1)
+
+        def kl_now(t=t, ro=ro):
+            pol, _ = t._forward(ro, grad=False)
+            ref, _ = t._forward(ro, adapter=False, grad=False)
+            return float(((pol - ref) * ro.response_mask).sum() / ro.response_mask.sum())
+
+        before = kl_now()
+        stats = t._update(ro, torch.zeros(2, len(ro.prompts)))
+        ro_kl[shaping] = (before, kl_now(), stats)
+    before, after, stats = ro_kl["loss"]
+    assert before > 0.01 and after < 0.9 * before and stats["loss/kl"] > 0
+    before, after, stats = ro_kl["token"]
+    assert "loss/kl" not in stats and after > 0.95 * before
