@@ -582,7 +582,7 @@ def test_kl_loss_is_k3_and_its_gradient_pulls_the_policy_back_toward_the_referen
 
 
 def test_kl_shaping_loss_pulls_a_drifted_policy_back_with_no_reward_signal(store):
-    """Through the trainer: a policy moved away from the base (LoRA B weights set at random), no reward spread (all
+    """Through the trainer: a policy moved away from the base (LoRA B weights set at random), all scores zero (no
     reward spread): with kl_shaping: loss and a large β one update lowers the KL to the base on the same answers and
     logs loss/kl; with kl_shaping: token the penalty is in the rewards, Noon drops the answers it makes negative, and
     the same update does not bring the policy back (measured: the KL rose by a tenth)."""
