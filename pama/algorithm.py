@@ -21,6 +21,7 @@ __all__ = [
     "masked_mean",
     "gae",
     "whiten",
+    "scale_by_spread",
     "noon",
     "pama_combine",
     "pama_combine_batch_mean",
@@ -147,6 +148,14 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: fl
     if not shift_mean:
         out = out + mean
     return out * m
+
+
+def scale_by_spread(scores: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """[ours] Each objective's rewards (n, B) divided by their population std over the batch (TRL GRPO's
+    ``scale_rewards="batch"``); a row with no spread is left as it is. Not shifted: only the scale changes, so a
+    KL penalty added afterwards weighs the same against every objective."""
+    std = scores.std(dim=-1, unbiased=False, keepdim=True)
+    return scores / torch.where(std > eps, std, torch.ones_like(std))
 
 
 def noon(advantages: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ CONDITIONING_FORMS = ("svd", "prefix")
 PREFERENCE_SAMPLING = ("dirichlet", "grid")
 GRANULARITIES = ("token", "batch")
 EOS_CREDITS = ("answer", "eos")   # where eos_weight's term lands (pama.algorithm.end_credit)
+SCALE_REWARDS = ("none", "batch")   # how each objective's rewards are scaled before the KL joins them (trainer)
 KL_SHAPINGS = ("token", "answer-mean", "loss")   # how the KL penalty enters: the rewards (pama.algorithm.kl_penalty)
 #                                                  or, "loss", the policy loss (pama.algorithm.kl_loss)
 # report_to's values (TRL's option and names): pama.callbacks holds the integrations
@@ -409,6 +410,11 @@ class TrainConfig(_Composed):
                            "clipped losses).", default=0.1)
     whiten_advantages: bool = _help("Whiten each objective's advantages over the batch's response tokens.",
                                     default=True)
+    scale_rewards: str = _help(
+        "[ours] none, or batch: divide each objective's (prompt-centred) rewards by their std over the batch before "
+        "the KL and GAE, as TRL's GRPO scale_rewards='batch'. Whitening then compares objectives, not penalties: "
+        "without it an objective with a small spread (relevance, sd 0.15, against sentiment's 0.52) is mostly the "
+        "KL penalty once whitened, and learns last (docs/learnability.md section 25).", default="none")
     noon: str = _help("Drop negative advantages (Noon PPO): auto = the paper's choice per method (on for pama, off "
                       "for its plain-PPO baselines morlhf and mgda), true or false.", default="auto")
     samples_per_prompt: int = _help("Responses sampled per prompt in a batch (k). With k > 1 each objective's "
@@ -599,6 +605,8 @@ class TrainConfig(_Composed):
                      "missing_eos_penalty", "eos_weight"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
+        if self.scale_rewards not in SCALE_REWARDS:
+            errors.append(f"scale_rewards must be {' or '.join(map(repr, SCALE_REWARDS))}, not {self.scale_rewards!r}")
         if self.kl_shaping not in KL_SHAPINGS:
             errors.append(f"kl_shaping must be {' or '.join(map(repr, KL_SHAPINGS))}, not {self.kl_shaping!r}")
         if self.eos_credit not in EOS_CREDITS:
@@ -625,6 +633,9 @@ class TrainConfig(_Composed):
         if self.kl_shaping != "token":
             errors.append(f"kl_shaping: {self.kl_shaping} is not available with method trl-grpo (TRL's GRPO puts its "
                           "per-token KL in the loss, not in the rewards); use kl_shaping: token")
+        if self.scale_rewards != "none":
+            errors.append(f"scale_rewards: {self.scale_rewards} is not available with method trl-grpo (set TRL's own "
+                          "reward scaling through its GRPOConfig); use scale_rewards: none")
         if self.noon == "true":
             errors.append("noon: true does not apply to method trl-grpo (TRL's GRPO loss has no Noon option); use "
                           "noon: auto or false")

@@ -531,3 +531,32 @@ def test_kl_trace_puts_the_kl_penalty_beside_the_reward_spread_per_block_of_step
     assert rows[1][:3] == pytest.approx([0.3, 5.0, 1.6])       # (0.8 + 2.4) / 2, not 0.3 × 5.0
     assert rows[1][4] == pytest.approx(0.3)                    # the spread: (0.4 + 0.2) / 2
     assert (tmp_path / "kltrace-t.md").exists() and "KL penalty per answer" in (tmp_path / "kltrace-t.html").read_text()
+
+
+def test_ends_table_separates_ends_that_differ_at_equal_length_and_not_ends_that_differ_by_length(tmp_path, store):
+    """Three points in one store, each with 40 answers: end 1 scores higher on `a` than end 2 at the same answer
+    lengths (apart, raw and controlled); on `b` end 2 is higher only because its answers are longer and `b` follows log
+    length in every point (apart raw, not once length is controlled)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def point(label, a_shift, long):
+        words = rng.integers(5, 15, 40) + (20 if long else 0)
+        a = rng.normal(0.3 + a_shift, 0.1, 40)
+        b = 0.3 * np.log1p(words) + rng.normal(0, 0.02, 40)   # the length control fits log(1 + words)
+        gens = [dict(prompt_index=i, prompt="p", text=" ".join(["w"] * int(n)), scores={"a": float(x), "b": float(y)})
+                for i, (n, x, y) in enumerate(zip(words, a, b))]
+        ci = lambda v: (float(v.mean()), float(v.mean() - 2 * v.std() / 40 ** 0.5), float(v.mean() + 2 * v.std() / 40 ** 0.5))
+        return store.add_point(kind="adapter" if label != "base" else "base", label=label, model="m",
+                               values={"a": ci(a), "b": ci(b)}, kl=1.0, mean_length=float(words.mean()),
+                               eos_fraction=1.0, generations=gens)
+
+    base, end1, end2 = point("base", 0.0, False), point("e1", 0.3, False), point("e2", 0.0, True)
+    out = _run(tmp_path, "ends_table.py", f"{store.url}:{base}", f"{store.url}:{end1}", f"{store.url}:{end2}",
+               "--out", "ends-t.md", model=None)
+    seps = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]]
+            for line in out.splitlines() if line.startswith("| a ") or line.startswith("| b ")}
+    assert float(seps["a"][0]) > 2 and float(seps["a"][1]) > 2 and float(seps["a"][2]) < 0.5
+    assert float(seps["b"][0]) > 2 and abs(float(seps["b"][1])) < 2 and float(seps["b"][2]) > 0.7
+    assert (tmp_path / "ends-t.md").read_text().count("| end") == 2

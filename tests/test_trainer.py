@@ -609,3 +609,42 @@ def test_kl_shaping_loss_pulls_a_drifted_policy_back_with_no_reward_signal(store
     assert before > 0.01 and after < 0.9 * before and stats["loss/kl"] > 0
     before, after, stats = ro_kl["token"]
     assert "loss/kl" not in stats and after > 0.95 * before
+
+
+def test_scale_by_spread_gives_each_objective_unit_spread_without_shifting_it():
+    from pama.algorithm import scale_by_spread
+
+    scores = torch.tensor([[0.1, -0.1, 0.3, -0.3], [2.0, -6.0, 4.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
+    out = scale_by_spread(scores)
+    assert out[:2].std(dim=1, unbiased=False).tolist() == pytest.approx([1.0, 1.0])
+    assert torch.equal(torch.sign(out), torch.sign(scores))          # scaled, never shifted
+    assert torch.equal(out[2], scores[2])                             # no spread: left as it is
+
+
+@pytest.mark.parametrize("scale", ["none", "batch"])
+def test_scale_rewards_batch_makes_an_objectives_advantages_independent_of_its_reward_scale(scale, store):
+    """With the KL penalty in every objective's rewards, an objective on a small scale is mostly penalty once
+    whitened (scale_rewards: none): shrinking its rewards ×10 changes its advantages. With batch scaling it does
+    not: the objective meets the penalty at unit spread whatever its units."""
+    t = trainer.Trainer(_cfg(steps=1, batch_size=4, samples_per_prompt=1, lam=1.0, kl_coef=0.5, target_kl=0.0,
+                             missing_eos_penalty=0.0, scale_rewards=scale).validate(), store, progress=False)
+    mask = torch.ones(4, 3)
+    ref = torch.zeros(4, 3)
+    old = torch.tensor([[0.1, 0.4, 0.2], [0.9, 0.3, 0.0], [0.2, 0.2, 0.7], [0.0, 0.5, 0.1]])
+    values = torch.zeros(2, 4, 3)
+    scores = torch.tensor([[1.0, -1.0, 0.5, -0.5], [0.2, 0.1, -0.2, -0.1]])
+    small = scores * torch.tensor([[1.0], [0.1]])
+    adv, _, _ = t._advantages(scores, old, ref, values, mask)
+    adv_small, _, _ = t._advantages(small, old, ref, values, mask)
+    assert torch.allclose(adv[0], adv_small[0])                       # the other objective is untouched either way
+    if scale == "batch":
+        assert torch.allclose(adv[1], adv_small[1], atol=1e-6)
+    else:
+        assert not torch.allclose(adv[1], adv_small[1], atol=1e-3)
+
+
+def test_scale_rewards_is_validated():
+    with pytest.raises(ConfigError, match="scale_rewards must be 'none' or 'batch'"):
+        _cfg(scale_rewards="group").validate()
+    with pytest.raises(ConfigError, match="scale_rewards: batch is not available with method trl-grpo"):
+        _cfg(method="trl-grpo", samples_per_prompt=2, scale_rewards="batch").validate()
