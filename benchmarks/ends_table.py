@@ -29,20 +29,20 @@ def _store(db: str) -> Store:
 def load(specs: list[str]) -> tuple[list[dict], dict, list[str]]:
     """(points, samples, objectives) for DB:POINT specs: each point renamed to its position so that the same id in
     two stores stays two points; the objectives are the ones every point has, in the first end's run's order."""
-    points, samples = [], {}
+    stores, points = [], []
     for i, spec in enumerate(specs):
         db, _, pid = spec.rpartition(":")
-        store = _store(db)
-        p = store.get_point(pid)
+        stores.append((_store(db), pid))
+        p = stores[-1][0].get_point(pid)
         if p is None:
             raise SystemExit(f"no point {pid!r} in {db}")
         points.append(dict(p, id=str(i)))
-    run = _store(specs[1].rpartition(":")[0]).get_run(points[1]["run_id"]) if points[1].get("run_id") else None
+    run = stores[1][0].get_run(points[1]["run_id"]) if points[1].get("run_id") else None
     order = [o["name"] for o in run["objectives"]] if run else sorted(points[1]["values"])
     objectives = [o for o in order if all(o in p["values"] for p in points)]
-    for i, spec in enumerate(specs):
-        db, _, pid = spec.rpartition(":")
-        got = C.samples_of(_store(db), [pid], objectives)
+    samples = {}
+    for i, (store, pid) in enumerate(stores):
+        got = C.samples_of(store, [pid], objectives)
         if pid in got:
             samples[str(i)] = got[pid]
     return points, samples, objectives
