@@ -414,7 +414,8 @@ class TrainConfig(_Composed):
         "[ours] none, or batch: divide each objective's (prompt-centred) rewards by their std over the batch before "
         "the KL and GAE, as TRL's GRPO scale_rewards='batch'. Whitening then compares objectives, not penalties: "
         "without it an objective with a small spread (relevance, sd 0.15, against sentiment's 0.52) is mostly the "
-        "KL penalty once whitened, and learns last (docs/learnability.md section 25).", default="none")
+        "KL penalty once whitened. Measured once on the conditioned demo's recipe: it did not make the preference "
+        "steer (docs/learnability.md section 25).", default="none")
     noon: str = _help("Drop negative advantages (Noon PPO): auto = the paper's choice per method (on for pama, off "
                       "for its plain-PPO baselines morlhf and mgda), true or false.", default="auto")
     samples_per_prompt: int = _help("Responses sampled per prompt in a batch (k). With k > 1 each objective's "
@@ -634,8 +635,8 @@ class TrainConfig(_Composed):
             errors.append(f"kl_shaping: {self.kl_shaping} is not available with method trl-grpo (TRL's GRPO puts its "
                           "per-token KL in the loss, not in the rewards); use kl_shaping: token")
         if self.scale_rewards != "none":
-            errors.append(f"scale_rewards: {self.scale_rewards} is not available with method trl-grpo (set TRL's own "
-                          "reward scaling through its GRPOConfig); use scale_rewards: none")
+            errors.append(f"scale_rewards: {self.scale_rewards} is not available with method trl-grpo (TRL's GRPO "
+                          "scales its group rewards its own way); use scale_rewards: none")
         if self.noon == "true":
             errors.append("noon: true does not apply to method trl-grpo (TRL's GRPO loss has no Noon option); use "
                           "noon: auto or false")
