@@ -381,7 +381,8 @@ class TrainConfig(_Composed):
                          "full distribution at `temperature`, not the nucleus); lower `temperature` instead.",
                          default=1.0)
     learning_rate: float = _help("Adam learning rate for the LoRA adapter and value heads.", default=1e-3)
-    lora_r: int = _help("LoRA rank.", default=8)
+    lora_r: int = _help("LoRA rank. An svd-conditioned run adds n gated preference directions; there lora_r is the "
+                        "rank every preference shares, and 0 leaves only the gated ones.", default=8)
     lora_alpha: int = _help("LoRA alpha.", default=16)
     lora_dropout: float = _help("LoRA dropout, saved in the adapter's config. The RL forwards run with dropout off "
                                 "(as TRL's), so it does not act during this training.", default=0.0)
@@ -578,14 +579,21 @@ class TrainConfig(_Composed):
             errors.append(f"device must be auto, cpu or cuda, not {self.device!r}")
         return errors
 
+    def _preference_only_rank(self) -> bool:
+        """lora_r = 0 is allowed for an svd-conditioned run: its adapter is then only the n gated preference
+        directions (rank n), one per objective, with no direction shared by every preference (docs/conditioned.md)."""
+        cond = self.conditioning_settings
+        return self.lora_r == 0 and cond.conditioned and cond.conditioning == "svd"
+
     def _ppo_errors(self) -> list[str]:
         """The PPO loop every method shares: budget, sampling, optimiser, LoRA, KL, GAE, clipping, Noon."""
         errors = []
         if self.noon not in ("auto", "true", "false"):
             errors.append(f"noon must be auto, true or false, not {self.noon!r}")
         for name in ("steps", "batch_size", "ppo_epochs", "mini_batches", "max_new_tokens", "lora_r", "save_every"):
-            if getattr(self, name) <= 0:
-                errors.append(f"{name} must be a positive integer, not {getattr(self, name)}")
+            if getattr(self, name) <= 0 and not (name == "lora_r" and self._preference_only_rank()):
+                errors.append(f"{name} must be a positive integer, not {getattr(self, name)}"
+                              + (" (0 only for an svd-conditioned run)" if name == "lora_r" else ""))
         if not isinstance(self.samples_per_prompt, int) or self.samples_per_prompt <= 0:
             errors.append(f"samples_per_prompt must be a positive integer, not {self.samples_per_prompt}")
         elif self.batch_size > 0 and self.batch_size % self.samples_per_prompt:

@@ -317,6 +317,39 @@ def test_a_conditioned_run_resumes_exactly_with_its_gates(store):
         trainer.Trainer(cp.deepcopy(cfg).validate(), store, run_id=half.run_id, progress=False)
 
 
+def test_lora_r_0_trains_only_the_preference_directions_and_reloads(store, tiny):
+    """lora_r 0 (svd form): no direction shared by every preference. At one-hot e_i the update is objective i's
+    rank-1 direction alone, so the two ends share no LoRA weights; the run saves, reloads and materialises."""
+    from pama import trainer
+    from pama.config import ConfigError
+
+    t = trainer.Trainer(_run_cfg(lora_r=0, lora_alpha=4).validate(), store, progress=False)
+    assert t.model.peft_config["default"].r == 2
+    run_id = t.train()
+    layer = t.model.base_model.model.model.layers[0].self_attn.q_proj
+    gate = layer.pama_gates["default"]
+    assert gate.sigma.numel() == 0
+    A, B = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    assert B.abs().sum() > 0  # it trained
+    for i, p in enumerate(([1.0, 0.0], [0.0, 1.0])):
+        with cond.preference(t.model, p):
+            delta = gate.delta_weight(layer, "default")
+        own = layer.scaling["default"] * gate.scale * B[:, i:i + 1] @ A[i:i + 1]
+        torch.testing.assert_close(delta, own.detach())
+        assert torch.linalg.matrix_rank(delta).item() == 1
+    folder = Path(store.get_run(run_id)["adapter_path"])
+    assert cond.read_conditioning(folder)["r"] == 0
+    resumed = trainer.Trainer(_run_cfg(lora_r=0, lora_alpha=4, steps=3).validate(), store, run_id=run_id,
+                              progress=False)
+    for (n, a), (_, b) in zip(t.model.named_parameters(), resumed.model.named_parameters()):
+        if a.requires_grad:
+            torch.testing.assert_close(b, a, msg=n)
+    with pytest.raises(ConfigError, match="0 only for an svd-conditioned run"):
+        _run_cfg(lora_r=0, conditioning="prefix").validate()
+    with pytest.raises(ConfigError, match="lora_r must be a positive integer"):
+        _run_cfg(lora_r=0, conditioned=False).validate()
+
+
 @pytest.mark.parametrize("change, fragment", [
     (dict(method="mgda"), "conditioned: true works with method pama or morlhf, not mgda"),
     (dict(objectives=["sentiment"]), "at least two objectives"),

@@ -56,8 +56,8 @@ def read_conditioning(directory: str | Path) -> dict | None:
             raise ValueError(f"form {form!r} is not one of {', '.join(CONDITIONING_FORMS)}")
         if not isinstance(objectives, list) or len(objectives) < 2 or not all(isinstance(o, str) for o in objectives):
             raise ValueError("objectives must list two or more names")
-        if form == "svd" and not (isinstance(data.get("r"), int) and data["r"] >= 1):
-            raise ValueError("r must be a positive integer")
+        if form == "svd" and not (isinstance(data.get("r"), int) and data["r"] >= 0):
+            raise ValueError("r must be a non-negative integer")
         data["n"] = len(objectives)
     except (ValueError, UnicodeDecodeError) as err:
         raise ConditioningError(f"{path} is corrupt ({err}); retrain or restore the adapter") from None

@@ -126,9 +126,9 @@ def attach_gates(peft_model, n_objectives: int, *, adapter: str = "default", obj
         raise ConditioningError(f"the model has no LoRA adapter {adapter!r} to condition")
     rank = layers[0][1].lora_A[adapter].out_features
     r = rank - int(n_objectives)
-    if r < 1:
+    if r < 0:
         raise ConditioningError(f"a LoRA rank of {rank} leaves no room for {n_objectives} preference columns; the "
-                                f"svd form needs rank r + n with r ≥ 1")
+                                f"svd form needs rank r + n with r ≥ 0")
     holder = _Preference()
     for _, layer in layers:
         if layer.lora_A[adapter].out_features != rank:
