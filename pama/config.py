@@ -580,20 +580,21 @@ class TrainConfig(_Composed):
         return errors
 
     def _preference_only_rank(self) -> bool:
-        """lora_r = 0 is allowed for an svd-conditioned run: its adapter is then only the n gated preference
+        """Whether lora_r = 0 is allowed: for an svd-conditioned run, its adapter is then only the n gated preference
         directions (rank n), one per objective, with no direction shared by every preference (docs/conditioned.md)."""
         cond = self.conditioning_settings
-        return self.lora_r == 0 and cond.conditioned and cond.conditioning == "svd"
+        return cond.conditioned and cond.conditioning == "svd"
 
     def _ppo_errors(self) -> list[str]:
         """The PPO loop every method shares: budget, sampling, optimiser, LoRA, KL, GAE, clipping, Noon."""
         errors = []
         if self.noon not in ("auto", "true", "false"):
             errors.append(f"noon must be auto, true or false, not {self.noon!r}")
-        for name in ("steps", "batch_size", "ppo_epochs", "mini_batches", "max_new_tokens", "lora_r", "save_every"):
-            if getattr(self, name) <= 0 and not (name == "lora_r" and self._preference_only_rank()):
-                errors.append(f"{name} must be a positive integer, not {getattr(self, name)}"
-                              + (" (0 only for an svd-conditioned run)" if name == "lora_r" else ""))
+        for name in ("steps", "batch_size", "ppo_epochs", "mini_batches", "max_new_tokens", "save_every"):
+            if getattr(self, name) <= 0:
+                errors.append(f"{name} must be a positive integer, not {getattr(self, name)}")
+        if self.lora_r < 0 or (self.lora_r == 0 and not self._preference_only_rank()):
+            errors.append(f"lora_r must be a positive integer, not {self.lora_r} (0 only for an svd-conditioned run)")
         if not isinstance(self.samples_per_prompt, int) or self.samples_per_prompt <= 0:
             errors.append(f"samples_per_prompt must be a positive integer, not {self.samples_per_prompt}")
         elif self.batch_size > 0 and self.batch_size % self.samples_per_prompt:
