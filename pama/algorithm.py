@@ -430,6 +430,19 @@ def kl_penalty(kl: torch.Tensor, mask: torch.Tensor, beta: float, shaping: str =
     return -beta * (per_token * lengths.mean()).unsqueeze(1) * last_token(mask).to(kl.dtype)
 
 
+def scheduled_lr(base: float, step: int, steps: int, schedule: str = "constant") -> float:
+    """The learning rate of 1-based `step` of `steps` (transformers' get_{linear,cosine}_schedule_with_warmup without
+    warm-up: full rate at step 1, approaching 0 at the last); stateless, so a resumed run continues its schedule."""
+    if schedule == "constant" or steps <= 0:
+        return base
+    done = min(max(step - 1, 0), steps) / steps
+    if schedule == "linear":
+        return base * (1.0 - done)
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * done))
+    raise ValueError(f"unknown lr_schedule {schedule!r}: constant, linear or cosine")
+
+
 def kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean per-token KL(π_θ ‖ π_ref) over the answer tokens, by Schulman's k3 estimator on the sampled tokens,
     exp(r) − r − 1 with r = log π_ref − log π_θ (≥ 0, unbiased, TRL GRPO's ``per_token_kl``). As a loss term its

@@ -32,6 +32,7 @@ PREFERENCE_SAMPLING = ("dirichlet", "grid")
 GRANULARITIES = ("token", "batch")
 EOS_CREDITS = ("answer", "eos")   # where eos_weight's term lands (pama.algorithm.end_credit)
 SCALE_REWARDS = ("none", "batch")   # how each objective's rewards are scaled before the KL joins them (trainer)
+LR_SCHEDULES = ("constant", "linear", "cosine")   # the learning rate over a run's steps (pama.algorithm.scheduled_lr)
 KL_SHAPINGS = ("token", "answer-mean", "loss")   # how the KL penalty enters: the rewards (pama.algorithm.kl_penalty)
 #                                                  or, "loss", the policy loss (pama.algorithm.kl_loss)
 # report_to's values (TRL's option and names): pama.callbacks holds the integrations
@@ -381,6 +382,10 @@ class TrainConfig(_Composed):
                          "full distribution at `temperature`, not the nucleus); lower `temperature` instead.",
                          default=1.0)
     learning_rate: float = _help("Adam learning rate for the LoRA adapter and value heads.", default=1e-3)
+    lr_schedule: str = _help(
+        "The learning rate over the run's `steps` (TRL's lr_scheduler_type, no warm-up): constant, linear (to 0 at the "
+        "last step) or cosine (to 0). A decaying rate stops the policy moving once the run's steps are spent; twice "
+        "the steps is then a slower anneal (docs/learnability.md section 29).", default="constant")
     lora_r: int = _help("LoRA rank. An svd-conditioned run adds n gated preference directions; there lora_r is the "
                         "rank every preference shares, and 0 leaves only the gated ones.", default=8)
     lora_alpha: int = _help("LoRA alpha.", default=16)
@@ -617,6 +622,8 @@ class TrainConfig(_Composed):
                 errors.append(f"{name} must be ≥ 0, not {getattr(self, name)}")
         if self.scale_rewards not in SCALE_REWARDS:
             errors.append(f"scale_rewards must be {' or '.join(map(repr, SCALE_REWARDS))}, not {self.scale_rewards!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            errors.append(f"lr_schedule must be {' or '.join(map(repr, LR_SCHEDULES))}, not {self.lr_schedule!r}")
         if self.kl_shaping not in KL_SHAPINGS:
             errors.append(f"kl_shaping must be {' or '.join(map(repr, KL_SHAPINGS))}, not {self.kl_shaping!r}")
         if self.eos_credit not in EOS_CREDITS:

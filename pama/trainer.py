@@ -297,6 +297,8 @@ class Trainer:
 
     def train_step(self, step: int) -> dict[str, float]:
         t0 = time.perf_counter()
+        for group in self.optimizer.param_groups:   # stateless: a resumed run takes up its schedule where it was
+            group["lr"] = alg.scheduled_lr(self.cfg.learning_rate, step, self.cfg.steps, self.cfg.lr_schedule)
         ro = self.rollout(step)
         t1 = time.perf_counter()
         scores = self.score(ro)

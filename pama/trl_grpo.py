@@ -73,7 +73,7 @@ def grpo_config(cfg: TrainConfig, output_dir: Path, *, progress: bool = False):
         per_device_train_batch_size=cfg.batch_size // cfg.mini_batches, steps_per_generation=cfg.mini_batches,
         gradient_accumulation_steps=1, num_generations=cfg.samples_per_prompt,
         max_completion_length=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0,
-        learning_rate=cfg.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_schedule, warmup_steps=0, weight_decay=0.0,
         max_grad_norm=cfg.max_grad_norm, beta=cfg.kl_coef, num_iterations=cfg.ppo_epochs, epsilon=cfg.cliprange,
         reward_weights=list(cfg.normalised_preference().as_list()),
         multi_objective_aggregation=cfg.aggregation, max_steps=cfg.steps * per,

@@ -648,3 +648,30 @@ def test_scale_rewards_is_validated():
         _cfg(scale_rewards="group").validate()
     with pytest.raises(ConfigError, match="scale_rewards: batch is not available with method trl-grpo"):
         _cfg(method="trl-grpo", samples_per_prompt=2, scale_rewards="batch").validate()
+
+
+def test_scheduled_lr_decays_over_the_runs_steps_and_constant_keeps_it():
+    """lr_schedule (TRL's lr_scheduler_type without warm-up): full rate at step 1, toward 0 at the last step."""
+    from pama.algorithm import scheduled_lr
+
+    assert [scheduled_lr(1e-3, s, 4, "constant") for s in (1, 4, 9)] == [1e-3] * 3
+    assert [round(scheduled_lr(1.0, s, 4, "linear"), 6) for s in (1, 2, 3, 4)] == [1.0, 0.75, 0.5, 0.25]
+    cos = [scheduled_lr(1.0, s, 4, "cosine") for s in (1, 2, 3, 4)]
+    assert cos[0] == 1.0 and abs(cos[2] - 0.5) < 1e-9 and all(a > b for a, b in zip(cos, cos[1:])) and cos[3] > 0
+    assert scheduled_lr(1.0, 9, 4, "linear") == 0.0          # past the run's steps: no movement, never negative
+    with pytest.raises(ValueError, match="lr_schedule"):
+        scheduled_lr(1.0, 1, 4, "step")
+
+
+def test_a_linear_schedule_sets_the_optimisers_rate_each_step_and_bad_names_are_refused(store):
+    t = trainer.Trainer(_cfg(steps=3, lr_schedule="linear", learning_rate=3e-3).validate(), store, progress=False)
+    t.train()
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)   # step 3 of 3: 3e-3 × (1 − 2/3)
+    c = trainer.Trainer(_cfg(steps=3, learning_rate=3e-3).validate(), store, progress=False)
+    c.train()
+    assert c.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3)
+    moved = [not torch.equal(a, b) for (n, a), (_, b) in zip(t.model.named_parameters(), c.model.named_parameters())
+             if a.requires_grad]
+    assert any(moved)                                                 # the schedule changed the updates
+    with pytest.raises(ConfigError, match="lr_schedule must be"):
+        _cfg(lr_schedule="step").validate()
