@@ -384,8 +384,9 @@ class TrainConfig(_Composed):
     learning_rate: float = _help("Adam learning rate for the LoRA adapter and value heads.", default=1e-3)
     lr_schedule: str = _help(
         "The learning rate over the run's `steps` (TRL's lr_scheduler_type, no warm-up): constant, linear (falling to "
-        "rate/steps at the last step) or cosine (toward 0). A decaying rate stops the policy moving once the run's steps are spent; twice "
-        "the steps is then a slower anneal (docs/learnability.md section 29).", default="constant")
+        "rate/steps at the last step) or cosine (toward 0). Twice the steps is then a slower anneal, not more steps at "
+        "full rate; measured on a conditioned front it stops the KL's late climb but not the meeting of the ends "
+        "(docs/learnability.md section 30).", default="constant")
     lora_r: int = _help("LoRA rank. An svd-conditioned run adds n gated preference directions; there lora_r is the "
                         "rank every preference shares, and 0 leaves only the gated ones.", default=8)
     lora_alpha: int = _help("LoRA alpha.", default=16)
