@@ -187,7 +187,9 @@ class ConditioningSettings:
                                      "(symmetric, preference_alpha) or grid (an evenly spaced simplex grid, cycled, "
                                      "plus small noise).", default="dirichlet")
     preference_alpha: float = _help("Concentration α of the symmetric Dirichlet of a conditioned run's preferences "
-                                    "(1 = uniform over the simplex; < 1 favours the ends).", default=1.0)
+                                    "(1 = uniform over the simplex; < 1 favours the ends, and 0.1 kept an "
+                                    "adapter's ends better at twice the steps than 0.3: docs/learnability.md "
+                                    "section 31).", default=1.0)
 
     def errors(self, method: str, objectives: list[str]) -> list[str]:
         out = []
