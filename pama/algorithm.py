@@ -158,6 +158,29 @@ def scale_by_spread(scores: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return scores / torch.where(std > eps, std, torch.ones_like(std))
 
 
+def length_residual(scores: torch.Tensor, lengths: torch.Tensor, k: int = 1, keep: Sequence[bool] | None = None,
+                    eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+    """[ours] Each objective's rewards (n, B) with their linear trend on log answer length removed, within prompt
+    groups: the slope of the group-centred rewards on the group-centred log lengths (over the whole batch when
+    ``k`` = 1), times those centred log lengths, is subtracted. Each group's mean reward is unchanged and what is
+    left has no linear length trend in the batch, so no direction of the policy earns by writing longer or shorter
+    answers (the training-time twin of the length-controlled score, pama.lengthcontrol). Rows with ``keep`` False
+    (objectives that are length) are left as they are. Returns (rewards, slopes (n,))."""
+    n, B = scores.shape
+    if B % k:
+        raise ValueError(f"{B} rewards do not split into groups of {k}")
+    g = k if k > 1 else B                      # one sample a prompt: the batch is the group
+    x = lengths.to(scores.dtype).clamp_min(1.0).log().view(-1, g)
+    xc = (x - x.mean(-1, keepdim=True)).reshape(B)
+    y = scores.view(n, -1, g)
+    yc = (y - y.mean(-1, keepdim=True)).reshape(n, B)
+    sxx = (xc * xc).sum()
+    slope = (yc * xc).sum(-1) / sxx if sxx > eps else torch.zeros(n, dtype=scores.dtype, device=scores.device)
+    if keep is not None:
+        slope = slope * torch.as_tensor(list(keep), dtype=scores.dtype, device=scores.device)
+    return scores - slope.unsqueeze(1) * xc.unsqueeze(0), slope
+
+
 def noon(advantages: torch.Tensor) -> torch.Tensor:
     """Noon PPO: drop negative advantages (they are not pushed down), A = max(A', 0)."""
     return advantages.clamp(min=0)

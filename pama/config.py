@@ -425,6 +425,11 @@ class TrainConfig(_Composed):
         "without it an objective with a small spread (relevance, sd 0.15, against sentiment's 0.52) is mostly the "
         "KL penalty once whitened. Measured once on the conditioned demo's recipe: it did not make the preference "
         "steer (docs/learnability.md section 25).", default="none")
+    length_controlled_rewards: bool = _help(
+        "[ours] Remove each objective's linear trend on log answer length from its rewards within every batch "
+        "(within prompt groups when samples_per_prompt > 1) before the end-of-answer penalty, the KL and GAE, so "
+        "no preference direction earns by writing longer or shorter answers; objectives that are length "
+        "(conciseness, length) are left as they are (docs/learnability.md section 32).", default=False)
     noon: str = _help("Drop negative advantages (Noon PPO): auto = the paper's choice per method (on for pama, off "
                       "for its plain-PPO baselines morlhf and mgda), true or false.", default="auto")
     samples_per_prompt: int = _help("Responses sampled per prompt in a batch (k). With k > 1 each objective's "

@@ -288,6 +288,16 @@ class Trainer:
         scores = objmod.score_all(self.objectives, ro.prompts, ro.responses)
         return torch.as_tensor(scores, dtype=torch.float32, device=self.device)  # (n, B)
 
+    def control_length(self, scores: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """With ``length_controlled_rewards``: scores (n, B) without their trend on log length (alg.length_residual),
+        and each fitted slope as a metric; otherwise the scores as they are."""
+        if not self.cfg.length_controlled_rewards:
+            return scores, {}
+        keep = [not o.measures_length for o in self.objectives]
+        out, slope = alg.length_residual(scores, lengths, self.k, keep)
+        return out, {f"length_control/slope/{o.name}": float(slope[i])
+                     for i, o in enumerate(self.objectives) if keep[i]}
+
     def penalise_unfinished(self, scores: torch.Tensor, ended: torch.Tensor) -> torch.Tensor:
         """Scores (n, B) minus missing_eos_penalty × each objective's bound range where a response did not end."""
         if not self.cfg.missing_eos_penalty:
@@ -303,7 +313,8 @@ class Trainer:
         t1 = time.perf_counter()
         scores = self.score(ro)
         t2 = time.perf_counter()
-        stats = self._update(ro, self.penalise_unfinished(scores, ro.ended))
+        rewards, slopes = self.control_length(scores, ro.response_mask.sum(1))
+        stats = self._update(ro, self.penalise_unfinished(rewards, ro.ended))
         t3 = time.perf_counter()
 
         gathered = self.accelerator.gather(scores.T.contiguous()).T if self.accelerator.num_processes > 1 else scores
@@ -311,6 +322,7 @@ class Trainer:
         metrics.update({f"rewards/{o.name}/std": float(gathered[i].std()) if gathered.shape[1] > 1 else 0.0
                         for i, o in enumerate(self.objectives)})
         metrics.update(stats)
+        metrics.update(slopes)
         metrics.update({"time/generate": t1 - t0, "time/score": t2 - t1, "time/update": t3 - t2,
                         "time/step": t3 - t0, "response_length": float(ro.response_mask.sum(1).mean()),
                         "eos_fraction": float(ro.ended.float().mean())})

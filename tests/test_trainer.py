@@ -675,3 +675,64 @@ def test_a_linear_schedule_sets_the_optimisers_rate_each_step_and_bad_names_are_
     assert any(moved)                                                 # the schedule changed the updates
     with pytest.raises(ConfigError, match="lr_schedule must be"):
         _cfg(lr_schedule="step").validate()
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_length_residual_leaves_no_length_trend_and_keeps_each_groups_mean(k):
+    """A reward that is mostly log length loses that trend (within prompt groups), keeps its group means and the
+    rest of its signal; a row marked as length itself is left as it is."""
+    from pama.algorithm import length_residual
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(5, 200, (16,), generator=g).float()
+    other = torch.randn(16, generator=g)
+    scores = torch.stack([0.8 * lengths.log() + 0.1 * other, lengths.log(), other])
+    out, slope = length_residual(scores, lengths, k, keep=[True, False, True])
+    grp = k if k > 1 else 16
+    xc = lengths.log().view(-1, grp) - lengths.log().view(-1, grp).mean(-1, keepdim=True)
+    for i in (0, 2):
+        yc = out[i].view(-1, grp) - out[i].view(-1, grp).mean(-1, keepdim=True)
+        assert abs(float((yc * xc).sum())) < 1e-4                      # no linear length trend left
+        assert torch.allclose(out[i].view(-1, grp).mean(-1), scores[i].view(-1, grp).mean(-1), atol=1e-5)
+    assert float(slope[0]) == pytest.approx(0.8, abs=0.1)
+    assert torch.equal(out[1], scores[1]) and float(slope[1]) == 0.0  # length itself: untouched
+    assert torch.corrcoef(torch.stack([out[0], other]))[0, 1] > 0.5   # what is not length survives
+    with pytest.raises(ValueError, match="groups of 3"):
+        length_residual(scores, lengths, 3)
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_length_controlled_rewards_reach_the_update_without_their_length_trend(on, store, monkeypatch):
+    """With length_controlled_rewards the trainer's update gets sentiment without its length trend (a slope logged
+    per objective that is not length) and conciseness untouched; without it, the scores as scored."""
+    t = trainer.Trainer(_cfg(steps=1, batch_size=4, samples_per_prompt=2, missing_eos_penalty=0.0,
+                             length_controlled_rewards=on).validate(), store, progress=False)
+    seen = {}
+
+    def score(ro):
+        n = ro.response_mask.sum(1).float()
+        seen["lengths"], seen["scores"] = n, torch.stack([n.log(), torch.exp(-n / 10)])
+        return seen["scores"]
+
+    def update(ro, scores):
+        seen["update"] = scores.clone()
+        return {}
+
+    def rollout(step, original=t.rollout):  # the tiny model fills its 6 tokens: give the pairs unequal lengths
+        ro = original(step)
+        mask = ro.response_mask.clone()
+        mask[0, 3:] = 0
+        mask[2, 2:] = 0
+        return dataclasses.replace(ro, response_mask=mask)
+
+    monkeypatch.setattr(t, "rollout", rollout)
+    monkeypatch.setattr(t, "score", score)
+    monkeypatch.setattr(t, "_update", update)
+    metrics = t.train_step(1)
+    if not on:
+        assert torch.equal(seen["update"], seen["scores"]) and not any(k.startswith("length_control") for k in metrics)
+        return
+    x = seen["lengths"].log().view(-1, 2)
+    assert metrics["length_control/slope/sentiment"] == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(seen["update"][0].view(-1, 2).diff(dim=-1), torch.zeros(2, 1), atol=1e-5)
+    assert torch.equal(seen["update"][1], seen["scores"][1]) and "length_control/slope/conciseness" not in metrics
