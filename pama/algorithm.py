@@ -158,6 +158,12 @@ def scale_by_spread(scores: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return scores / torch.where(std > eps, std, torch.ones_like(std))
 
 
+def centre_in_groups(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``x`` (..., B) minus the mean of each run of ``k`` consecutive entries of its last dim (a prompt's samples)."""
+    groups = x.reshape(*x.shape[:-1], -1, k)
+    return (groups - groups.mean(-1, keepdim=True)).reshape(x.shape)
+
+
 def length_residual(scores: torch.Tensor, lengths: torch.Tensor, k: int = 1, keep: Sequence[bool] | None = None,
                     eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
     """[ours] Each objective's rewards (n, B) with their linear trend on log answer length removed, within prompt
@@ -170,10 +176,8 @@ def length_residual(scores: torch.Tensor, lengths: torch.Tensor, k: int = 1, kee
     if B % k:
         raise ValueError(f"{B} rewards do not split into groups of {k}")
     g = k if k > 1 else B                      # one sample a prompt: the batch is the group
-    x = lengths.to(scores.dtype).clamp_min(1.0).log().view(-1, g)
-    xc = (x - x.mean(-1, keepdim=True)).reshape(B)
-    y = scores.view(n, -1, g)
-    yc = (y - y.mean(-1, keepdim=True)).reshape(n, B)
+    xc = centre_in_groups(lengths.to(scores.dtype).clamp_min(1.0).log(), g)
+    yc = centre_in_groups(scores, g)
     sxx = (xc * xc).sum()
     slope = (yc * xc).sum(-1) / sxx if sxx > eps else torch.zeros(n, dtype=scores.dtype, device=scores.device)
     if keep is not None:

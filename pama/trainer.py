@@ -349,8 +349,7 @@ class Trainer:
         kl = (old_logp - ref_logp) * mask                                   # (B, T)
         beta = self.kl_ctl.value
         if self.k > 1:  # per-prompt baseline: centre each objective's reward within each prompt's k samples
-            groups = scores.view(scores.shape[0], -1, self.k)
-            scores = (groups - groups.mean(-1, keepdim=True)).view_as(scores)
+            scores = alg.centre_in_groups(scores, self.k)
         if cfg.scale_rewards == "batch":  # every objective at unit spread before the KL penalty joins it
             scores = alg.scale_by_spread(scores)
         scores = self.method.reward_streams(scores, preference)             # (k, B): MORLHF scalarises
